@@ -1,0 +1,916 @@
+//! The AWS Lambda REST API (`/2015-03-31/...`), as botocore expects it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use wisp_core::codezip;
+use wisp_core::function::{validate_alias_name, validate_name, LATEST};
+use wisp_core::limits::{MAX_LIST_ITEMS, MAX_SYNC_PAYLOAD_BYTES};
+use wisp_core::runtime::{collect_limited, full_body, CollectError};
+use wisp_core::{Alias, ErrorKind, FunctionConfig, FunctionVersion, RuntimeKind};
+use wisp_store::LogQuery;
+
+use crate::error::{ApiError, ApiResult};
+use crate::sigv4::Verified;
+use crate::ApiState;
+
+fn region(v: &Option<Extension<Verified>>) -> &str {
+    v.as_ref()
+        .map(|Extension(v)| v.region.as_str())
+        .unwrap_or("us-east-1")
+}
+
+/// `name`, `name:qualifier` or a function ARN, split into name and qualifier.
+fn parse_function_name(raw: &str) -> ApiResult<(String, Option<String>)> {
+    let (name, qualifier) = if let Some(rest) = raw.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.split(':').collect();
+        match parts.as_slice() {
+            [_, "lambda", _, _, "function", name] => (name.to_string(), None),
+            [_, "lambda", _, _, "function", name, q] => (name.to_string(), Some(q.to_string())),
+            _ => return Err(ApiError::invalid(format!("`{raw}` is not a function ARN"))),
+        }
+    } else {
+        match raw.split_once(':') {
+            Some((n, q)) => (n.to_string(), Some(q.to_string())),
+            None => (raw.to_string(), None),
+        }
+    };
+    validate_name(&name).map_err(ApiError::invalid)?;
+    Ok((name, qualifier))
+}
+
+fn function_arn(state: &ApiState, region: &str, name: &str) -> String {
+    format!(
+        "arn:aws:lambda:{region}:{}:function:{name}",
+        state.account_id
+    )
+}
+
+fn last_modified(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+0000",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+fn sha256_base64(hex_sha: &str) -> String {
+    let bytes = hex::decode(hex_sha).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A version as Lambda's `FunctionConfiguration`.
+pub(crate) fn configuration(state: &ApiState, region: &str, v: &FunctionVersion) -> Value {
+    let arn = function_arn(state, region, &v.function);
+    let c = &v.config;
+    json!({
+        "FunctionName": v.function,
+        "FunctionArn": if v.version == LATEST { arn.clone() } else { format!("{arn}:{}", v.version) },
+        "Runtime": c.runtime,
+        "Role": c.role,
+        "Handler": c.handler,
+        "CodeSize": v.code_size,
+        "Description": c.description,
+        "Timeout": c.timeout_ms.div_ceil(1000),
+        "MemorySize": c.memory_mb,
+        "LastModified": last_modified(v.last_modified_ms),
+        "CodeSha256": sha256_base64(&v.code_sha256),
+        "Version": v.version,
+        "Environment": { "Variables": c.environment },
+        "RevisionId": v.revision_id,
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": [std::env::consts::ARCH.replace("aarch64", "arm64")],
+        "WispConfig": {
+            "AllowedOutboundHosts": c.allowed_outbound_hosts,
+            "InstanceReuse": c.instance_reuse,
+            "TimeoutMs": c.timeout_ms,
+        },
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct Environment {
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct WispConfig {
+    allowed_outbound_hosts: Option<Vec<String>>,
+    instance_reuse: Option<u32>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Code {
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+}
+
+/// The settable fields shared by CreateFunction and UpdateFunctionConfiguration.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigFields {
+    runtime: Option<String>,
+    handler: Option<String>,
+    role: Option<String>,
+    description: Option<String>,
+    timeout: Option<u64>,
+    memory_size: Option<u32>,
+    environment: Option<Environment>,
+    wisp_config: Option<WispConfig>,
+}
+
+impl ConfigFields {
+    fn apply(self, c: &mut FunctionConfig) {
+        if let Some(v) = self.runtime {
+            c.runtime = v;
+        }
+        if let Some(v) = self.handler {
+            c.handler = v;
+        }
+        if let Some(v) = self.role {
+            c.role = v;
+        }
+        if let Some(v) = self.description {
+            c.description = v;
+        }
+        if let Some(v) = self.timeout {
+            c.timeout_ms = v.saturating_mul(1000);
+        }
+        if let Some(v) = self.memory_size {
+            c.memory_mb = v;
+        }
+        if let Some(v) = self.environment {
+            c.environment = v.variables;
+        }
+        if let Some(w) = self.wisp_config {
+            if let Some(v) = w.allowed_outbound_hosts {
+                c.allowed_outbound_hosts = v;
+            }
+            if let Some(v) = w.instance_reuse {
+                c.instance_reuse = v;
+            }
+            if let Some(v) = w.timeout_ms {
+                c.timeout_ms = v;
+            }
+        }
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("the request body is not valid: {e}")))
+}
+
+/// Decodes and checks an uploaded zip; returns its bytes and the artifact's sha256.
+fn check_code(zip_b64: &str, config: &FunctionConfig) -> ApiResult<(Vec<u8>, String)> {
+    let zip = base64::engine::general_purpose::STANDARD
+        .decode(zip_b64.trim())
+        .map_err(|_| {
+            ApiError::invalid("Could not unzip uploaded file. ZipFile is not valid base64.")
+        })?;
+    if zip.len() > wisp_core::limits::MAX_ZIP_BYTES {
+        return Err(ApiError::too_large(format!(
+            "Unzipped size must be smaller than {} bytes",
+            wisp_core::limits::MAX_ZIP_BYTES
+        )));
+    }
+    let summary = codezip::inspect(&zip)
+        .map_err(|e| ApiError::invalid(format!("Could not unzip uploaded file: {e}")))?;
+    match RuntimeKind::of(&config.runtime) {
+        Some(RuntimeKind::Wasm) => {
+            if !summary.entries.contains(&config.handler) {
+                return Err(ApiError::invalid(format!(
+                    "the zip has no `{}`; for runtime wasm, Handler names the component file in the zip (it has: {})",
+                    config.handler,
+                    summary.entries.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let wasm =
+                codezip::read_entry(&zip, &config.handler).map_err(|e| ApiError::invalid(e.0))?;
+            match codezip::wasm_kind(&wasm) {
+                codezip::WasmKind::Component => {}
+                codezip::WasmKind::CoreModule => {
+                    return Err(ApiError::invalid(format!(
+                        "`{}` is a core WebAssembly module, not a component; build it for wasm32-wasip2",
+                        config.handler
+                    )))
+                }
+                codezip::WasmKind::NotWasm => {
+                    return Err(ApiError::invalid(format!(
+                        "`{}` is not a WebAssembly component",
+                        config.handler
+                    )))
+                }
+            }
+            let artifact = codezip::sha256_hex(&wasm);
+            Ok((zip, artifact))
+        }
+        _ => Err(ApiError::invalid(format!(
+            "runtime `{}` is not available on this server yet; use runtime `wasm`",
+            config.runtime
+        ))),
+    }
+}
+
+/// Stores the code, then prepares (compiles and links) the candidate version
+/// so that a bad component is refused at deploy, not at first call.
+async fn store_and_prepare(
+    state: &ApiState,
+    version: &mut FunctionVersion,
+    zip: Vec<u8>,
+) -> ApiResult<()> {
+    version.code_size = zip.len() as u64;
+    version.code_sha256 = state.dispatcher.store().put_code(zip).await?;
+    prepare(state, version).await
+}
+
+async fn prepare(state: &ApiState, version: &FunctionVersion) -> ApiResult<()> {
+    match state.dispatcher.prepare(version).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == ErrorKind::Platform => Err(ApiError::internal(e.message)),
+        Err(e) => Err(ApiError::invalid(e.message)),
+    }
+}
+
+fn now_ms(state: &ApiState) -> i64 {
+    state.clock.now_ms()
+}
+
+fn new_revision() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub(crate) async fn create_function(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Create {
+        function_name: String,
+        code: Code,
+        #[serde(default)]
+        publish: bool,
+        #[serde(flatten)]
+        config: ConfigFields,
+    }
+    let req: Create = parse_json(&body)?;
+    validate_name(&req.function_name).map_err(ApiError::invalid)?;
+    let runtime = req
+        .config
+        .runtime
+        .clone()
+        .ok_or_else(|| ApiError::invalid("Runtime is required"))?;
+    let handler = req
+        .config
+        .handler
+        .clone()
+        .ok_or_else(|| ApiError::invalid("Handler is required"))?;
+    let mut config = FunctionConfig::new(&runtime, &handler);
+    req.config.apply(&mut config);
+    config.validate().map_err(ApiError::invalid)?;
+    if req.code.s3_bucket.is_some() || req.code.image_uri.is_some() {
+        return Err(ApiError::invalid(
+            "wisp takes code as Code.ZipFile; S3 and image code are not supported",
+        ));
+    }
+    let zip_b64 = req
+        .code
+        .zip_file
+        .ok_or_else(|| ApiError::invalid("Code.ZipFile is required"))?;
+    if state
+        .dispatcher
+        .store()
+        .get_version(&req.function_name, LATEST)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "Function already exist: {}",
+            req.function_name
+        )));
+    }
+    let (zip, artifact_sha256) = check_code(&zip_b64, &config)?;
+    let mut version = FunctionVersion {
+        function: req.function_name.clone(),
+        version: LATEST.into(),
+        config,
+        code_sha256: String::new(),
+        code_size: 0,
+        artifact_sha256,
+        last_modified_ms: now_ms(&state),
+        revision_id: new_revision(),
+    };
+    store_and_prepare(&state, &mut version, zip).await?;
+    state
+        .dispatcher
+        .store()
+        .create_function(version.clone())
+        .await?;
+    state.dispatcher.forget(&version.function);
+    let shown = if req.publish {
+        state
+            .dispatcher
+            .store()
+            .publish_version(&version.function, None, None)
+            .await?
+    } else {
+        version
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(configuration(&state, region(&verified), &shown)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct QualifierQuery {
+    qualifier: Option<String>,
+}
+
+async fn resolve(
+    state: &ApiState,
+    raw: &str,
+    query: &QualifierQuery,
+) -> ApiResult<FunctionVersion> {
+    let (name, q) = parse_function_name(raw)?;
+    let qualifier = query.qualifier.clone().or(q);
+    Ok(state
+        .dispatcher
+        .resolve(&name, qualifier.as_deref())
+        .await?)
+}
+
+pub(crate) async fn get_function(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path(name): Path<String>,
+    Query(query): Query<QualifierQuery>,
+) -> ApiResult<Json<Value>> {
+    let version = resolve(&state, &name, &query).await?;
+    Ok(Json(json!({
+        "Configuration": configuration(&state, region(&verified), &version),
+        "Code": {
+            "RepositoryType": "S3",
+            "Location": format!("{}/wisp/v1/code/{}", state.api_url, version.code_sha256),
+        },
+    })))
+}
+
+pub(crate) async fn get_function_configuration(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path(name): Path<String>,
+    Query(query): Query<QualifierQuery>,
+) -> ApiResult<Json<Value>> {
+    let version = resolve(&state, &name, &query).await?;
+    Ok(Json(configuration(&state, region(&verified), &version)))
+}
+
+pub(crate) async fn list_functions(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+) -> ApiResult<Json<Value>> {
+    let functions = state.dispatcher.store().list_latest().await?;
+    let shown: Vec<Value> = functions
+        .iter()
+        .take(MAX_LIST_ITEMS)
+        .map(|v| configuration(&state, region(&verified), v))
+        .collect();
+    Ok(Json(json!({ "Functions": shown })))
+}
+
+pub(crate) async fn delete_function(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(query): Query<QualifierQuery>,
+) -> ApiResult<StatusCode> {
+    let (name, q) = parse_function_name(&name)?;
+    let store = state.dispatcher.store();
+    match query.qualifier.or(q) {
+        None => store.delete_function(&name).await?,
+        Some(q) if q == LATEST => {
+            return Err(ApiError::invalid(
+                "$LATEST cannot be deleted on its own; delete the function",
+            ))
+        }
+        Some(q) => store.delete_version(&name, &q).await?,
+    }
+    state.dispatcher.remove(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn update_function_code(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Update {
+        zip_file: Option<String>,
+        #[serde(default)]
+        publish: bool,
+        revision_id: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+    }
+    let req: Update = parse_json(&body)?;
+    let (name, _) = parse_function_name(&name)?;
+    let store = state.dispatcher.store();
+    let current = store
+        .get_version(&name, LATEST)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Function not found: {name}")))?;
+    let zip_b64 = req
+        .zip_file
+        .ok_or_else(|| ApiError::invalid("ZipFile is required"))?;
+    let (zip, artifact_sha256) = check_code(&zip_b64, &current.config)?;
+    let mut version = current.clone();
+    version.artifact_sha256 = artifact_sha256;
+    version.last_modified_ms = now_ms(&state);
+    version.revision_id = new_revision();
+    store_and_prepare(&state, &mut version, zip).await?;
+    if req.dry_run {
+        return Ok(Json(configuration(&state, region(&verified), &version)));
+    }
+    store
+        .update_latest(version.clone(), req.revision_id.as_deref())
+        .await?;
+    state.dispatcher.forget(&name);
+    let shown = if req.publish {
+        store.publish_version(&name, None, None).await?
+    } else {
+        version
+    };
+    Ok(Json(configuration(&state, region(&verified), &shown)))
+}
+
+pub(crate) async fn update_function_configuration(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Update {
+        revision_id: Option<String>,
+        #[serde(flatten)]
+        config: ConfigFields,
+    }
+    let req: Update = parse_json(&body)?;
+    let (name, _) = parse_function_name(&name)?;
+    let store = state.dispatcher.store();
+    let current = store
+        .get_version(&name, LATEST)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Function not found: {name}")))?;
+    let mut version = current.clone();
+    req.config.apply(&mut version.config);
+    version.config.validate().map_err(ApiError::invalid)?;
+    if version.config.runtime != current.config.runtime
+        || version.config.handler != current.config.handler
+    {
+        let zip = std::fs::read(store.code_path(&version.code_sha256).await?)
+            .map_err(|e| ApiError::internal(format!("cannot read stored code: {e}")))?;
+        let (_, artifact) = check_code(
+            &base64::engine::general_purpose::STANDARD.encode(&zip),
+            &version.config,
+        )?;
+        version.artifact_sha256 = artifact;
+    }
+    version.last_modified_ms = now_ms(&state);
+    version.revision_id = new_revision();
+    prepare(&state, &version).await?;
+    store
+        .update_latest(version.clone(), req.revision_id.as_deref())
+        .await?;
+    state.dispatcher.forget(&name);
+    Ok(Json(configuration(&state, region(&verified), &version)))
+}
+
+pub(crate) async fn publish_version(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "PascalCase")]
+    struct Publish {
+        description: Option<String>,
+        code_sha256: Option<String>,
+        revision_id: Option<String>,
+    }
+    let req: Publish = if body.is_empty() {
+        Publish::default()
+    } else {
+        parse_json(&body)?
+    };
+    let (name, _) = parse_function_name(&name)?;
+    let store = state.dispatcher.store();
+    if let Some(expected) = &req.code_sha256 {
+        let latest = store
+            .get_version(&name, LATEST)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Function not found: {name}")))?;
+        if sha256_base64(&latest.code_sha256) != *expected {
+            return Err(ApiError::invalid(format!(
+                "CodeSha256 ({expected}) is different from current CodeSha256 in $LATEST ({}). Please try again with the CodeSha256 in $LATEST.",
+                sha256_base64(&latest.code_sha256)
+            )));
+        }
+    }
+    let version = store
+        .publish_version(&name, req.description, req.revision_id.as_deref())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(configuration(&state, region(&verified), &version)),
+    )
+        .into_response())
+}
+
+pub(crate) async fn list_versions(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (name, _) = parse_function_name(&name)?;
+    let versions = state.dispatcher.store().list_versions(&name).await?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!("Function not found: {name}")));
+    }
+    let shown: Vec<Value> = versions
+        .iter()
+        .map(|v| configuration(&state, region(&verified), v))
+        .collect();
+    Ok(Json(json!({ "Versions": shown })))
+}
+
+fn alias_json(state: &ApiState, region: &str, a: &Alias) -> Value {
+    json!({
+        "AliasArn": format!("{}:{}", function_arn(state, region, &a.function), a.name),
+        "Name": a.name,
+        "FunctionVersion": a.version,
+        "Description": a.description,
+        "RevisionId": a.revision_id,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AliasFields {
+    name: Option<String>,
+    function_version: Option<String>,
+    description: Option<String>,
+    revision_id: Option<String>,
+    routing_config: Option<Value>,
+}
+
+async fn check_alias_target(state: &ApiState, function: &str, version: &str) -> ApiResult<()> {
+    if version != LATEST && !version.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ApiError::invalid(format!(
+            "FunctionVersion `{version}` must be a version number or $LATEST"
+        )));
+    }
+    match state
+        .dispatcher
+        .store()
+        .get_version(function, version)
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!(
+            "Function not found: {function}:{version}"
+        ))),
+    }
+}
+
+fn refuse_weighted_routing(routing: &Option<Value>) -> ApiResult<()> {
+    match routing {
+        Some(r)
+            if r.get("AdditionalVersionWeights")
+                .is_some_and(|w| w.as_object().is_some_and(|o| !o.is_empty())) =>
+        {
+            Err(ApiError::invalid(
+                "weighted alias routing (RoutingConfig) is not available on this server yet",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) async fn create_alias(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path(function): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: AliasFields = parse_json(&body)?;
+    let (function, _) = parse_function_name(&function)?;
+    let name = req
+        .name
+        .ok_or_else(|| ApiError::invalid("Name is required"))?;
+    validate_alias_name(&name).map_err(ApiError::invalid)?;
+    let version = req
+        .function_version
+        .ok_or_else(|| ApiError::invalid("FunctionVersion is required"))?;
+    refuse_weighted_routing(&req.routing_config)?;
+    check_alias_target(&state, &function, &version).await?;
+    let alias = Alias {
+        function: function.clone(),
+        name,
+        version,
+        description: req.description.unwrap_or_default(),
+        revision_id: new_revision(),
+    };
+    state.dispatcher.store().create_alias(alias.clone()).await?;
+    state.dispatcher.forget(&function);
+    Ok((
+        StatusCode::CREATED,
+        Json(alias_json(&state, region(&verified), &alias)),
+    )
+        .into_response())
+}
+
+async fn find_alias(state: &ApiState, function: &str, name: &str) -> ApiResult<Alias> {
+    state
+        .dispatcher
+        .store()
+        .get_alias(function, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Alias not found: {}:{name}", function)))
+}
+
+pub(crate) async fn get_alias(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path((function, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (function, _) = parse_function_name(&function)?;
+    let alias = find_alias(&state, &function, &name).await?;
+    Ok(Json(alias_json(&state, region(&verified), &alias)))
+}
+
+pub(crate) async fn update_alias(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path((function, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: AliasFields = parse_json(&body)?;
+    let (function, _) = parse_function_name(&function)?;
+    refuse_weighted_routing(&req.routing_config)?;
+    let mut alias = find_alias(&state, &function, &name).await?;
+    if let Some(v) = req.function_version {
+        check_alias_target(&state, &function, &v).await?;
+        alias.version = v;
+    }
+    if let Some(d) = req.description {
+        alias.description = d;
+    }
+    alias.revision_id = new_revision();
+    state
+        .dispatcher
+        .store()
+        .update_alias(alias.clone(), req.revision_id.as_deref())
+        .await?;
+    state.dispatcher.forget(&function);
+    Ok(Json(alias_json(&state, region(&verified), &alias)))
+}
+
+pub(crate) async fn delete_alias(
+    State(state): State<Arc<ApiState>>,
+    Path((function, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (function, _) = parse_function_name(&function)?;
+    state
+        .dispatcher
+        .store()
+        .delete_alias(&function, &name)
+        .await?;
+    state.dispatcher.forget(&function);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn list_aliases(
+    State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
+    Path(function): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (function, _) = parse_function_name(&function)?;
+    let aliases = state.dispatcher.store().list_aliases(&function).await?;
+    let shown: Vec<Value> = aliases
+        .iter()
+        .map(|a| alias_json(&state, region(&verified), a))
+        .collect();
+    Ok(Json(json!({ "Aliases": shown })))
+}
+
+/// Lambda's tail: the last 4 KB of the invocation's log, base64.
+const LOG_TAIL_BYTES: usize = 4096;
+
+pub(crate) async fn invoke(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(query): Query<QualifierQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let version = resolve(&state, &name, &query).await?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let invocation_type = match header("x-amz-invocation-type") {
+        "" | "RequestResponse" => "RequestResponse",
+        "Event" => "Event",
+        "DryRun" => "DryRun",
+        other => {
+            return Err(ApiError::invalid(format!(
+                "InvocationType `{other}` must be RequestResponse, Event or DryRun"
+            )))
+        }
+    };
+    let limit = if invocation_type == "Event" {
+        wisp_core::limits::MAX_ASYNC_PAYLOAD_BYTES
+    } else {
+        MAX_SYNC_PAYLOAD_BYTES
+    };
+    if body.len() > limit {
+        return Err(ApiError::too_large(format!(
+            "{} byte payload is too large for the {invocation_type} invocation type (limit {limit} bytes)",
+            body.len()
+        )));
+    }
+    if invocation_type == "DryRun" {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(ctx) = headers.get("x-amz-client-context") {
+        request = request.header("x-wisp-client-context", ctx);
+    }
+    let request = request
+        .body(full_body(body))
+        .map_err(|e| ApiError::internal(format!("building the invocation failed: {e}")))?;
+
+    if invocation_type == "Event" {
+        let dispatched = state
+            .dispatcher
+            .invoke(&version, request, "api-event")
+            .await;
+        let request_id = dispatched.request_id.clone();
+        // Run to completion in the background, draining the response.
+        tokio::spawn(async move {
+            if let Ok(response) = dispatched.response {
+                let _ = response.into_body().collect().await;
+            }
+        });
+        let mut response = StatusCode::ACCEPTED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amzn-RequestId", v);
+        }
+        return Ok(response);
+    }
+
+    let dispatched = state.dispatcher.invoke(&version, request, "api").await;
+    let request_id = dispatched.request_id.clone();
+    let (payload, function_error) = match dispatched.response {
+        Ok(response) => {
+            let status = response.status();
+            match collect_limited(response.into_body(), MAX_SYNC_PAYLOAD_BYTES).await {
+                Ok(bytes) => (bytes, status.is_server_error()),
+                Err(CollectError::TooLarge(_)) => (
+                    Bytes::from(json!({
+                        "errorMessage": format!("Response payload size exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD_BYTES} bytes)."),
+                        "errorType": "Function.ResponseSizeTooLarge",
+                    }).to_string()),
+                    true,
+                ),
+                Err(e @ CollectError::Failed(_)) => (
+                    Bytes::from(json!({ "errorMessage": format!("the function's response failed: {e}"), "errorType": "Function.ResponseError" }).to_string()),
+                    true,
+                ),
+            }
+        }
+        Err(error) if error.kind == ErrorKind::Platform => {
+            return Err(ApiError::internal(error.message))
+        }
+        Err(error) if error.kind == ErrorKind::Caller => {
+            return Err(ApiError::invalid(error.message))
+        }
+        Err(error) => {
+            let error_type = match error.error_type.as_str() {
+                wisp_core::error::error_types::TIMEOUT => "Sandbox.Timedout".to_string(),
+                other => other.to_string(),
+            };
+            let message = format!("RequestId: {request_id} Error: {}", error.message);
+            (
+                Bytes::from(
+                    json!({ "errorMessage": message, "errorType": error_type }).to_string(),
+                ),
+                true,
+            )
+        }
+    };
+
+    let mut response = (StatusCode::OK, payload).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&dispatched.version) {
+        h.insert("x-amz-executed-version", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-RequestId", v);
+    }
+    if function_error {
+        h.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    if header("x-amz-log-type") == "Tail" {
+        // The record arrives once the guest has finished; its logs are then
+        // one flush away from the store.
+        let _ = tokio::time::timeout(Duration::from_secs(5), dispatched.record).await;
+        state.dispatcher.flush().await;
+        let logs = state
+            .dispatcher
+            .store()
+            .query_logs(LogQuery {
+                request_id: Some(request_id.clone()),
+                limit: 10_000,
+                ..LogQuery::default()
+            })
+            .await?;
+        let mut text = String::new();
+        for l in logs {
+            text.push_str(&l.message);
+            text.push('\n');
+        }
+        let mut start = text.len().saturating_sub(LOG_TAIL_BYTES);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        let tail = base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..]);
+        if let Ok(v) = HeaderValue::from_str(&tail) {
+            h.insert("x-amz-log-result", v);
+        }
+    }
+    Ok(response)
+}
+
+pub(crate) async fn account_settings(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let functions = state.dispatcher.store().list_latest().await?;
+    let total: u64 = functions.iter().map(|f| f.code_size).sum();
+    Ok(Json(json!({
+        "AccountLimit": {
+            "TotalCodeSize": 80u64 * 1024 * 1024 * 1024,
+            "CodeSizeUnzipped": wisp_core::limits::MAX_UNZIPPED_BYTES,
+            "CodeSizeZipped": wisp_core::limits::MAX_ZIP_BYTES,
+            "ConcurrentExecutions": 1000,
+            "UnreservedConcurrentExecutions": 1000,
+        },
+        "AccountUsage": { "TotalCodeSize": total, "FunctionCount": functions.len() },
+    })))
+}

@@ -1,0 +1,202 @@
+//! The control plane on the `--api` listener: the AWS Lambda REST API
+//! (so boto3 and the AWS CLI work unchanged), wisp's extras under
+//! `/wisp/v1`, and SigV4 authentication of every request.
+
+mod error;
+mod lambda;
+pub mod sigv4;
+mod wisp_api;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use wisp_core::clock::Clock;
+use wisp_core::limits::MAX_API_BODY_BYTES;
+use wisp_core::route::RouteTable;
+use wisp_core::runtime::{Body, BoxError};
+use wisp_dispatch::Dispatcher;
+
+pub use error::ApiError;
+pub use sigv4::Credentials;
+pub use wisp_api::reload_routes;
+
+/// What the API handlers share.
+pub struct ApiState {
+    pub dispatcher: Arc<Dispatcher>,
+    pub credentials: Credentials,
+    pub account_id: String,
+    pub gateway_url: String,
+    pub api_url: String,
+    pub clock: Arc<dyn Clock>,
+    /// Called with the new table whenever routes change.
+    pub routes_changed: Arc<dyn Fn(RouteTable) + Send + Sync>,
+}
+
+/// The API: checks size and signature, then routes.
+pub struct Api {
+    state: Arc<ApiState>,
+    router: Router,
+}
+
+impl Api {
+    pub fn new(state: Arc<ApiState>) -> Api {
+        let f = "/2015-03-31/functions/{name}";
+        let router = Router::new()
+            .route(
+                "/2015-03-31/functions",
+                post(lambda::create_function).get(lambda::list_functions),
+            )
+            .route(
+                "/2015-03-31/functions/",
+                post(lambda::create_function).get(lambda::list_functions),
+            )
+            .route(f, get(lambda::get_function).delete(lambda::delete_function))
+            .route(&format!("{f}/code"), put(lambda::update_function_code))
+            .route(
+                &format!("{f}/configuration"),
+                put(lambda::update_function_configuration).get(lambda::get_function_configuration),
+            )
+            .route(
+                &format!("{f}/versions"),
+                post(lambda::publish_version).get(lambda::list_versions),
+            )
+            .route(
+                &format!("{f}/aliases"),
+                post(lambda::create_alias).get(lambda::list_aliases),
+            )
+            .route(
+                &format!("{f}/aliases/{{alias}}"),
+                get(lambda::get_alias)
+                    .put(lambda::update_alias)
+                    .delete(lambda::delete_alias),
+            )
+            .route(&format!("{f}/invocations"), post(lambda::invoke))
+            .route(
+                "/2016-08-19/account-settings",
+                get(lambda::account_settings),
+            )
+            .route(
+                "/2016-08-19/account-settings/",
+                get(lambda::account_settings),
+            )
+            .route("/wisp/v1/info", get(wisp_api::info))
+            .route("/wisp/v1/routes", get(wisp_api::list_routes))
+            .route("/wisp/v1/apps/{app}/routes", put(wisp_api::put_routes))
+            .route(
+                "/wisp/v1/functions/{name}/invocations",
+                get(wisp_api::list_invocations),
+            )
+            .route(
+                "/wisp/v1/invocations/{request_id}",
+                get(wisp_api::get_invocation),
+            )
+            .route("/wisp/v1/logs", get(wisp_api::logs))
+            .route("/wisp/v1/code/{sha}", get(wisp_api::code))
+            .fallback(|| async {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "UnknownOperationException",
+                    "Unknown operation",
+                )
+            })
+            .with_state(state.clone());
+        Api { state, router }
+    }
+
+    pub fn state(&self) -> &Arc<ApiState> {
+        &self.state
+    }
+
+    /// Serves one request. `/health` is open; everything else needs SigV4.
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        metrics: &(dyn Fn() -> String + Send + Sync),
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use axum::response::IntoResponse;
+        let boxed = |r: axum::response::Response| {
+            r.map(|b| b.map_err(|e| -> BoxError { e.into() }).boxed_unsync())
+        };
+        match request.uri().path() {
+            "/health" => {
+                return boxed(
+                    (
+                        StatusCode::OK,
+                        axum::Json(serde_json::json!({"status": "ok"})),
+                    )
+                        .into_response(),
+                )
+            }
+            "/metrics" => {
+                return boxed(
+                    (
+                        StatusCode::OK,
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics(),
+                    )
+                        .into_response(),
+                )
+            }
+            _ => {}
+        }
+        let (parts, body) = request.into_parts();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let too_large = || {
+            boxed(
+                ApiError::too_large(format!(
+                    "Request must be smaller than {MAX_API_BODY_BYTES} bytes"
+                ))
+                .into_response(),
+            )
+        };
+        if declared.is_some_and(|n| n > MAX_API_BODY_BYTES as u64) {
+            return too_large();
+        }
+        let body = match Limited::new(body, MAX_API_BODY_BYTES).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Err(e) => {
+                return boxed(
+                    ApiError::invalid(format!("could not read the request body: {e}"))
+                        .into_response(),
+                )
+            }
+        };
+        let now = self.state.clock.now_ms() / 1000;
+        let verified = match sigv4::verify(
+            &self.state.credentials,
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query().unwrap_or(""),
+            &parts.headers,
+            &body,
+            now,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                return boxed(
+                    ApiError::new(StatusCode::FORBIDDEN, e.error_type(), e.to_string())
+                        .into_response(),
+                )
+            }
+        };
+        let mut request = Request::from_parts(parts, Full::new(body));
+        request.extensions_mut().insert(verified);
+        let response = tower::ServiceExt::oneshot(self.router.clone(), request)
+            .await
+            .unwrap_or_else(|never| match never {});
+        boxed(response)
+    }
+}

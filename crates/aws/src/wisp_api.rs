@@ -1,0 +1,150 @@
+//! wisp's own API under `/wisp/v1`: what Lambda's API lacks (routes, logs,
+//! invocation records, server info).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use wisp_core::limits::MAX_LIST_ITEMS;
+use wisp_core::route::{Route, RouteTable};
+use wisp_store::LogQuery;
+
+use crate::error::{ApiError, ApiResult};
+use crate::ApiState;
+
+pub(crate) async fn info(State(state): State<Arc<ApiState>>) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "gateway": state.gateway_url,
+        "api": state.api_url,
+    }))
+}
+
+/// Rebuilds the gateway's table from every app's routes.
+pub async fn reload_routes(state: &ApiState) -> Result<(), ApiError> {
+    let routes = state.dispatcher.store().list_routes().await?;
+    let table = RouteTable::new(routes.into_iter().map(|(_, r)| r).collect())
+        .map_err(|e| ApiError::internal(format!("stored routes are inconsistent: {e}")))?;
+    (state.routes_changed)(table);
+    Ok(())
+}
+
+pub(crate) async fn put_routes(
+    State(state): State<Arc<ApiState>>,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    #[derive(Deserialize)]
+    struct Put {
+        routes: Vec<Route>,
+    }
+    wisp_core::function::validate_name(&app).map_err(ApiError::invalid)?;
+    let put: Put =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("bad routes: {e}")))?;
+    if put.routes.len() > wisp_core::limits::MAX_MANIFEST_ROUTES {
+        return Err(ApiError::invalid("too many routes"));
+    }
+    let store = state.dispatcher.store();
+    let mut all: Vec<Route> = store
+        .list_routes()
+        .await?
+        .into_iter()
+        .filter(|(a, _)| *a != app)
+        .map(|(_, r)| r)
+        .collect();
+    for r in &put.routes {
+        r.validate().map_err(ApiError::invalid)?;
+    }
+    all.extend(put.routes.iter().cloned());
+    RouteTable::new(all)
+        .map_err(|e| ApiError::conflict(format!("{e} (routes of all apps share one gateway)")))?;
+    store.replace_routes(&app, put.routes.clone()).await?;
+    reload_routes(&state).await?;
+    Ok(Json(json!({ "app": app, "routes": put.routes })))
+}
+
+pub(crate) async fn list_routes(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let routes = state.dispatcher.store().list_routes().await?;
+    let shown: Vec<Value> = routes
+        .into_iter()
+        .map(|(app, r)| json!({ "app": app, "method": r.method, "path": r.path, "function": r.function }))
+        .collect();
+    Ok(Json(json!({ "routes": shown })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LimitQuery {
+    limit: Option<usize>,
+}
+
+pub(crate) async fn list_invocations(
+    State(state): State<Arc<ApiState>>,
+    Path(function): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Value>> {
+    state.dispatcher.flush().await;
+    let limit = q.limit.unwrap_or(20).clamp(1, MAX_LIST_ITEMS);
+    let records = state
+        .dispatcher
+        .store()
+        .list_invocations(&function, limit)
+        .await?;
+    Ok(Json(json!({ "invocations": records })))
+}
+
+pub(crate) async fn get_invocation(
+    State(state): State<Arc<ApiState>>,
+    Path(request_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    state.dispatcher.flush().await;
+    match state.dispatcher.store().get_invocation(&request_id).await? {
+        Some(r) => Ok(Json(json!(r))),
+        None => Err(ApiError::not_found(format!(
+            "no invocation with request id {request_id}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LogsQuery {
+    function: Option<String>,
+    request_id: Option<String>,
+    since_ms: Option<i64>,
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn logs(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<Value>> {
+    state.dispatcher.flush().await;
+    let events = state
+        .dispatcher
+        .store()
+        .query_logs(LogQuery {
+            function: q.function,
+            request_id: q.request_id,
+            since_ms: q.since_ms,
+            after_seq: q.after,
+            limit: q.limit.unwrap_or(MAX_LIST_ITEMS).clamp(1, MAX_LIST_ITEMS),
+        })
+        .await?;
+    let next = events.last().map(|e| e.seq).or(q.after).unwrap_or(0);
+    Ok(Json(json!({ "events": events, "next": next })))
+}
+
+pub(crate) async fn code(
+    State(state): State<Arc<ApiState>>,
+    Path(sha): Path<String>,
+) -> ApiResult<Response> {
+    let path = state.dispatcher.store().code_path(&sha).await?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(([(http::header::CONTENT_TYPE, "application/zip")], bytes).into_response())
+}

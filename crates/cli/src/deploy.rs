@@ -1,0 +1,182 @@
+//! `wisp deploy`: read `wisp.toml`, build what needs building, upload each
+//! function through the Lambda API and the app's routes through `/wisp/v1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use wisp_core::codezip;
+use wisp_core::manifest::{self, Manifest, ManifestFunction};
+
+use crate::client::{segment, ApiFailure, Client};
+
+/// Reads and validates `DIR/wisp.toml`.
+pub fn load_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let path = dir.join("wisp.toml");
+    let meta =
+        std::fs::metadata(&path).with_context(|| format!("no wisp.toml in {}", dir.display()))?;
+    if meta.len() > wisp_core::limits::MAX_MANIFEST_BYTES as u64 {
+        bail!(
+            "{} is larger than {} bytes",
+            path.display(),
+            wisp_core::limits::MAX_MANIFEST_BYTES
+        );
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    manifest::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Builds a cargo crate for wasm32-wasip2, showing cargo's progress, and
+/// returns the component it produced.
+fn build_crate(dir: &Path, function: &str) -> anyhow::Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.exists() {
+        bail!("{} is not a cargo crate (no Cargo.toml); wasm functions are built from a crate, or name a prebuilt `component`", dir.display());
+    }
+    eprintln!(
+        "  building {function} from {} for wasm32-wasip2",
+        dir.display()
+    );
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics", "--manifest-path"])
+        .arg(&manifest)
+        .stderr(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .output()
+        .context("cannot run cargo; is Rust installed? (`rustup target add wasm32-wasip2` is needed too)")?;
+    if !output.status.success() {
+        bail!("building {function} failed (see cargo's output above); if the target is missing run `rustup target add wasm32-wasip2`");
+    }
+    let mut wasm = None;
+    for line in output.stdout.split(|b| *b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact" {
+            if let Some(files) = msg["filenames"].as_array() {
+                for f in files.iter().filter_map(Value::as_str) {
+                    if f.ends_with(".wasm")
+                        && msg["manifest_path"].as_str().map(Path::new)
+                            == Some(manifest.canonicalize()?.as_path())
+                    {
+                        wasm = Some(PathBuf::from(f));
+                    }
+                }
+            }
+        }
+    }
+    wasm.with_context(|| {
+        format!(
+            "cargo built {} but produced no .wasm; is it a `cdylib` crate?",
+            dir.display()
+        )
+    })
+}
+
+/// The zip to upload for one function.
+fn package(dir: &Path, f: &ManifestFunction) -> anyhow::Result<Vec<u8>> {
+    let wasm_path = match (&f.component, &f.source) {
+        (Some(c), _) => dir.join(c),
+        (None, Some(s)) => build_crate(&dir.join(s), &f.name)?,
+        (None, None) => bail!("function `{}` has no code", f.name),
+    };
+    let wasm = std::fs::read(&wasm_path)
+        .with_context(|| format!("cannot read {}", wasm_path.display()))?;
+    Ok(codezip::single_file(&f.config.handler, &wasm))
+}
+
+fn config_body(f: &ManifestFunction) -> Value {
+    let c = &f.config;
+    json!({
+        "Runtime": c.runtime,
+        "Handler": c.handler,
+        "Role": "arn:aws:iam::000000000000:role/wisp",
+        "Description": c.description,
+        "Timeout": c.timeout_ms.div_ceil(1000),
+        "MemorySize": c.memory_mb,
+        "Environment": { "Variables": c.environment },
+        "WispConfig": {
+            "AllowedOutboundHosts": c.allowed_outbound_hosts,
+            "InstanceReuse": c.instance_reuse,
+            "TimeoutMs": c.timeout_ms,
+        },
+    })
+}
+
+/// Deploys every function and route of the manifest in `dir`.
+pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
+    let manifest = load_manifest(dir)?;
+    eprintln!(
+        "deploying app `{}` ({} functions, {} routes)",
+        manifest.app,
+        manifest.functions.len(),
+        manifest.routes.len()
+    );
+    for f in &manifest.functions {
+        let started = Instant::now();
+        let zip = package(dir, f)?;
+        let size = zip.len();
+        let zip_b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
+        let path = format!("/2015-03-31/functions/{}", segment(&f.name));
+        let exists = match client.call("GET", &path, None).await {
+            Ok(_) => true,
+            Err(e)
+                if e.downcast_ref::<ApiFailure>()
+                    .is_some_and(|a| a.status == 404) =>
+            {
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        eprintln!(
+            "  uploading {} ({} KB){}",
+            f.name,
+            size.div_ceil(1024),
+            if exists { ", updating" } else { "" }
+        );
+        if exists {
+            client
+                .call(
+                    "PUT",
+                    &format!("{path}/configuration"),
+                    Some(&config_body(f)),
+                )
+                .await
+                .with_context(|| format!("while updating the configuration of `{}`", f.name))?;
+            client
+                .call(
+                    "PUT",
+                    &format!("{path}/code"),
+                    Some(&json!({ "ZipFile": zip_b64 })),
+                )
+                .await
+                .with_context(|| format!("while updating the code of `{}`", f.name))?;
+        } else {
+            let mut body = config_body(f);
+            body["FunctionName"] = json!(f.name);
+            body["Code"] = json!({ "ZipFile": zip_b64 });
+            client
+                .call("POST", "/2015-03-31/functions", Some(&body))
+                .await
+                .with_context(|| format!("while creating `{}`", f.name))?;
+        }
+        eprintln!(
+            "  ✓ {} ready in {:.1}s",
+            f.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    client
+        .call(
+            "PUT",
+            &format!("/wisp/v1/apps/{}/routes", segment(&manifest.app)),
+            Some(&json!({ "routes": manifest.routes })),
+        )
+        .await
+        .context("while publishing the app's routes")?;
+    Ok(manifest)
+}

@@ -1,0 +1,127 @@
+//! `wisp`: runs the server (`up`, `serve`) and drives it over its HTTP API
+//! (`deploy`, `invoke`, `logs`, `ls`, `describe`, `rm`), like `aws lambda`.
+
+mod client;
+mod commands;
+mod deploy;
+mod template;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "wisp",
+    version,
+    about = "Self-hosted serverless: WebAssembly and Lambda functions on your own machines"
+)]
+struct Cli {
+    /// Data directory: store, code, compiled cache, credentials, endpoints.json.
+    #[arg(long, global = true, env = "WISP_DATA_DIR", default_value = ".wisp")]
+    data_dir: PathBuf,
+    /// API endpoint for client commands (default: from DATA_DIR/endpoints.json).
+    #[arg(long, global = true, env = "WISP_ENDPOINT")]
+    endpoint: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Listen {
+    /// Gateway listener (public function routes).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// API listener (control plane, AWS-compatible APIs).
+    #[arg(long, default_value = "127.0.0.1:9070")]
+    api: SocketAddr,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server and deploy DIR's wisp.toml; stays in the foreground.
+    Up {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        listen: Listen,
+    },
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        listen: Listen,
+    },
+    /// Build and deploy DIR's wisp.toml to a running server.
+    Deploy {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Invoke a function and print its result.
+    Invoke {
+        name: String,
+        /// JSON payload, or @FILE to read it from a file.
+        #[arg(long, short)]
+        payload: Option<String>,
+        /// Version or alias.
+        #[arg(long, short)]
+        qualifier: Option<String>,
+        /// Queue the invocation and return at once (InvocationType=Event).
+        #[arg(long = "async")]
+        is_async: bool,
+        /// Also print the invocation's log tail.
+        #[arg(long)]
+        log: bool,
+    },
+    /// Show a function's logs.
+    Logs {
+        name: String,
+        /// Keep following new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only lines newer than this (e.g. 10m, 1h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this invocation's lines.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// List functions.
+    Ls,
+    /// Show a function's configuration and its latest invocation.
+    Describe { name: String },
+    /// Delete a function.
+    Rm { name: String },
+    /// Create a new function project.
+    New {
+        name: String,
+        #[arg(long, short, default_value = "rust-wasm")]
+        template: String,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WISP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(commands::run(cli));
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,258 @@
+//! Functions, their immutable versions and aliases.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits;
+
+/// The name of the mutable version every function has.
+pub const LATEST: &str = "$LATEST";
+
+/// Which runtime runs a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuntimeKind {
+    /// A wasi:http component on wasmtime.
+    Wasm,
+    /// A process speaking the Lambda Runtime API (`nodejs20.x`, `python3.12`, `provided.al2023`...).
+    Process,
+}
+
+/// The runtime names wisp knows, as Lambda spells them, plus `wasm`.
+pub const RUNTIMES: &[&str] = &[
+    "wasm",
+    "nodejs18.x",
+    "nodejs20.x",
+    "nodejs22.x",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "provided",
+    "provided.al2",
+    "provided.al2023",
+];
+
+impl RuntimeKind {
+    /// Classifies a runtime name; `None` when wisp does not know it.
+    pub fn of(runtime: &str) -> Option<RuntimeKind> {
+        match runtime {
+            "wasm" => Some(RuntimeKind::Wasm),
+            r if RUNTIMES.contains(&r) => Some(RuntimeKind::Process),
+            _ => None,
+        }
+    }
+}
+
+/// The settings of one function version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    pub runtime: String,
+    /// For `wasm`, the component file inside the code zip; for process
+    /// runtimes, `file.function`.
+    pub handler: String,
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Outbound HTTP destinations a wasm guest may call (`https://api.example.com`,
+    /// `http://127.0.0.1:8080`, `https://*.example.com`); everything else is denied.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Opt-in: serve up to N requests from one wasm instance (weaker isolation).
+    #[serde(default)]
+    pub instance_reuse: u32,
+    #[serde(default)]
+    pub role: String,
+}
+
+impl FunctionConfig {
+    /// A config with Lambda's defaults for the given runtime and handler.
+    pub fn new(runtime: &str, handler: &str) -> Self {
+        FunctionConfig {
+            runtime: runtime.to_string(),
+            handler: handler.to_string(),
+            memory_mb: limits::DEFAULT_MEMORY_MB,
+            timeout_ms: limits::DEFAULT_TIMEOUT_SECS * 1000,
+            environment: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            description: String::new(),
+            instance_reuse: 0,
+            role: String::new(),
+        }
+    }
+
+    /// Checks every field against its limit; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if RuntimeKind::of(&self.runtime).is_none() {
+            return Err(format!(
+                "runtime `{}` is not supported; use one of {}",
+                self.runtime,
+                RUNTIMES.join(", ")
+            ));
+        }
+        if self.handler.is_empty() || self.handler.len() > 128 {
+            return Err("handler must be 1 to 128 characters".into());
+        }
+        if !(limits::MIN_MEMORY_MB..=limits::MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return Err(format!(
+                "memory size {} MB is out of range {}..={}",
+                self.memory_mb,
+                limits::MIN_MEMORY_MB,
+                limits::MAX_MEMORY_MB
+            ));
+        }
+        let secs = self.timeout_ms.div_ceil(1000);
+        if self.timeout_ms == 0 || secs > limits::MAX_TIMEOUT_SECS {
+            return Err(format!(
+                "timeout must be between {}s and {}s",
+                limits::MIN_TIMEOUT_SECS,
+                limits::MAX_TIMEOUT_SECS
+            ));
+        }
+        let env_bytes: usize = self
+            .environment
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if env_bytes > limits::MAX_ENVIRONMENT_BYTES {
+            return Err(format!(
+                "environment is {env_bytes} bytes; the limit is {}",
+                limits::MAX_ENVIRONMENT_BYTES
+            ));
+        }
+        for key in self.environment.keys() {
+            let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "environment variable name `{key}` must start with a letter and hold only letters, digits and _"
+                ));
+            }
+        }
+        if self.allowed_outbound_hosts.len() > limits::MAX_OUTBOUND_HOSTS {
+            return Err(format!(
+                "at most {} allowed_outbound_hosts",
+                limits::MAX_OUTBOUND_HOSTS
+            ));
+        }
+        for host in &self.allowed_outbound_hosts {
+            crate::outbound::OutboundRule::parse(host)?;
+        }
+        if self.description.len() > limits::MAX_DESCRIPTION_LEN {
+            return Err(format!(
+                "description is longer than {} characters",
+                limits::MAX_DESCRIPTION_LEN
+            ));
+        }
+        if self.instance_reuse > limits::MAX_INSTANCE_REUSE {
+            return Err(format!(
+                "instance_reuse is at most {}",
+                limits::MAX_INSTANCE_REUSE
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One immutable version of a function (or its mutable `$LATEST`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionVersion {
+    pub function: String,
+    /// `$LATEST` or a published number.
+    pub version: String,
+    pub config: FunctionConfig,
+    /// sha256 (hex) of the code zip as uploaded.
+    pub code_sha256: String,
+    pub code_size: u64,
+    /// sha256 (hex) of the runnable artifact in the zip (the `.wasm` for wasm).
+    pub artifact_sha256: String,
+    /// Milliseconds since the epoch.
+    pub last_modified_ms: i64,
+    /// Changes on every update; used for optimistic concurrency like Lambda's RevisionId.
+    pub revision_id: String,
+}
+
+/// A named pointer at a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    pub function: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    pub revision_id: String,
+}
+
+/// Checks a function or alias name: 1-64 of letters, digits, `-` and `_`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > limits::MAX_NAME_LEN {
+        return Err(format!(
+            "name `{name}` must be 1 to {} characters",
+            limits::MAX_NAME_LEN
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "name `{name}` may hold only letters, digits, `-` and `_`"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an alias name: a name that does not look like a version number.
+pub fn validate_alias_name(name: &str) -> Result<(), String> {
+    validate_name(name)?;
+    if name.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("alias name `{name}` cannot be a number"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("basket-2_x").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"a".repeat(64)).is_ok());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+        assert!(validate_alias_name("live").is_ok());
+        assert!(validate_alias_name("12").is_err());
+    }
+
+    #[test]
+    fn config_limits_hold_at_the_edges() {
+        let mut c = FunctionConfig::new("wasm", "hello.wasm");
+        assert!(c.validate().is_ok());
+        c.memory_mb = limits::MAX_MEMORY_MB;
+        assert!(c.validate().is_ok());
+        c.memory_mb = limits::MAX_MEMORY_MB + 1;
+        assert!(c.validate().is_err());
+        c.memory_mb = 128;
+        c.timeout_ms = limits::MAX_TIMEOUT_SECS * 1000;
+        assert!(c.validate().is_ok());
+        c.timeout_ms += 1000;
+        assert!(c.validate().is_err());
+        c.timeout_ms = 1000;
+        c.runtime = "cobol".into();
+        assert!(c.validate().unwrap_err().contains("not supported"));
+        c.runtime = "wasm".into();
+        c.environment.insert("1BAD".into(), "x".into());
+        assert!(c.validate().is_err());
+        c.environment.clear();
+        c.environment
+            .insert("K".into(), "v".repeat(limits::MAX_ENVIRONMENT_BYTES - 1));
+        assert!(c.validate().is_ok());
+        c.environment
+            .insert("K".into(), "v".repeat(limits::MAX_ENVIRONMENT_BYTES));
+        assert!(c.validate().is_err());
+    }
+}

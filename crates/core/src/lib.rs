@@ -1,0 +1,23 @@
+//! wisp's vocabulary: functions, versions, invocation records, the manifest,
+//! routes, limits and the `Runtime` seam. Nothing here does I/O.
+
+pub mod clock;
+pub mod codezip;
+pub mod duration;
+pub mod error;
+pub mod function;
+pub mod limits;
+pub mod manifest;
+pub mod outbound;
+pub mod record;
+pub mod route;
+pub mod runtime;
+
+pub use error::{ErrorKind, InvokeError};
+pub use function::{Alias, FunctionConfig, FunctionVersion, RuntimeKind};
+pub use record::{InvocationRecord, LogEntry, LogStream, Outcome};
+
+/// A fresh request id, in the shape Lambda uses (a UUID v4).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,59 @@
+//! Every bound wisp enforces on outside input, in one place.
+//!
+//! Each limit is enforced where the input enters (gateway, API, manifest
+//! loader, zip reader, runtime) and tested at max and max+1.
+
+/// Largest synchronous invoke payload and response (Lambda: 6 MB).
+pub const MAX_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Largest asynchronous invoke payload (Lambda: 256 KB).
+pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Largest request body the gateway passes to a function.
+pub const MAX_GATEWAY_BODY_BYTES: usize = MAX_SYNC_PAYLOAD_BYTES;
+/// Most request headers the listeners accept before answering 431.
+pub const MAX_HEADER_COUNT: usize = 100;
+/// Largest request head (request line and headers) before 431.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Largest control-plane request body (a base64 zip inside JSON).
+pub const MAX_API_BODY_BYTES: usize = 70 * 1024 * 1024;
+/// Largest zip accepted by CreateFunction / UpdateFunctionCode (Lambda: 50 MB).
+pub const MAX_ZIP_BYTES: usize = 50 * 1024 * 1024;
+/// Largest total size of a zip's entries once unpacked (Lambda: 250 MB).
+pub const MAX_UNZIPPED_BYTES: u64 = 250 * 1024 * 1024;
+/// Most entries in a code zip.
+pub const MAX_ZIP_ENTRIES: usize = 10_000;
+/// Largest `wisp.toml`.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Most functions and routes in one manifest.
+pub const MAX_MANIFEST_FUNCTIONS: usize = 1000;
+pub const MAX_MANIFEST_ROUTES: usize = 10_000;
+/// Longest function or alias name (Lambda: 64).
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest description.
+pub const MAX_DESCRIPTION_LEN: usize = 256;
+/// Largest environment, keys plus values (Lambda: 4 KB).
+pub const MAX_ENVIRONMENT_BYTES: usize = 4 * 1024;
+/// Memory bounds for a function, in MiB, and the default.
+pub const MIN_MEMORY_MB: u32 = 16;
+pub const MAX_MEMORY_MB: u32 = 10_240;
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+/// Timeout bounds for a function, in seconds, and the default (Lambda's).
+pub const MIN_TIMEOUT_SECS: u64 = 1;
+pub const MAX_TIMEOUT_SECS: u64 = 900;
+pub const DEFAULT_TIMEOUT_SECS: u64 = 3;
+/// Guest output kept per invocation; past it the rest is dropped with a marker.
+pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 256 * 1024;
+/// Longest single log line kept; longer lines are cut.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+/// Most entries of `allowed_outbound_hosts`.
+pub const MAX_OUTBOUND_HOSTS: usize = 100;
+/// Largest `instance_reuse` count.
+pub const MAX_INSTANCE_REUSE: u32 = 10_000;
+/// How long records and logs are kept by default.
+pub const DEFAULT_RETENTION_SECS: u64 = 14 * 24 * 3600;
+/// Most items one list call returns.
+pub const MAX_LIST_ITEMS: usize = 1000;
+/// Allowed clock skew of a signed API request (AWS: 15 minutes).
+pub const MAX_SIGNATURE_SKEW_SECS: i64 = 15 * 60;
+/// Most records or log lines buffered for the store writer before
+/// completions wait for it.
+pub const RECORD_QUEUE_DEPTH: usize = 16 * 1024;

@@ -1,0 +1,509 @@
+//! `wisp.toml`: parsing, validation and diagnostics that point at
+//! file:line:col with a hint.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::function::{validate_name, FunctionConfig, RuntimeKind};
+use crate::limits;
+use crate::route::{Route, RouteTable};
+
+/// A problem in a manifest, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The offending source line, for display.
+    pub source_line: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        write!(f, "\n  --> {}:{}:{}", self.file, self.line, self.column)?;
+        if !self.source_line.is_empty() {
+            let gutter = self.line.to_string().len();
+            write!(f, "\n{:gutter$} |", "")?;
+            write!(f, "\n{} | {}", self.line, self.source_line)?;
+            write!(
+                f,
+                "\n{:gutter$} | {:>col$}",
+                "",
+                "^",
+                col = self.column.max(1)
+            )?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  = hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// A function as the manifest declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFunction {
+    pub name: String,
+    pub config: FunctionConfig,
+    /// A directory: a cargo crate (wasm) or code to zip (process runtimes). Relative to the manifest.
+    pub source: Option<String>,
+    /// A prebuilt component file (wasm only). Relative to the manifest.
+    pub component: Option<String>,
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub app: String,
+    pub functions: Vec<ManifestFunction>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    app: RawApp,
+    #[serde(default)]
+    function: BTreeMap<String, Spanned<RawFunction>>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunction {
+    runtime: Spanned<String>,
+    source: Option<Spanned<String>>,
+    component: Option<Spanned<String>>,
+    handler: Option<Spanned<String>>,
+    memory_mb: Option<Spanned<u32>>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
+    description: Option<String>,
+    instance_reuse: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    method: Spanned<String>,
+    path: Spanned<String>,
+    function: Spanned<String>,
+}
+
+/// Parses and validates `text`, read from `file` (used in messages only).
+pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
+    let locate = |span: Range<usize>, message: String, hint: Option<String>| {
+        locate(file, text, span.start, message, hint)
+    };
+    if text.len() > limits::MAX_MANIFEST_BYTES {
+        return Err(locate(
+            0..0,
+            format!(
+                "manifest is {} bytes; the limit is {}",
+                text.len(),
+                limits::MAX_MANIFEST_BYTES
+            ),
+            Some("split the app into several manifests".into()),
+        ));
+    }
+    let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_string();
+        let hint = hint_for(&message);
+        locate(span, message, hint)
+    })?;
+
+    validate_name(raw.app.name.get_ref())
+        .map_err(|m| locate(raw.app.name.span(), format!("app {m}"), None))?;
+
+    if raw.function.len() > limits::MAX_MANIFEST_FUNCTIONS {
+        return Err(locate(
+            0..0,
+            format!("more than {} functions", limits::MAX_MANIFEST_FUNCTIONS),
+            None,
+        ));
+    }
+    let mut functions = Vec::new();
+    for (name, spanned) in raw.function {
+        let span = spanned.span();
+        let f = spanned.into_inner();
+        validate_name(&name).map_err(|m| {
+            locate(
+                span.clone(),
+                format!("function {m}"),
+                Some("rename the [function.NAME] table".into()),
+            )
+        })?;
+        functions.push(function(&name, f, span, &locate)?);
+    }
+
+    if raw.route.len() > limits::MAX_MANIFEST_ROUTES {
+        return Err(locate(
+            0..0,
+            format!("more than {} routes", limits::MAX_MANIFEST_ROUTES),
+            None,
+        ));
+    }
+    let mut routes = Vec::new();
+    for r in raw.route {
+        let route = Route {
+            method: r.method.get_ref().to_ascii_uppercase(),
+            path: r.path.get_ref().clone(),
+            function: r.function.get_ref().clone(),
+        };
+        if !functions.iter().any(|f| f.name == route.function) {
+            let known: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+            return Err(locate(
+                r.function.span(),
+                format!("route points at unknown function `{}`", route.function),
+                Some(if known.is_empty() {
+                    "declare it in a [function.NAME] table".into()
+                } else {
+                    format!("functions in this manifest: {}", known.join(", "))
+                }),
+            ));
+        }
+        if let Err(m) = RouteTable::new(vec![route.clone()]) {
+            let span = if m.starts_with("method") {
+                r.method.span()
+            } else {
+                r.path.span()
+            };
+            return Err(locate(span, m, None));
+        }
+        routes.push((route, r.path.span()));
+    }
+    if let Err(m) = RouteTable::new(routes.iter().map(|(r, _)| r.clone()).collect()) {
+        let span = routes
+            .iter()
+            .rev()
+            .find(|(r, _)| m.contains(&r.path))
+            .map(|(_, s)| s.clone())
+            .unwrap_or(0..0);
+        return Err(locate(span, m, None));
+    }
+
+    Ok(Manifest {
+        app: raw.app.name.into_inner(),
+        functions,
+        routes: routes.into_iter().map(|(r, _)| r).collect(),
+    })
+}
+
+fn function(
+    name: &str,
+    f: RawFunction,
+    span: Range<usize>,
+    locate: &dyn Fn(Range<usize>, String, Option<String>) -> ManifestError,
+) -> Result<ManifestFunction, ManifestError> {
+    let runtime = f.runtime.get_ref().clone();
+    let kind = RuntimeKind::of(&runtime).ok_or_else(|| {
+        locate(
+            f.runtime.span(),
+            format!("unknown runtime `{runtime}`"),
+            Some(format!(
+                "use one of {}",
+                crate::function::RUNTIMES.join(", ")
+            )),
+        )
+    })?;
+    let source = f.source.as_ref().map(|s| s.get_ref().clone());
+    let component = f.component.as_ref().map(|s| s.get_ref().clone());
+    let handler = match kind {
+        RuntimeKind::Wasm => {
+            match (&f.source, &f.component) {
+                (Some(_), Some(c)) => {
+                    return Err(locate(
+                        c.span(),
+                        format!("function `{name}` has both `source` and `component`"),
+                        Some("keep `source` to build a crate, or `component` for a prebuilt .wasm".into()),
+                    ))
+                }
+                (None, None) => {
+                    return Err(locate(
+                        span,
+                        format!("wasm function `{name}` needs `source` or `component`"),
+                        Some("`source = \"functions/NAME\"` (a cargo crate) or `component = \"NAME.wasm\"`".into()),
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(h) = &f.handler {
+                return Err(locate(
+                    h.span(),
+                    "`handler` is for process runtimes; a wasm function's handler is its component"
+                        .into(),
+                    Some("remove `handler`".into()),
+                ));
+            }
+            let file = component.clone().unwrap_or_else(|| format!("{name}.wasm"));
+            std::path::Path::new(&file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(file)
+        }
+        RuntimeKind::Process => {
+            if let Some(c) = &f.component {
+                return Err(locate(
+                    c.span(),
+                    "`component` is only for runtime = \"wasm\"".into(),
+                    Some("use `source` for the code directory".into()),
+                ));
+            }
+            if f.source.is_none() {
+                return Err(locate(
+                    span,
+                    format!("function `{name}` needs `source`, the directory holding its code"),
+                    None,
+                ));
+            }
+            match &f.handler {
+                Some(h) => h.get_ref().clone(),
+                None => {
+                    return Err(locate(
+                        span,
+                        format!("function `{name}` needs a `handler`"),
+                        Some("for example `handler = \"index.handler\"`".into()),
+                    ))
+                }
+            }
+        }
+    };
+    let mut config = FunctionConfig::new(&runtime, &handler);
+    if let Some(m) = &f.memory_mb {
+        config.memory_mb = *m.get_ref();
+        if !(limits::MIN_MEMORY_MB..=limits::MAX_MEMORY_MB).contains(&config.memory_mb) {
+            return Err(locate(
+                m.span(),
+                format!("memory_mb = {} is out of range", config.memory_mb),
+                Some(format!(
+                    "use {} to {}",
+                    limits::MIN_MEMORY_MB,
+                    limits::MAX_MEMORY_MB
+                )),
+            ));
+        }
+    }
+    if let Some(t) = &f.timeout {
+        let d = crate::duration::parse(t.get_ref()).map_err(|m| locate(t.span(), m, None))?;
+        if d.as_millis() == 0 || d.as_secs() > limits::MAX_TIMEOUT_SECS {
+            return Err(locate(
+                t.span(),
+                format!("timeout `{}` is out of range", t.get_ref()),
+                Some(format!("use 1s to {}s", limits::MAX_TIMEOUT_SECS)),
+            ));
+        }
+        config.timeout_ms = d.as_millis() as u64;
+    }
+    for host in &f.allowed_outbound_hosts {
+        crate::outbound::OutboundRule::parse(host.get_ref())
+            .map_err(|m| locate(host.span(), m, None))?;
+    }
+    if let Some(n) = &f.instance_reuse {
+        if kind != RuntimeKind::Wasm {
+            return Err(locate(
+                n.span(),
+                "`instance_reuse` is only for wasm functions".into(),
+                None,
+            ));
+        }
+        config.instance_reuse = *n.get_ref();
+    }
+    config.environment = f.environment;
+    config.allowed_outbound_hosts = f
+        .allowed_outbound_hosts
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect();
+    config.description = f.description.unwrap_or_default();
+    config
+        .validate()
+        .map_err(|m| locate(span, format!("function `{name}`: {m}"), None))?;
+    Ok(ManifestFunction {
+        name: name.to_string(),
+        config,
+        source,
+        component,
+    })
+}
+
+fn locate(
+    file: &str,
+    text: &str,
+    offset: usize,
+    message: String,
+    hint: Option<String>,
+) -> ManifestError {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = text[line_start..offset].chars().count() + 1;
+    let source_line = text[line_start..].lines().next().unwrap_or("").to_string();
+    ManifestError {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+        hint,
+        source_line,
+    }
+}
+
+/// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a
+/// "did you mean" hint.
+fn hint_for(message: &str) -> Option<String> {
+    let unknown = message.strip_prefix("unknown field `")?;
+    let (field, rest) = unknown.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let closest = expected
+        .iter()
+        .map(|e| (edit_distance(field, e), *e))
+        .filter(|(d, _)| *d <= 3)
+        .min();
+    Some(match closest {
+        Some((_, name)) => format!("did you mean `{name}`?"),
+        None if expected.is_empty() => format!("remove `{field}`"),
+        None => format!("remove `{field}`; this table takes {}", expected.join(", ")),
+    })
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    const GOOD: &str = r#"
+[app]
+name = "shop"
+
+[function.basket]
+runtime = "wasm"
+source = "functions/basket"
+memory_mb = 64
+timeout = "2s"
+environment = { STAGE = "dev" }
+allowed_outbound_hosts = ["http://127.0.0.1:8080"]
+
+[[route]]
+method = "get"
+path = "/basket/{id}"
+function = "basket"
+"#;
+
+    #[test]
+    fn parses_a_good_manifest() {
+        let m = parse("wisp.toml", GOOD).unwrap();
+        assert_eq!(m.app, "shop");
+        let f = &m.functions[0];
+        assert_eq!(f.name, "basket");
+        assert_eq!(f.config.handler, "basket.wasm");
+        assert_eq!(f.config.memory_mb, 64);
+        assert_eq!(f.config.timeout_ms, 2000);
+        assert_eq!(f.config.environment["STAGE"], "dev");
+        assert_eq!(m.routes[0].method, "GET");
+    }
+
+    fn err(text: &str) -> String {
+        parse("wisp.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_key_points_at_it_with_a_suggestion() {
+        let text = GOOD.replace("memory_mb = 64", "memroy_mb = 64");
+        expect![[r#"
+            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`
+              --> wisp.toml:8:1
+              |
+            8 | memroy_mb = 64
+              | ^
+              = hint: did you mean `memory_mb`?"#]]
+        .assert_eq(&err(&text));
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        let text = GOOD.replace("timeout = \"2s\"", "timeout = \"2\"");
+        expect![[r#"
+            error: `2` has no unit; write `2s` for seconds or `2ms` for milliseconds
+              --> wisp.toml:9:11
+              |
+            9 | timeout = "2"
+              |           ^"#]]
+        .assert_eq(&err(&text));
+        let text = GOOD.replace("function = \"basket\"", "function = \"baskte\"");
+        assert!(err(&text).contains("wisp.toml:16:12"), "{}", err(&text));
+        assert!(err(&text).contains("functions in this manifest: basket"));
+        let text = GOOD.replace("/basket/{id}", "basket/{id}");
+        assert!(err(&text).contains("must start with `/`"));
+        let text = GOOD.replace("memory_mb = 64", "memory_mb = 99999");
+        assert!(err(&text).contains("out of range"));
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let e = parse("x/wisp.toml", "[app]\nname = \"a\"\n[function.f\n").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("x/wisp.toml", 3));
+    }
+
+    #[test]
+    fn wasm_needs_exactly_one_code_source() {
+        let text = GOOD.replace("source = \"functions/basket\"", "");
+        assert!(err(&text).contains("needs `source` or `component`"));
+        let text = GOOD.replace(
+            "source = \"functions/basket\"",
+            "source = \"a\"\ncomponent = \"b.wasm\"",
+        );
+        assert!(err(&text).contains("both"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_input(s in "\\PC{0,200}") {
+            let _ = parse("wisp.toml", &s);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_good_input(cut in 0usize..300, insert in "[\\[\\]{}=\"a-z\n ]{0,5}") {
+            let mut text = GOOD.to_string();
+            let at = cut.min(text.len());
+            if text.is_char_boundary(at) {
+                text.insert_str(at, &insert);
+            }
+            let _ = parse("wisp.toml", &text);
+        }
+    }
+}

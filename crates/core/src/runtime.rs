@@ -1,0 +1,95 @@
+//! The seam between the dispatcher and the runtimes: `prepare` does the
+//! cold part once per version, `invoke` runs one request.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+
+use crate::error::InvokeError;
+use crate::function::FunctionVersion;
+use crate::record::LogStream;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A streamed HTTP body, to and from functions.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body holding `bytes` (or nothing).
+pub fn full_body(bytes: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Runs functions of one kind (wasm components, Lambda Runtime API processes).
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Does the cold part for a version: load or compile its artifact,
+    /// link it, start workers. `artifact` is the code zip on local disk.
+    async fn prepare(
+        &self,
+        version: &FunctionVersion,
+        artifact: &Path,
+    ) -> Result<Arc<dyn Prepared>, InvokeError>;
+}
+
+/// A version ready to serve requests.
+#[async_trait::async_trait]
+pub trait Prepared: Send + Sync + 'static {
+    /// Runs one request. The response arrives as soon as the function sends
+    /// its head; the completion once it has finished (body sent, logs flushed).
+    async fn invoke(&self, invocation: Invocation) -> Invoked;
+}
+
+/// One request to a function.
+pub struct Invocation {
+    pub request_id: String,
+    pub request: http::Request<Body>,
+    pub timeout: Duration,
+}
+
+/// What `invoke` gives back.
+pub struct Invoked {
+    pub response: Result<http::Response<Body>, InvokeError>,
+    /// Always resolves, after the response body has been produced or abandoned.
+    pub done: tokio::sync::oneshot::Receiver<Completion>,
+}
+
+/// How an invocation ended, for its record and logs.
+#[derive(Debug, Default)]
+pub struct Completion {
+    pub error: Option<InvokeError>,
+    pub status: Option<u16>,
+    pub duration: Duration,
+    pub max_memory_bytes: u64,
+    /// Output lines with their capture time (ms since epoch).
+    pub logs: Vec<(LogStream, i64, String)>,
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("reading the body failed: {0}")]
+    Failed(String),
+}
+
+/// Reads a whole body, failing as soon as it passes `limit` bytes.
+pub async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, CollectError> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CollectError::Failed(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(CollectError::TooLarge(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}

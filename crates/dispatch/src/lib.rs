@@ -1,0 +1,382 @@
+//! The dispatcher: every invocation, from any listener, goes through here.
+//!
+//! It resolves a function name and qualifier to a version, prepares the
+//! version once (the cold part, cached per revision), invokes it through
+//! the `Runtime` trait without knowing which runtime it is, and writes the
+//! record and logs of every invocation through the batching recorder.
+
+mod recorder;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+use wisp_core::clock::Clock;
+use wisp_core::function::LATEST;
+use wisp_core::runtime::{Body, Completion, Invocation, Prepared, Runtime};
+use wisp_core::{
+    ErrorKind, FunctionVersion, InvocationRecord, InvokeError, LogEntry, LogStream, Outcome,
+    RuntimeKind,
+};
+use wisp_store::{Store, StoreError};
+
+pub use recorder::Recorder;
+
+/// Why a function could not be found or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+type PreparedCell = Arc<OnceCell<Arc<dyn Prepared>>>;
+
+/// Routes invocations to runtimes and keeps their records.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>>,
+    /// Prepared versions by (function, version, revision).
+    prepared: Mutex<HashMap<(String, String), (String, PreparedCell)>>,
+    /// Resolved (function, qualifier) pairs; writes go through the API, which
+    /// calls `forget`, so this never serves a stale version.
+    resolved: Mutex<HashMap<(String, String), FunctionVersion>>,
+    recorder: Recorder,
+    clock: Arc<dyn Clock>,
+}
+
+/// The result of one dispatched invocation.
+pub struct Dispatched {
+    pub request_id: String,
+    pub version: String,
+    pub response: Result<http::Response<Body>, InvokeError>,
+    /// Resolves with the record once the invocation has finished.
+    pub record: tokio::sync::oneshot::Receiver<InvocationRecord>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>>,
+        clock: Arc<dyn Clock>,
+    ) -> Dispatcher {
+        let recorder = Recorder::start(store.clone());
+        Dispatcher {
+            store,
+            runtimes,
+            prepared: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
+            recorder,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Waits until every record and log line handed to the recorder is stored.
+    pub async fn flush(&self) {
+        self.recorder.flush().await;
+    }
+
+    /// Finds the version `qualifier` names: `$LATEST` (or none), a number, or an alias.
+    pub async fn resolve(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<FunctionVersion, ResolveError> {
+        let key = (
+            function.to_string(),
+            qualifier.unwrap_or(LATEST).to_string(),
+        );
+        if let Some(v) = self.resolved.lock().ok().and_then(|r| r.get(&key).cloned()) {
+            return Ok(v);
+        }
+        let version = self.resolve_uncached(function, qualifier).await?;
+        if let Ok(mut resolved) = self.resolved.lock() {
+            resolved.insert(key, version.clone());
+        }
+        Ok(version)
+    }
+
+    async fn resolve_uncached(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<FunctionVersion, ResolveError> {
+        let not_found = || ResolveError::NotFound(format!("Function not found: {function}"));
+        let version = match qualifier {
+            None | Some("") | Some(LATEST) => LATEST.to_string(),
+            Some(q) if q.chars().all(|c| c.is_ascii_digit()) => q.to_string(),
+            Some(alias) => match self.store.get_alias(function, alias).await? {
+                Some(a) => a.version,
+                None => {
+                    return Err(ResolveError::NotFound(format!(
+                        "Function not found: {function}:{alias}"
+                    )))
+                }
+            },
+        };
+        self.store
+            .get_version(function, &version)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// Prepares a version (compiling or loading its artifact); returns how
+    /// long that took when it was not already prepared.
+    pub async fn prepare(
+        &self,
+        version: &FunctionVersion,
+    ) -> Result<(Arc<dyn Prepared>, Option<Duration>), InvokeError> {
+        let key = (version.function.clone(), version.version.clone());
+        let cell = {
+            let mut prepared = self
+                .prepared
+                .lock()
+                .map_err(|_| InvokeError::platform("prepared cache poisoned"))?;
+            match prepared.get(&key) {
+                Some((revision, cell)) if *revision == version.revision_id => cell.clone(),
+                _ => {
+                    let cell = PreparedCell::default();
+                    prepared.insert(key, (version.revision_id.clone(), cell.clone()));
+                    cell
+                }
+            }
+        };
+        if let Some(p) = cell.get() {
+            return Ok((p.clone(), None));
+        }
+        let started = Instant::now();
+        let mut did_init = false;
+        let prepared = cell
+            .get_or_try_init(|| async {
+                did_init = true;
+                let kind = RuntimeKind::of(&version.config.runtime).ok_or_else(|| {
+                    InvokeError::caller(
+                        "InvalidRuntime",
+                        format!("runtime `{}` is not supported", version.config.runtime),
+                    )
+                })?;
+                let runtime = self.runtimes.get(&kind).ok_or_else(|| {
+                    InvokeError::caller(
+                        "InvalidRuntime",
+                        format!(
+                            "runtime `{}` is not available on this server",
+                            version.config.runtime
+                        ),
+                    )
+                })?;
+                let artifact = self
+                    .store
+                    .code_path(&version.code_sha256)
+                    .await
+                    .map_err(|e| {
+                        InvokeError::platform(format!("code of `{}`: {e}", version.function))
+                    })?;
+                runtime.prepare(version, &artifact).await
+            })
+            .await?;
+        Ok((prepared.clone(), did_init.then(|| started.elapsed())))
+    }
+
+    /// Drops everything cached of a deleted function.
+    pub fn remove(&self, function: &str) {
+        if let Ok(mut prepared) = self.prepared.lock() {
+            prepared.retain(|(f, _), _| f != function);
+        }
+        self.forget(function);
+    }
+
+    /// Drops cached name resolutions of a function (after any change to it
+    /// or its aliases). Prepared versions stay: they are keyed by revision.
+    pub fn forget(&self, function: &str) {
+        if let Ok(mut resolved) = self.resolved.lock() {
+            resolved.retain(|(f, _), _| f != function);
+        }
+    }
+
+    /// Invokes `version` with an HTTP request; `trigger` names the source
+    /// (`gateway`, `api`) in the record.
+    pub async fn invoke(
+        &self,
+        version: &FunctionVersion,
+        request: http::Request<Body>,
+        trigger: &str,
+    ) -> Dispatched {
+        let request_id = wisp_core::new_request_id();
+        self.invoke_with_id(version, request, trigger, request_id)
+            .await
+    }
+
+    pub async fn invoke_with_id(
+        &self,
+        version: &FunctionVersion,
+        mut request: http::Request<Body>,
+        trigger: &str,
+        request_id: String,
+    ) -> Dispatched {
+        let started_at_ms = self.clock.now_ms();
+        let started = Instant::now();
+        let (record_tx, record_rx) = tokio::sync::oneshot::channel();
+        let mut record = InvocationRecord {
+            request_id: request_id.clone(),
+            function: version.function.clone(),
+            version: version.version.clone(),
+            trigger: trigger.to_string(),
+            started_at_ms,
+            cold: false,
+            init_duration_us: None,
+            duration_us: 0,
+            billed_ms: 0,
+            memory_limit_mb: version.config.memory_mb,
+            max_memory_bytes: 0,
+            outcome: Outcome::Success,
+            error_kind: None,
+            error_type: None,
+            error_message: None,
+            status: None,
+        };
+
+        let (prepared, init) = match self.prepare(version).await {
+            Ok(p) => p,
+            Err(error) => {
+                let completion = Completion {
+                    error: Some(error.clone()),
+                    duration: started.elapsed(),
+                    ..Completion::default()
+                };
+                self.finish(record, completion, record_tx);
+                return Dispatched {
+                    request_id,
+                    version: version.version.clone(),
+                    response: Err(error),
+                    record: record_rx,
+                };
+            }
+        };
+        record.cold = init.is_some();
+        record.init_duration_us = init.map(|d| d.as_micros() as u64);
+
+        if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+            request.headers_mut().insert("x-wisp-request-id", value);
+        }
+        let invoked = prepared
+            .invoke(Invocation {
+                request_id: request_id.clone(),
+                request,
+                timeout: Duration::from_millis(version.config.timeout_ms),
+            })
+            .await;
+
+        let recorder = self.recorder.clone();
+        let done = invoked.done;
+        tokio::spawn(async move {
+            let completion = done.await.unwrap_or_else(|_| Completion {
+                error: Some(InvokeError::platform("the runtime dropped the invocation")),
+                ..Completion::default()
+            });
+            finish(&recorder, record, completion, record_tx);
+        });
+        Dispatched {
+            request_id,
+            version: version.version.clone(),
+            response: invoked.response,
+            record: record_rx,
+        }
+    }
+
+    fn finish(
+        &self,
+        record: InvocationRecord,
+        completion: Completion,
+        record_tx: tokio::sync::oneshot::Sender<InvocationRecord>,
+    ) {
+        finish(&self.recorder, record, completion, record_tx);
+    }
+}
+
+/// Completes a record from the runtime's completion, writes it with its
+/// Lambda-style START/END/REPORT lines, and hands it to whoever waits.
+fn finish(
+    recorder: &Recorder,
+    mut record: InvocationRecord,
+    completion: Completion,
+    record_tx: tokio::sync::oneshot::Sender<InvocationRecord>,
+) {
+    record.duration_us = completion.duration.as_micros() as u64;
+    record.billed_ms = (completion.duration.as_micros() as u64)
+        .div_ceil(1000)
+        .max(1);
+    record.max_memory_bytes = completion.max_memory_bytes;
+    record.status = completion.status;
+    if let Some(error) = completion.error {
+        record.outcome = Outcome::Error;
+        record.error_kind = Some(error.kind);
+        record.error_type = Some(error.error_type);
+        record.error_message = Some(error.message);
+    }
+
+    let kind = record.error_kind.map(ErrorKind::as_str).unwrap_or("none");
+    metrics::counter!(
+        "wisp_invocations_total",
+        "function" => record.function.clone(),
+        "outcome" => if record.outcome == Outcome::Success { "success" } else { "error" },
+        "error_kind" => kind,
+    )
+    .increment(1);
+    metrics::histogram!("wisp_invocation_duration_seconds", "function" => record.function.clone())
+        .record(completion.duration.as_secs_f64());
+    if record.cold {
+        metrics::counter!("wisp_cold_starts_total", "function" => record.function.clone())
+            .increment(1);
+    }
+
+    let line = |stream, ts_ms, message: String| LogEntry {
+        seq: 0,
+        request_id: record.request_id.clone(),
+        function: record.function.clone(),
+        ts_ms,
+        stream,
+        message,
+    };
+    let mut logs = Vec::with_capacity(completion.logs.len() + 3);
+    logs.push(line(
+        LogStream::Platform,
+        record.started_at_ms,
+        format!(
+            "START RequestId: {} Version: {}",
+            record.request_id, record.version
+        ),
+    ));
+    for (stream, ts, message) in completion.logs {
+        logs.push(line(stream, ts, message));
+    }
+    let end_ms = record.started_at_ms + (record.duration_us / 1000) as i64;
+    logs.push(line(
+        LogStream::Platform,
+        end_ms,
+        format!("END RequestId: {}", record.request_id),
+    ));
+    let mut report = format!(
+        "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+        record.request_id,
+        record.duration_us as f64 / 1000.0,
+        record.billed_ms,
+        record.memory_limit_mb,
+        record.max_memory_bytes.div_ceil(1024 * 1024),
+    );
+    if let Some(init) = record.init_duration_us {
+        report.push_str(&format!("\tInit Duration: {:.2} ms", init as f64 / 1000.0));
+    }
+    if let Some(t) = &record.error_type {
+        report.push_str(&format!("\tStatus: error\tError Type: {t}"));
+    }
+    logs.push(line(LogStream::Platform, end_ms, report));
+
+    recorder.record(record.clone(), logs);
+    let _ = record_tx.send(record);
+}

@@ -1,0 +1,167 @@
+//! The server: opens the store, builds the runtimes and dispatcher, binds
+//! the gateway and API listeners, and keeps retention running.
+
+mod credentials;
+mod listener;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use wisp_aws::{Api, ApiState, Credentials};
+use wisp_core::clock::{Clock, SystemClock};
+use wisp_core::runtime::Runtime;
+use wisp_core::RuntimeKind;
+use wisp_dispatch::Dispatcher;
+use wisp_gateway::Gateway;
+use wisp_store::{SqliteStore, Store};
+use wisp_wasm::WasmRuntime;
+
+pub use credentials::{load_or_create as load_credentials, read_credentials_file};
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub api: SocketAddr,
+    /// How long records and logs are kept.
+    pub retention: Duration,
+}
+
+/// A started server.
+pub struct Running {
+    pub gateway_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub credentials: Credentials,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Running {
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.gateway_addr)
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// Stops accepting connections and flushes records.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.dispatcher.flush().await;
+    }
+}
+
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).ok().map(|_| handle)
+}
+
+/// Starts everything; returns once both listeners are bound.
+pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let credentials = credentials::load_or_create(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir)
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+    );
+    let wasm = WasmRuntime::new(&config.data_dir.join("compiled"))
+        .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e:#}"))?;
+    let wasm_stats = wasm.stats();
+    let mut runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = HashMap::new();
+    runtimes.insert(RuntimeKind::Wasm, Arc::new(wasm));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let dispatcher = Arc::new(Dispatcher::new(store.clone(), runtimes, clock.clone()));
+    let gateway = Gateway::new(dispatcher.clone());
+
+    let http_listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("cannot listen on {} for the gateway (--http)", config.http))?;
+    let api_listener = tokio::net::TcpListener::bind(config.api)
+        .await
+        .with_context(|| format!("cannot listen on {} for the API (--api)", config.api))?;
+    let gateway_addr = http_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+
+    let routes_gateway = gateway.clone();
+    let state = Arc::new(ApiState {
+        dispatcher: dispatcher.clone(),
+        credentials: credentials.clone(),
+        account_id: "000000000000".into(),
+        gateway_url: format!("http://{gateway_addr}"),
+        api_url: format!("http://{api_addr}"),
+        clock: clock.clone(),
+        routes_changed: Arc::new(move |table| routes_gateway.set_routes(table)),
+    });
+    wisp_aws::reload_routes(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load routes: {}", e.message))?;
+    let api = Arc::new(Api::new(state));
+
+    let prometheus = install_metrics();
+    let render_metrics = Arc::new(move || {
+        let mut text = prometheus.as_ref().map(|h| h.render()).unwrap_or_default();
+        text.push_str(&format!(
+            "# TYPE wisp_wasm_compilations_total counter\nwisp_wasm_compilations_total {}\n# TYPE wisp_wasm_compile_cache_hits_total counter\nwisp_wasm_compile_cache_hits_total {}\n",
+            wasm_stats.compilations.load(Ordering::Relaxed),
+            wasm_stats.cache_hits.load(Ordering::Relaxed),
+        ));
+        text
+    });
+
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let g = gateway.clone();
+    listener::serve(http_listener, shutdown_rx.clone(), move |req, remote| {
+        let g = g.clone();
+        async move { g.handle(req, remote).await }
+    });
+    listener::serve(api_listener, shutdown_rx.clone(), move |req, _remote| {
+        let api = api.clone();
+        let render = render_metrics.clone();
+        async move { api.handle(req, &*render).await }
+    });
+
+    let retention_store = store.clone();
+    let retention = config.retention;
+    let mut stop = shutdown_rx;
+    tokio::spawn(async move {
+        loop {
+            let before = SystemClock.now_ms() - retention.as_millis() as i64;
+            match retention_store.purge_before(before).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records and logs"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = stop.changed() => break,
+            }
+        }
+    });
+
+    let endpoints = serde_json::json!({
+        "gateway": format!("http://{gateway_addr}"),
+        "api": format!("http://{api_addr}"),
+    });
+    std::fs::write(
+        config.data_dir.join("endpoints.json"),
+        serde_json::to_vec_pretty(&endpoints)?,
+    )
+    .context("cannot write endpoints.json")?;
+
+    Ok(Running {
+        gateway_addr,
+        api_addr,
+        credentials,
+        shutdown,
+        dispatcher,
+    })
+}

@@ -1,0 +1,118 @@
+//! Where wisp keeps its state: the function registry, code blobs, routes,
+//! invocation records and logs. One trait, so the single-node SQLite store
+//! and the clustered JetStream store are interchangeable.
+
+mod sqlite;
+
+use std::path::PathBuf;
+
+use wisp_core::route::Route;
+use wisp_core::{Alias, FunctionVersion, InvocationRecord, LogEntry};
+
+pub use sqlite::SqliteStore;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("revision mismatch: {0}")]
+    PreconditionFailed(String),
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Internal(format!("corrupt stored value: {e}"))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which log lines to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Only this function's lines (all functions when `None`).
+    pub function: Option<String>,
+    pub request_id: Option<String>,
+    /// Only lines at or after this time (ms since epoch).
+    pub since_ms: Option<i64>,
+    /// Only lines after this sequence number (for following).
+    pub after_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// The registry, code, routes, records and logs.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a code blob by its sha256 (hex), returned.
+    async fn put_code(&self, bytes: Vec<u8>) -> Result<String>;
+    /// A local file holding the blob with this sha256.
+    async fn code_path(&self, sha256: &str) -> Result<PathBuf>;
+
+    /// Creates a function with its `$LATEST` version; `Conflict` if it exists.
+    async fn create_function(&self, latest: FunctionVersion) -> Result<()>;
+    /// Replaces `$LATEST`, if its revision is still `expected_revision` (when given).
+    async fn update_latest(
+        &self,
+        latest: FunctionVersion,
+        expected_revision: Option<&str>,
+    ) -> Result<()>;
+    async fn get_version(&self, function: &str, version: &str) -> Result<Option<FunctionVersion>>;
+    /// Every function's `$LATEST`, by name.
+    async fn list_latest(&self) -> Result<Vec<FunctionVersion>>;
+    /// `$LATEST` and the published versions, in order.
+    async fn list_versions(&self, function: &str) -> Result<Vec<FunctionVersion>>;
+    /// Snapshots `$LATEST` as the next numbered version; returns the newest
+    /// version unchanged when `$LATEST` has not changed since it.
+    async fn publish_version(
+        &self,
+        function: &str,
+        description: Option<String>,
+        expected_revision: Option<&str>,
+    ) -> Result<FunctionVersion>;
+    /// Deletes a function with its versions, aliases and routes' targets stay.
+    async fn delete_function(&self, function: &str) -> Result<()>;
+    /// Deletes one published version; `Conflict` if an alias points at it.
+    async fn delete_version(&self, function: &str, version: &str) -> Result<()>;
+
+    async fn create_alias(&self, alias: Alias) -> Result<()>;
+    async fn update_alias(&self, alias: Alias, expected_revision: Option<&str>) -> Result<()>;
+    async fn get_alias(&self, function: &str, name: &str) -> Result<Option<Alias>>;
+    async fn list_aliases(&self, function: &str) -> Result<Vec<Alias>>;
+    async fn delete_alias(&self, function: &str, name: &str) -> Result<()>;
+
+    /// Replaces all routes of `app` at once.
+    async fn replace_routes(&self, app: &str, routes: Vec<Route>) -> Result<()>;
+    /// Every route of every app.
+    async fn list_routes(&self) -> Result<Vec<(String, Route)>>;
+
+    /// Writes a batch of records and log lines in one transaction.
+    async fn insert_invocations(
+        &self,
+        records: Vec<InvocationRecord>,
+        logs: Vec<LogEntry>,
+    ) -> Result<()>;
+    async fn get_invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>>;
+    /// A function's records, newest first.
+    async fn list_invocations(&self, function: &str, limit: usize)
+        -> Result<Vec<InvocationRecord>>;
+    async fn query_logs(&self, query: LogQuery) -> Result<Vec<LogEntry>>;
+    /// Drops records and logs older than `before_ms`; returns how many rows went.
+    async fn purge_before(&self, before_ms: i64) -> Result<u64>;
+}

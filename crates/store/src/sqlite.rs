@@ -1,0 +1,768 @@
+//! The embedded store: SQLite in WAL mode, code blobs as files named by
+//! their sha256. Every call runs on the blocking pool, never on the async
+//! runtime's threads.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+use wisp_core::function::LATEST;
+use wisp_core::route::Route;
+use wisp_core::{Alias, FunctionVersion, InvocationRecord, LogEntry, LogStream};
+
+use crate::{LogQuery, Result, Store, StoreError};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts them.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE functions (
+    name TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    next_version INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE versions (
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    version TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (function, version)
+);
+CREATE TABLE aliases (
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (function, name)
+);
+CREATE TABLE routes (
+    app TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (app, seq)
+);
+CREATE TABLE invocations (
+    request_id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX invocations_by_function ON invocations (function, started_at);
+CREATE TABLE logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    function TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX logs_by_function ON logs (function, seq);
+CREATE INDEX logs_by_request ON logs (request_id);
+CREATE INDEX logs_by_time ON logs (ts);
+"#];
+
+/// SQLite-backed `Store` rooted at a data directory.
+pub struct SqliteStore {
+    code_dir: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "the database has schema version {current}, newer than this wisp knows ({}); upgrade wisp",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied store migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir)?;
+        let code_dir = data_dir.join("code");
+        std::fs::create_dir_all(&code_dir)?;
+        let db = data_dir.join("wisp.db");
+        let mut writer = open_connection(&db)?;
+        migrate(&mut writer)?;
+        let reader = open_connection(&db)?;
+        Ok(SqliteStore {
+            code_dir,
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    async fn with<T, F>(conn: &Arc<Mutex<Connection>>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Internal("store connection poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        Self::with(&self.writer, f).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        Self::with(&self.reader, f).await
+    }
+}
+
+fn version_number(version: &str) -> i64 {
+    version.parse().unwrap_or(0)
+}
+
+fn get_version(
+    conn: &Connection,
+    function: &str,
+    version: &str,
+) -> Result<Option<FunctionVersion>> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM versions WHERE function = ?1 AND version = ?2",
+            params![function, version],
+            |r| r.get(0),
+        )
+        .optional()?;
+    body.map(|b| serde_json::from_str(&b).map_err(Into::into))
+        .transpose()
+}
+
+fn put_version(conn: &Connection, v: &FunctionVersion) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO versions (function, version, number, body) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            v.function,
+            v.version,
+            version_number(&v.version),
+            serde_json::to_string(v)?
+        ],
+    )?;
+    Ok(())
+}
+
+fn check_revision(current: &str, expected: Option<&str>, what: &str) -> Result<()> {
+    match expected {
+        Some(e) if e != current => Err(StoreError::PreconditionFailed(format!(
+            "the revision id of {what} is {current}, not {e}; fetch it again and retry"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn collect_json<T: serde::de::DeserializeOwned>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>> {
+    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(serde_json::from_str(&row?)?);
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn put_code(&self, bytes: Vec<u8>) -> Result<String> {
+        let dir = self.code_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let path = dir.join(&sha);
+            if !path.exists() {
+                // Write then rename, so a crash never leaves a torn blob under its final name.
+                let tmp = dir.join(format!(".{sha}.{}", uuid::Uuid::new_v4()));
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            Ok(sha)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    async fn code_path(&self, sha256: &str) -> Result<PathBuf> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::NotFound(format!("code {sha256}")));
+        }
+        let path = self.code_dir.join(sha256);
+        match tokio::fs::try_exists(&path).await? {
+            true => Ok(path),
+            false => Err(StoreError::NotFound(format!("code {sha256}"))),
+        }
+    }
+
+    async fn create_function(&self, latest: FunctionVersion) -> Result<()> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO functions (name, created_at) VALUES (?1, ?2)",
+                params![latest.function, latest.last_modified_ms],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "Function already exist: {}",
+                    latest.function
+                )));
+            }
+            put_version(&tx, &latest)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_latest(
+        &self,
+        latest: FunctionVersion,
+        expected_revision: Option<&str>,
+    ) -> Result<()> {
+        let expected = expected_revision.map(str::to_string);
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let current = get_version(&tx, &latest.function, LATEST)?
+                .ok_or_else(|| StoreError::NotFound(format!("Function {}", latest.function)))?;
+            check_revision(&current.revision_id, expected.as_deref(), &latest.function)?;
+            put_version(&tx, &latest)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_version(&self, function: &str, version: &str) -> Result<Option<FunctionVersion>> {
+        let (function, version) = (function.to_string(), version.to_string());
+        self.read(move |conn| get_version(conn, &function, &version))
+            .await
+    }
+
+    async fn list_latest(&self) -> Result<Vec<FunctionVersion>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT body FROM versions WHERE version = '$LATEST' ORDER BY function")?;
+            collect_json(&mut stmt, [])
+        })
+        .await
+    }
+
+    async fn list_versions(&self, function: &str) -> Result<Vec<FunctionVersion>> {
+        let function = function.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT body FROM versions WHERE function = ?1 ORDER BY number, version",
+            )?;
+            collect_json(&mut stmt, [function])
+        })
+        .await
+    }
+
+    async fn publish_version(
+        &self,
+        function: &str,
+        description: Option<String>,
+        expected_revision: Option<&str>,
+    ) -> Result<FunctionVersion> {
+        let function = function.to_string();
+        let expected = expected_revision.map(str::to_string);
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let latest = get_version(&tx, &function, LATEST)?
+                .ok_or_else(|| StoreError::NotFound(format!("Function {function}")))?;
+            check_revision(&latest.revision_id, expected.as_deref(), &function)?;
+            let newest: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM versions WHERE function = ?1 AND number > 0 ORDER BY number DESC LIMIT 1",
+                    params![function],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(body) = newest {
+                let newest: FunctionVersion = serde_json::from_str(&body)?;
+                let mut same = newest.config.clone();
+                same.description = latest.config.description.clone();
+                if newest.code_sha256 == latest.code_sha256 && same == latest.config {
+                    return Ok(newest);
+                }
+            }
+            let number: i64 = tx.query_row(
+                "UPDATE functions SET next_version = next_version + 1 WHERE name = ?1 RETURNING next_version - 1",
+                params![function],
+                |r| r.get(0),
+            )?;
+            let mut version = latest.clone();
+            version.version = number.to_string();
+            version.revision_id = uuid::Uuid::new_v4().to_string();
+            if let Some(d) = description {
+                version.config.description = d;
+            }
+            put_version(&tx, &version)?;
+            tx.commit()?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn delete_function(&self, function: &str) -> Result<()> {
+        let function = function.to_string();
+        self.write(move |conn| {
+            let deleted =
+                conn.execute("DELETE FROM functions WHERE name = ?1", params![function])?;
+            match deleted {
+                0 => Err(StoreError::NotFound(format!("Function {function}"))),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn delete_version(&self, function: &str, version: &str) -> Result<()> {
+        let (function, version) = (function.to_string(), version.to_string());
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let mut stmt = tx.prepare("SELECT body FROM aliases WHERE function = ?1")?;
+            let aliases: Vec<Alias> = collect_json(&mut stmt, [&function])?;
+            drop(stmt);
+            if let Some(alias) = aliases.iter().find(|a| a.version == version) {
+                return Err(StoreError::Conflict(format!(
+                    "Unable to delete version because the following aliases reference it: [{}]",
+                    alias.name
+                )));
+            }
+            let deleted = tx.execute(
+                "DELETE FROM versions WHERE function = ?1 AND version = ?2",
+                params![function, version],
+            )?;
+            tx.commit()?;
+            match deleted {
+                0 => Err(StoreError::NotFound(format!(
+                    "Function {function}:{version}"
+                ))),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn create_alias(&self, alias: Alias) -> Result<()> {
+        self.write(move |conn| {
+            let inserted = conn.execute(
+                "INSERT OR IGNORE INTO aliases (function, name, body) VALUES (?1, ?2, ?3)",
+                params![alias.function, alias.name, serde_json::to_string(&alias)?],
+            )?;
+            match inserted {
+                0 => Err(StoreError::Conflict(format!(
+                    "Alias already exists: {}:{}",
+                    alias.function, alias.name
+                ))),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn update_alias(&self, alias: Alias, expected_revision: Option<&str>) -> Result<()> {
+        let expected = expected_revision.map(str::to_string);
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM aliases WHERE function = ?1 AND name = ?2",
+                    params![alias.function, alias.name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let current: Alias = match current {
+                Some(b) => serde_json::from_str(&b)?,
+                None => {
+                    return Err(StoreError::NotFound(format!(
+                        "Alias {}:{}",
+                        alias.function, alias.name
+                    )))
+                }
+            };
+            check_revision(&current.revision_id, expected.as_deref(), &alias.name)?;
+            tx.execute(
+                "UPDATE aliases SET body = ?3 WHERE function = ?1 AND name = ?2",
+                params![alias.function, alias.name, serde_json::to_string(&alias)?],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_alias(&self, function: &str, name: &str) -> Result<Option<Alias>> {
+        let (function, name) = (function.to_string(), name.to_string());
+        self.read(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM aliases WHERE function = ?1 AND name = ?2",
+                    params![function, name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            body.map(|b| serde_json::from_str(&b).map_err(Into::into))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_aliases(&self, function: &str) -> Result<Vec<Alias>> {
+        let function = function.to_string();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare("SELECT body FROM aliases WHERE function = ?1 ORDER BY name")?;
+            collect_json(&mut stmt, [function])
+        })
+        .await
+    }
+
+    async fn delete_alias(&self, function: &str, name: &str) -> Result<()> {
+        let (function, name) = (function.to_string(), name.to_string());
+        self.write(move |conn| {
+            let deleted = conn.execute(
+                "DELETE FROM aliases WHERE function = ?1 AND name = ?2",
+                params![function, name],
+            )?;
+            match deleted {
+                0 => Err(StoreError::NotFound(format!("Alias {function}:{name}"))),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn replace_routes(&self, app: &str, routes: Vec<Route>) -> Result<()> {
+        let app = app.to_string();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM routes WHERE app = ?1", params![app])?;
+            for (seq, route) in routes.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO routes (app, seq, body) VALUES (?1, ?2, ?3)",
+                    params![app, seq as i64, serde_json::to_string(route)?],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_routes(&self) -> Result<Vec<(String, Route)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT app, body FROM routes ORDER BY app, seq")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (app, body) = row?;
+                out.push((app, serde_json::from_str(&body)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn insert_invocations(
+        &self,
+        records: Vec<InvocationRecord>,
+        logs: Vec<LogEntry>,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO invocations (request_id, function, started_at, body) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for r in &records {
+                    insert.execute(params![
+                        r.request_id,
+                        r.function,
+                        r.started_at_ms,
+                        serde_json::to_string(r)?
+                    ])?;
+                }
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO logs (request_id, function, ts, stream, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for l in &logs {
+                    insert.execute(params![
+                        l.request_id,
+                        l.function,
+                        l.ts_ms,
+                        l.stream.as_str(),
+                        l.message
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>> {
+        let request_id = request_id.to_string();
+        self.read(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM invocations WHERE request_id = ?1",
+                    params![request_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            body.map(|b| serde_json::from_str(&b).map_err(Into::into))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_invocations(
+        &self,
+        function: &str,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>> {
+        let function = function.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT body FROM invocations WHERE function = ?1 ORDER BY started_at DESC, rowid DESC LIMIT ?2",
+            )?;
+            collect_json(&mut stmt, params![function, limit as i64])
+        })
+        .await
+    }
+
+    async fn query_logs(&self, query: LogQuery) -> Result<Vec<LogEntry>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, request_id, function, ts, stream, message FROM logs
+                 WHERE (?1 IS NULL OR function = ?1)
+                   AND (?2 IS NULL OR request_id = ?2)
+                   AND (?3 IS NULL OR ts >= ?3)
+                   AND seq > ?4
+                 ORDER BY seq LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    query.function,
+                    query.request_id,
+                    query.since_ms,
+                    query.after_seq.unwrap_or(0),
+                    query.limit as i64
+                ],
+                |r| {
+                    Ok(LogEntry {
+                        seq: r.get(0)?,
+                        request_id: r.get(1)?,
+                        function: r.get(2)?,
+                        ts_ms: r.get(3)?,
+                        stream: LogStream::parse(&r.get::<_, String>(4)?)
+                            .unwrap_or(LogStream::Platform),
+                        message: r.get(5)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn purge_before(&self, before_ms: i64) -> Result<u64> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let a = tx.execute(
+                "DELETE FROM invocations WHERE started_at < ?1",
+                params![before_ms],
+            )?;
+            let b = tx.execute("DELETE FROM logs WHERE ts < ?1", params![before_ms])?;
+            tx.commit()?;
+            Ok((a + b) as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wisp_core::FunctionConfig;
+
+    fn version(name: &str, sha: &str) -> FunctionVersion {
+        FunctionVersion {
+            function: name.into(),
+            version: LATEST.into(),
+            config: FunctionConfig::new("wasm", "f.wasm"),
+            code_sha256: sha.into(),
+            code_size: 3,
+            artifact_sha256: sha.into(),
+            last_modified_ms: 1,
+            revision_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn functions_versions_and_aliases_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let sha = store.put_code(b"abc".to_vec()).await.unwrap();
+            assert_eq!(
+                std::fs::read(store.code_path(&sha).await.unwrap()).unwrap(),
+                b"abc"
+            );
+            store.create_function(version("f", &sha)).await.unwrap();
+            assert!(matches!(
+                store.create_function(version("f", &sha)).await,
+                Err(StoreError::Conflict(_))
+            ));
+            let v1 = store.publish_version("f", None, None).await.unwrap();
+            assert_eq!(v1.version, "1");
+            // Nothing changed: publishing again returns version 1.
+            let again = store.publish_version("f", None, None).await.unwrap();
+            assert_eq!(again.version, "1");
+            let latest = version("f", "other");
+            store.update_latest(latest, None).await.unwrap();
+            let v2 = store
+                .publish_version("f", Some("two".into()), None)
+                .await
+                .unwrap();
+            assert_eq!(
+                (v2.version.as_str(), v2.config.description.as_str()),
+                ("2", "two")
+            );
+            store
+                .create_alias(Alias {
+                    function: "f".into(),
+                    name: "live".into(),
+                    version: "1".into(),
+                    description: String::new(),
+                    revision_id: "r".into(),
+                })
+                .await
+                .unwrap();
+            assert!(matches!(
+                store.delete_version("f", "1").await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert!(matches!(
+                store.update_latest(version("f", "x"), Some("stale")).await,
+                Err(StoreError::PreconditionFailed(_))
+            ));
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let versions = store.list_versions("f").await.unwrap();
+        let names: Vec<&str> = versions.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(names, ["$LATEST", "1", "2"]);
+        assert_eq!(
+            store.get_alias("f", "live").await.unwrap().unwrap().version,
+            "1"
+        );
+        store.delete_function("f").await.unwrap();
+        assert!(store.list_versions("f").await.unwrap().is_empty());
+        assert!(store.get_alias("f", "live").await.unwrap().is_none());
+        assert!(matches!(
+            store.delete_function("f").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn records_and_logs_are_queried_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let record = |id: &str, at: i64| InvocationRecord {
+            request_id: id.into(),
+            function: "f".into(),
+            version: LATEST.into(),
+            trigger: "api".into(),
+            started_at_ms: at,
+            cold: false,
+            init_duration_us: None,
+            duration_us: 10,
+            billed_ms: 1,
+            memory_limit_mb: 128,
+            max_memory_bytes: 0,
+            outcome: wisp_core::Outcome::Success,
+            error_kind: None,
+            error_type: None,
+            error_message: None,
+            status: Some(200),
+        };
+        let log = |id: &str, at: i64, m: &str| LogEntry {
+            seq: 0,
+            request_id: id.into(),
+            function: "f".into(),
+            ts_ms: at,
+            stream: LogStream::Stdout,
+            message: m.into(),
+        };
+        store
+            .insert_invocations(
+                vec![record("a", 100), record("b", 200)],
+                vec![
+                    log("a", 100, "one"),
+                    log("b", 200, "two"),
+                    log("b", 201, "three"),
+                ],
+            )
+            .await
+            .unwrap();
+        let recent = store.list_invocations("f", 10).await.unwrap();
+        assert_eq!(recent[0].request_id, "b");
+        let q = |request_id: Option<&str>, after: Option<i64>| LogQuery {
+            function: Some("f".into()),
+            request_id: request_id.map(Into::into),
+            since_ms: None,
+            after_seq: after,
+            limit: 100,
+        };
+        let b_logs = store.query_logs(q(Some("b"), None)).await.unwrap();
+        assert_eq!(b_logs.len(), 2);
+        let after = store
+            .query_logs(q(None, Some(b_logs[0].seq)))
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].message, "three");
+        assert_eq!(store.purge_before(150).await.unwrap(), 2);
+        assert!(store.get_invocation("a").await.unwrap().is_none());
+        assert!(store.get_invocation("b").await.unwrap().is_some());
+    }
+}

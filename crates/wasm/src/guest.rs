@@ -1,0 +1,343 @@
+//! One prepared version and the per-request store that runs it.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wisp_core::error::error_types;
+use wisp_core::outbound::OutboundPolicy;
+use wisp_core::runtime::{BoxError, Completion, Invocation, Invoked, Prepared};
+use wisp_core::{FunctionVersion, InvokeError, LogStream};
+
+use crate::engine::EPOCH_TICK;
+use crate::logs::LogCapture;
+use crate::outbound::OutboundHooks;
+
+/// The data of one request's `Store`.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    limiter: MemoryLimiter,
+    timed_out: bool,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Holds linear memory to the function's `memory_mb` and remembers the peak.
+struct MemoryLimiter {
+    cap: usize,
+    peak: usize,
+    exceeded: bool,
+}
+
+/// Most table elements a guest may grow to.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.exceeded = true;
+            wasmtime::bail!(
+                "memory limit exceeded: the guest asked to grow its memory from {current} to {desired} bytes, past its cap of {} bytes",
+                self.cap
+            );
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A linked component, ready to instantiate per request.
+pub(crate) struct WasmPrepared {
+    engine: Engine,
+    pre: ProxyPre<GuestState>,
+    memory_cap: usize,
+    env: Vec<(String, String)>,
+    policy: Arc<OutboundPolicy>,
+}
+
+impl WasmPrepared {
+    pub(crate) fn new(
+        engine: Engine,
+        pre: ProxyPre<GuestState>,
+        version: &FunctionVersion,
+    ) -> Result<WasmPrepared, InvokeError> {
+        let config = &version.config;
+        let policy = OutboundPolicy::new(&config.allowed_outbound_hosts)
+            .map_err(|e| InvokeError::caller("InvalidParameterValue", e))?;
+        let mut env: Vec<(String, String)> = config
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("WISP_FUNCTION_NAME".into(), version.function.clone()));
+        env.push(("WISP_FUNCTION_VERSION".into(), version.version.clone()));
+        env.push((
+            "WISP_FUNCTION_MEMORY_MB".into(),
+            config.memory_mb.to_string(),
+        ));
+        Ok(WasmPrepared {
+            engine,
+            pre,
+            memory_cap: config.memory_mb as usize * 1024 * 1024,
+            env,
+            policy: Arc::new(policy),
+        })
+    }
+
+    fn new_store(&self, logs: &LogCapture, timeout: Duration) -> Store<GuestState> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(logs.pipe(LogStream::Stdout))
+            .stderr(logs.pipe(LogStream::Stderr))
+            .envs(&self.env);
+        let state = GuestState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks {
+                policy: self.policy.clone(),
+                logs: logs.clone(),
+            },
+            limiter: MemoryLimiter {
+                cap: self.memory_cap,
+                peak: 0,
+                exceeded: false,
+            },
+            timed_out: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let deadline = Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        // Yield to other tasks every tick so a busy guest cannot starve the
+        // runtime, and trap once past the deadline.
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= deadline {
+                ctx.data_mut().timed_out = true;
+                wasmtime::bail!("the function timed out");
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+}
+
+/// Turns a request body failure (a client gone, a size limit hit) into the
+/// error wasi:http hands the guest.
+fn body_error(e: BoxError) -> wasmtime_wasi_http::Error {
+    if e.is::<http_body_util::LengthLimitError>() {
+        wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+    } else {
+        wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))
+    }
+}
+
+fn timeout_error(timeout: Duration) -> InvokeError {
+    InvokeError::guest(
+        error_types::TIMEOUT,
+        format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
+    )
+}
+
+/// Names what went wrong, from the store's flags first (they do not depend
+/// on error message wording), then the error itself.
+fn classify(
+    result: Option<wasmtime::Result<()>>,
+    state: &GuestState,
+    timeout: Duration,
+    memory_mb: usize,
+) -> Option<InvokeError> {
+    if state.timed_out || result.is_none() {
+        return Some(timeout_error(timeout));
+    }
+    if state.limiter.exceeded {
+        return Some(InvokeError::guest(
+            error_types::OUT_OF_MEMORY,
+            format!("the function ran out of memory: its limit is {memory_mb} MB"),
+        ));
+    }
+    match result {
+        Some(Err(e)) => {
+            let mut message = format!("{e:#}");
+            message.truncate(2048);
+            Some(InvokeError::guest(error_types::TRAP, message))
+        }
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl Prepared for WasmPrepared {
+    async fn invoke(&self, invocation: Invocation) -> Invoked {
+        let Invocation {
+            request_id: _,
+            mut request,
+            timeout,
+        } = invocation;
+        let logs = LogCapture::default();
+        let mut store = self.new_store(&logs, timeout);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+
+        if request.uri().authority().is_none()
+            && !request.headers().contains_key(http::header::HOST)
+        {
+            request.headers_mut().insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("localhost"),
+            );
+        }
+        let status = Arc::new(AtomicU16::new(0));
+        let (response_tx, response_rx) = tokio::sync::oneshot::channel();
+        let setup = (|| -> wasmtime::Result<_> {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request.map(|body| body.map_err(body_error)))?;
+            let status = status.clone();
+            let out = store
+                .data_mut()
+                .http()
+                .new_response_outparam_from_callback(move |response| {
+                    if let Ok(r) = &response {
+                        status.store(r.status().as_u16(), Ordering::Relaxed);
+                    }
+                    let _ = response_tx.send(response);
+                })?;
+            Ok((req, out))
+        })();
+        let (req, out) = match setup {
+            Ok(v) => v,
+            Err(e) => {
+                let error = InvokeError::caller("InvalidRequest", format!("{e:#}"));
+                let _ = done_tx.send(Completion {
+                    error: Some(error.clone()),
+                    ..Completion::default()
+                });
+                return Invoked {
+                    response: Err(error),
+                    done: done_rx,
+                };
+            }
+        };
+
+        let pre = self.pre.clone();
+        let memory_mb = self.memory_cap >> 20;
+        let status_done = status.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            // The epoch deadline stops guest code; this also stops a guest
+            // parked in a host call (an outbound request that never answers).
+            let result = tokio::time::timeout(timeout + EPOCH_TICK * 4, run)
+                .await
+                .ok();
+            let mut error = classify(result, store.data(), timeout, memory_mb);
+            let status = status_done.load(Ordering::Relaxed);
+            if error.is_none() && status == 0 {
+                error = Some(InvokeError::guest(
+                    error_types::NO_RESPONSE,
+                    "the function returned without setting a response",
+                ));
+            }
+            if error.is_none() && status >= 500 {
+                error = Some(InvokeError::guest(
+                    error_types::FUNCTION_ERROR,
+                    format!("the function answered with status {status}"),
+                ));
+            }
+            if let Some(e) = &error {
+                if e.error_type != error_types::FUNCTION_ERROR {
+                    logs.platform(format!("{}: {}", e.error_type, e.message));
+                }
+            }
+            let max_memory_bytes = store.data().limiter.peak as u64;
+            drop(store);
+            let _ = done_tx.send(Completion {
+                error,
+                status: (status != 0).then_some(status),
+                duration: started.elapsed(),
+                max_memory_bytes,
+                logs: logs.take(),
+            });
+        });
+
+        match response_rx.await {
+            Ok(Ok(response)) => Invoked {
+                response: Ok(response.map(|body| {
+                    body.map_err(|e| -> BoxError { e.to_string().into() })
+                        .boxed_unsync()
+                })),
+                done: done_rx,
+            },
+            Ok(Err(code)) => Invoked {
+                response: Err(InvokeError::guest(
+                    error_types::FUNCTION_ERROR,
+                    format!("the function answered with an error: {code:?}"),
+                )),
+                done: done_rx,
+            },
+            Err(_) => {
+                // The guest ended without a response: its completion says why.
+                let completion = done_rx.await.unwrap_or_default();
+                let error = completion.error.clone().unwrap_or_else(|| {
+                    InvokeError::guest(
+                        error_types::NO_RESPONSE,
+                        "the function returned no response",
+                    )
+                });
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(completion);
+                Invoked {
+                    response: Err(error),
+                    done: rx,
+                }
+            }
+        }
+    }
+}

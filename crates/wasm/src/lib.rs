@@ -1,0 +1,14 @@
+//! The WebAssembly runtime: wasi:http proxy components on wasmtime.
+//!
+//! `prepare` loads a version's precompiled artifact from the on-disk cache
+//! (compiling it once if absent) and links it into an `InstancePre`.
+//! `invoke` gives every request a fresh `Store` and instance from the
+//! pooling allocator, bounded by the function's memory cap (store limits)
+//! and timeout (epoch interruption).
+
+mod engine;
+mod guest;
+mod logs;
+mod outbound;
+
+pub use engine::{WasmRuntime, WasmStats};
