@@ -32,9 +32,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            "" => return Err(format!(
+            "" => {
+                return Err(format!(
                 "`{text}` has no unit; write `{text}s` for seconds or `{text}ms` for milliseconds"
-            )),
+            ))
+            }
             other => {
                 return Err(format!(
                     "unknown unit `{other}` in `{text}`; use ms, s, m, h or d"

@@ -10,6 +10,29 @@ use hyper_util::rt::TokioIo;
 use wisp_core::limits::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 use wisp_core::runtime::Body;
 
+/// 431 when a request has more headers, or larger ones, than wisp takes.
+fn header_limits(req: &http::Request<Incoming>) -> Option<http::Response<Body>> {
+    let count = req.headers().len();
+    let bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if count <= MAX_HEADER_COUNT && bytes <= MAX_HEADER_BYTES {
+        return None;
+    }
+    let body = format!(
+        r#"{{"message":"Request Header Fields Too Large: at most {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes"}}"#
+    );
+    let mut response = http::Response::new(wisp_core::runtime::full_body(body));
+    *response.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Some(response)
+}
+
 /// Accepts connections until shutdown; each request goes to `handler`.
 pub(crate) fn serve<F, Fut>(
     listener: tokio::net::TcpListener,
@@ -36,14 +59,20 @@ pub(crate) fn serve<F, Fut>(
             let _ = stream.set_nodelay(true);
             let handler = handler.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let handler = handler.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handler(req, remote).await) }
+                    async move {
+                        if let Some(refusal) = header_limits(&req) {
+                            return Ok::<_, std::convert::Infallible>(refusal);
+                        }
+                        Ok(handler(req, remote).await)
+                    }
                 });
                 let result = http1::Builder::new()
                     .keep_alive(true)
-                    .max_headers(MAX_HEADER_COUNT)
-                    .max_buf_size(MAX_HEADER_BYTES)
+                    // Parse a little past the limits so `header_limits` can answer 431 itself.
+                    .max_headers(MAX_HEADER_COUNT * 2)
+                    .max_buf_size(MAX_HEADER_BYTES * 2)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
                 if let Err(e) = result {

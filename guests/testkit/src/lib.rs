@@ -99,14 +99,18 @@ impl wasip2::exports::http::incoming_handler::Guest for Testkit {
         let (path, query) = path_with_query
             .split_once('?')
             .unwrap_or((path_with_query.as_str(), ""));
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // Routes may mount the kit under a prefix (`/kit/...`, `/closed/...`).
+        if segments.len() > 1 && matches!(segments[0], "kit" | "closed") {
+            segments.remove(0);
+        }
         match segments.as_slice() {
             ["hello"] => {
                 println!("hello on stdout");
                 eprintln!("hello on stderr");
                 respond(out, 200, "text/plain", b"hello from testkit\n");
             }
-            [""] | ["echo", ..] => {
+            [""] | ["echo", ..] | ["items", ..] => {
                 let method = format!("{:?}", request.method());
                 let mut headers = String::new();
                 for (name, value) in request.headers().entries() {

@@ -1,0 +1,226 @@
+//! The gateway: routing, limits, timeouts, memory caps, outbound policy, logs.
+
+use std::io::{Read, Write};
+
+use crate::harness::{app_dir, request_id, Server};
+
+/// Sends raw bytes and returns what the server answers before closing or 2s.
+fn raw_request(base: &str, text: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+const MANIFEST: &str = r#"
+[app]
+name = "kit"
+
+[function.kit]
+runtime = "wasm"
+component = "testkit.wasm"
+memory_mb = 32
+timeout = "1s"
+environment = { GREETING = "hi there" }
+allowed_outbound_hosts = ["http://127.0.0.1:*"]
+
+[function.closed]
+runtime = "wasm"
+component = "testkit.wasm"
+
+[[route]]
+method = "ANY"
+path = "/kit/{proxy+}"
+function = "kit"
+
+[[route]]
+method = "GET"
+path = "/{action}"
+function = "kit"
+
+[[route]]
+method = "GET"
+path = "/closed/{proxy+}"
+function = "closed"
+
+[[route]]
+method = "POST"
+path = "/items/{id}"
+function = "kit"
+"#;
+
+fn deployed() -> (tempfile::TempDir, Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = app_dir(tmp.path(), MANIFEST);
+    let server = Server::start(&tmp.path().join("data"));
+    let out = server.cli(&["deploy", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "deploy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (tmp, server)
+}
+
+#[test]
+fn routes_stream_and_log_per_request_id() {
+    let (_tmp, server) = deployed();
+
+    let r = server.get("/hello");
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    assert_eq!(r.text().unwrap(), "hello from testkit\n");
+    let logs = server.logs(&id);
+    assert!(logs.iter().any(|l| l == "hello on stdout"), "{logs:?}");
+    assert!(logs.iter().any(|l| l == "hello on stderr"), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.starts_with("REPORT RequestId: ")),
+        "{logs:?}"
+    );
+    let record = server.record(&id);
+    assert_eq!(record["outcome"], "success");
+    assert_eq!(record["function"], "kit");
+    assert_eq!(record["trigger"], "gateway");
+    assert!(record["max_memory_bytes"].as_u64().unwrap() > 0);
+
+    // Path parameters reach the guest; the body streams through.
+    let r = server
+        .http
+        .post(format!("{}/items/42", server.gateway))
+        .body("payload")
+        .send()
+        .unwrap();
+    let echo: serde_json::Value = r.json().unwrap();
+    assert_eq!(echo["headers"]["x-wisp-param-id"], "42");
+    assert_eq!(echo["body"], "payload");
+
+    let r = server.get("/kit/echo/a/b?x=1");
+    let echo: serde_json::Value = r.json().unwrap();
+    assert_eq!(echo["path"], "/kit/echo/a/b?x=1");
+    assert_eq!(echo["headers"]["x-wisp-param-proxy"], "echo/a/b");
+
+    // A streamed response arrives whole.
+    let body = server.get("/kit/stream?n=50").text().unwrap();
+    assert_eq!(body.lines().count(), 50);
+
+    // Environment reaches the guest.
+    assert_eq!(server.get("/kit/env/GREETING").text().unwrap(), "hi there");
+
+    // 404 and 405 are JSON.
+    let r = server.get("/no/such/path");
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().unwrap(), r#"{"message":"Not Found"}"#);
+    let r = server
+        .http
+        .delete(format!("{}/items/1", server.gateway))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+
+    // A guest's 5xx is a function error in the record.
+    let r = server.get("/kit/status/503");
+    assert_eq!(r.status(), 503);
+    let record = server.record(&request_id(&r));
+    assert_eq!(record["error_type"], "FunctionError");
+}
+
+#[test]
+fn infinite_loop_times_out_and_server_keeps_serving() {
+    let (_tmp, server) = deployed();
+    let looping = std::thread::scope(|s| {
+        let looping = s.spawn(|| server.get("/loop"));
+        // Others are served while a guest spins.
+        for _ in 0..5 {
+            assert_eq!(server.get("/hello").status(), 200);
+        }
+        looping.join().unwrap()
+    });
+    assert_eq!(looping.status(), 504);
+    let id = request_id(&looping);
+    let record = server.record(&id);
+    assert_eq!(record["outcome"], "error");
+    assert_eq!(record["error_kind"], "guest");
+    assert_eq!(record["error_type"], "Timeout");
+    assert!(server
+        .logs(&id)
+        .iter()
+        .any(|l| l.contains("Task timed out after 1.00 seconds")));
+    assert_eq!(server.get("/hello").status(), 200);
+}
+
+#[test]
+fn memory_hog_fails_cleanly() {
+    let (_tmp, server) = deployed();
+    let r = server.get("/kit/hog?mb=100");
+    assert_eq!(r.status(), 502);
+    let record = server.record(&request_id(&r));
+    assert_eq!(record["error_type"], "OutOfMemory");
+    assert_eq!(record["error_kind"], "guest");
+    // Within the cap is fine.
+    let r = server.get("/kit/hog?mb=8");
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    assert_eq!(server.get("/hello").status(), 200);
+}
+
+#[test]
+fn outbound_http_is_allow_listed() {
+    let (_tmp, server) = deployed();
+    let target = format!("{}/hello", server.gateway);
+    // `kit` may call 127.0.0.1 on any port.
+    let r = server.get(&format!("/kit/fetch?url={target}"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), "status 200\nhello from testkit\n");
+    // `closed` has no allow-list: denied, and the log says how to allow it.
+    let r = server.get(&format!("/closed/fetch?url={target}"));
+    assert_eq!(r.status(), 502);
+    let id = request_id(&r);
+    assert!(r.text().unwrap().contains("HttpRequestDenied"));
+    assert!(server
+        .logs(&id)
+        .iter()
+        .any(|l| l.contains("denied: add it to allowed_outbound_hosts")));
+}
+
+#[test]
+fn oversized_bodies_and_headers_are_refused() {
+    let (_tmp, server) = deployed();
+    let max = wisp_core::limits::MAX_GATEWAY_BODY_BYTES;
+    // Refused from Content-Length alone, before the body is read.
+    let head = raw_request(
+        &server.gateway,
+        &format!(
+            "POST /items/1 HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            max + 1
+        ),
+    );
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let r = server
+        .http
+        .post(format!("{}/items/1", server.gateway))
+        .body(vec![b'x'; max])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().unwrap();
+    assert_eq!(echo["body_len"], max);
+
+    let mut req = server.http.get(format!("{}/hello", server.gateway));
+    for i in 0..wisp_core::limits::MAX_HEADER_COUNT + 1 {
+        req = req.header(format!("x-h{i}"), "v");
+    }
+    assert_eq!(req.send().unwrap().status(), 431);
+    let r = server
+        .http
+        .get(format!("{}/hello", server.gateway))
+        .header("x-big", "v".repeat(wisp_core::limits::MAX_HEADER_BYTES + 1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(server.get("/hello").status(), 200);
+}

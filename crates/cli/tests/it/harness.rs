@@ -1,0 +1,290 @@
+//! Starting the real binary, building guests, signing API requests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wisp_aws::sigv4;
+use wisp_aws::Credentials;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wisp")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Builds the test guests once per test binary and returns the component path.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = repo_root();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join("guests/Cargo.toml"))
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the test guests failed (is wasm32-wasip2 installed?)"
+        );
+        root.join("guests/target/wasm32-wasip2/release")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A running `wisp serve` that is killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub gateway: String,
+    pub api: String,
+    pub credentials: Credentials,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        let _ = std::fs::remove_file(data_dir.join("endpoints.json"));
+        let child = Command::new(bin())
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env_remove("WISP_ACCESS_KEY_ID")
+            .env_remove("WISP_SECRET_ACCESS_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("wisp starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let endpoints = loop {
+            if let Ok(bytes) = std::fs::read(data_dir.join("endpoints.json")) {
+                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                    break v;
+                }
+            }
+            assert!(Instant::now() < deadline, "wisp did not start within 30s");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text =
+            std::fs::read_to_string(data_dir.join("credentials")).expect("credentials written");
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.split_once('=')
+                        .filter(|(k, _)| k.trim() == key)
+                        .map(|(_, v)| v.trim().to_string())
+                })
+                .expect("credentials field")
+        };
+        Server {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            gateway: endpoints["gateway"].as_str().unwrap().to_string(),
+            api: endpoints["api"].as_str().unwrap().to_string(),
+            credentials: Credentials {
+                access_key_id: field("aws_access_key_id"),
+                secret_access_key: field("aws_secret_access_key"),
+            },
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("WISP_ACCESS_KEY_ID")
+            .env_remove("WISP_SECRET_ACCESS_KEY")
+            .output()
+            .expect("wisp runs")
+    }
+
+    /// A SigV4-signed API request.
+    pub fn api(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::blocking::Response {
+        self.api_as(&self.credentials, method, path_and_query, body, headers)
+    }
+
+    pub fn api_as(
+        &self,
+        credentials: &Credentials,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::blocking::Response {
+        let url = reqwest::Url::parse(&format!("{}{path_and_query}", self.api)).unwrap();
+        let mut map = http::HeaderMap::new();
+        map.insert(
+            "host",
+            format!("{}:{}", url.host_str().unwrap(), url.port().unwrap())
+                .parse()
+                .unwrap(),
+        );
+        for (k, v) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        sigv4::sign(
+            credentials,
+            method,
+            url.path(),
+            url.query().unwrap_or(""),
+            &mut map,
+            body,
+            "us-east-1",
+            "lambda",
+            now,
+        );
+        map.remove("host");
+        self.http
+            .request(method.parse().unwrap(), url)
+            .headers(map)
+            .body(body.to_vec())
+            .send()
+            .expect("the API answers")
+    }
+
+    pub fn api_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.api(method, path, body.to_string().as_bytes(), &[]);
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.http
+            .get(format!("{}{path}", self.gateway))
+            .send()
+            .expect("the gateway answers")
+    }
+
+    /// The record of a request, once the recorder has stored it.
+    /// Records are written after the response, off the request path: wait for it.
+    pub fn record(&self, request_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, v) = self.api_json(
+                "GET",
+                &format!("/wisp/v1/invocations/{request_id}"),
+                &Value::Null,
+            );
+            if status == 200 {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "no record for {request_id}: {v}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The invocation's log lines, once its record (written with them) exists.
+    pub fn logs(&self, request_id: &str) -> Vec<String> {
+        self.record(request_id);
+        let (_, v) = self.api_json(
+            "GET",
+            &format!("/wisp/v1/logs?request_id={request_id}"),
+            &Value::Null,
+        );
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.api))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes a manifest (and copies the testkit component) into a new app dir.
+pub fn app_dir(root: &Path, manifest: &str) -> PathBuf {
+    let dir = root.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(guest("testkit"), dir.join("testkit.wasm")).unwrap();
+    std::fs::write(dir.join("wisp.toml"), manifest).unwrap();
+    dir
+}
+
+pub fn request_id(r: &reqwest::blocking::Response) -> String {
+    r.headers()["x-wisp-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A CreateFunction body for a wasm zip.
+pub fn create_body(name: &str, handler: &str, zip: &[u8]) -> Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "FunctionName": name,
+        "Runtime": "wasm",
+        "Role": "arn:aws:iam::000000000000:role/test",
+        "Handler": handler,
+        "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(zip) },
+        "MemorySize": 64,
+        "Timeout": 2,
+    })
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `wisp` binary on port 0 with a temp data dir,
+//! driven over HTTP and through its CLI, with guests built from `guests/`.
+
+mod harness;
+
+mod api;
+mod gateway;
+mod lifecycle;
