@@ -212,21 +212,8 @@ fn check_code(zip_b64: &str, config: &FunctionConfig) -> ApiResult<(Vec<u8>, Str
             }
             let wasm =
                 codezip::read_entry(&zip, &config.handler).map_err(|e| ApiError::invalid(e.0))?;
-            match codezip::wasm_kind(&wasm) {
-                codezip::WasmKind::Component => {}
-                codezip::WasmKind::CoreModule => {
-                    return Err(ApiError::invalid(format!(
-                        "`{}` is a core WebAssembly module, not a component; build it for wasm32-wasip2",
-                        config.handler
-                    )))
-                }
-                codezip::WasmKind::NotWasm => {
-                    return Err(ApiError::invalid(format!(
-                        "`{}` is not a WebAssembly component",
-                        config.handler
-                    )))
-                }
-            }
+            codezip::require_component(&wasm, &config.handler)
+                .map_err(|e| ApiError::invalid(e.0))?;
             let artifact = codezip::sha256_hex(&wasm);
             Ok((zip, artifact))
         }

@@ -124,6 +124,20 @@ pub fn wasm_kind(bytes: &[u8]) -> WasmKind {
     }
 }
 
+/// Checks that `bytes` (the file `name`) is a component, with a message
+/// that says what to do otherwise.
+pub fn require_component(bytes: &[u8], name: &str) -> Result<(), ZipError> {
+    match wasm_kind(bytes) {
+        WasmKind::Component => Ok(()),
+        WasmKind::CoreModule => Err(ZipError(format!(
+            "`{name}` is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)"
+        ))),
+        WasmKind::NotWasm => Err(ZipError(format!(
+            "`{name}` is not a WebAssembly component"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,7 +249,7 @@ impl Dispatcher {
                     duration: started.elapsed(),
                     ..Completion::default()
                 };
-                self.finish(record, completion, record_tx);
+                finish(&self.recorder, record, completion, record_tx);
                 return Dispatched {
                     request_id,
                     version: version.version.clone(),
@@ -287,15 +287,6 @@ impl Dispatcher {
             response: invoked.response,
             record: record_rx,
         }
-    }
-
-    fn finish(
-        &self,
-        record: InvocationRecord,
-        completion: Completion,
-        record_tx: tokio::sync::oneshot::Sender<InvocationRecord>,
-    ) {
-        finish(&self.recorder, record, completion, record_tx);
     }
 }
 

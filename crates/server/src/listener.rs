@@ -21,16 +21,11 @@ fn header_limits(req: &http::Request<Incoming>) -> Option<http::Response<Body>> 
     if count <= MAX_HEADER_COUNT && bytes <= MAX_HEADER_BYTES {
         return None;
     }
-    let body = format!(
-        r#"{{"message":"Request Header Fields Too Large: at most {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes"}}"#
-    );
-    let mut response = http::Response::new(wisp_core::runtime::full_body(body));
-    *response.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Some(response)
+    Some(wisp_gateway::error_response(
+        http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        &format!("Request Header Fields Too Large: at most {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes"),
+        None,
+    ))
 }
 
 /// Accepts connections until shutdown; each request goes to `handler`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wisp_core::codezip::{self, WasmKind};
+use wisp_core::codezip;
 use wisp_core::{FunctionVersion, InvokeError};
 
 use crate::guest::{GuestState, WasmPrepared};
@@ -140,7 +140,8 @@ impl Inner {
         })?;
         let wasm = codezip::read_entry(&zip_bytes, &version.config.handler)
             .map_err(|e| InvokeError::caller("InvalidCode", e.0))?;
-        check_component(&wasm, &version.config.handler)?;
+        codezip::require_component(&wasm, &version.config.handler)
+            .map_err(|e| InvokeError::caller("InvalidCode", e.0))?;
         let started = Instant::now();
         let compiled = self.engine.precompile_component(&wasm).map_err(|e| {
             InvokeError::caller(
@@ -162,21 +163,6 @@ impl Inner {
         // SAFETY: just produced by this engine.
         unsafe { Component::deserialize_file(&self.engine, &cached) }
             .map_err(|e| InvokeError::platform(format!("cannot load compiled component: {e:#}")))
-    }
-}
-
-/// Checks that the bytes are a component, with a message that says what to do otherwise.
-pub(crate) fn check_component(wasm: &[u8], name: &str) -> Result<(), InvokeError> {
-    match codezip::wasm_kind(wasm) {
-        WasmKind::Component => Ok(()),
-        WasmKind::CoreModule => Err(InvokeError::caller(
-            "InvalidCode",
-            format!("`{name}` is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)"),
-        )),
-        WasmKind::NotWasm => Err(InvokeError::caller(
-            "InvalidCode",
-            format!("`{name}` is not a WebAssembly file"),
-        )),
     }
 }
 
