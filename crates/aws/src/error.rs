@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub error_type: &'static str,
     pub message: String,
+    /// Lambda's `Reason` field (on throttles).
+    pub reason: Option<String>,
 }
 
 impl ApiError {
@@ -19,7 +21,19 @@ impl ApiError {
             status,
             error_type,
             message: message.into(),
+            reason: None,
         }
+    }
+
+    /// 429 TooManyRequestsException, with Lambda's reason code.
+    pub fn throttled(reason: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsException",
+            "Rate Exceeded.",
+        );
+        e.reason = Some(reason.to_string());
+        e
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -89,8 +103,16 @@ impl IntoResponse for ApiError {
         } else {
             "User"
         };
-        let body = serde_json::json!({ "Type": kind, "message": self.message });
+        let mut body = serde_json::json!({ "Type": kind, "message": self.message });
+        if let Some(reason) = &self.reason {
+            body["Reason"] = reason.clone().into();
+        }
         let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response.headers_mut().insert(
             "x-amzn-ErrorType",
             HeaderValue::from_static(self.error_type),

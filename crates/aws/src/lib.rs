@@ -76,6 +76,31 @@ impl Api {
             )
             .route(&format!("{f}/invocations"), post(lambda::invoke))
             .route(
+                "/2017-10-31/functions/{name}/concurrency",
+                put(lambda::put_function_concurrency).delete(lambda::delete_function_concurrency),
+            )
+            .route(
+                "/2019-09-30/functions/{name}/concurrency",
+                get(lambda::get_function_concurrency),
+            )
+            .route(
+                "/2019-09-30/functions/{name}/provisioned-concurrency",
+                put(lambda::put_provisioned_concurrency)
+                    .get(lambda::get_provisioned_concurrency)
+                    .delete(lambda::delete_provisioned_concurrency),
+            )
+            .route(
+                "/2019-09-25/functions/{name}/event-invoke-config",
+                put(lambda::put_event_invoke_config)
+                    .post(lambda::update_event_invoke_config)
+                    .get(lambda::get_event_invoke_config)
+                    .delete(lambda::delete_event_invoke_config),
+            )
+            .route(
+                "/2019-09-25/functions/{name}/event-invoke-config/list",
+                get(lambda::list_event_invoke_configs),
+            )
+            .route(
                 "/2016-08-19/account-settings",
                 get(lambda::account_settings),
             )

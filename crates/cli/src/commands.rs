@@ -71,6 +71,9 @@ async fn start_server(data_dir: &Path, listen: &Listen) -> anyhow::Result<Runnin
         http: listen.http,
         api: listen.api,
         retention: Duration::from_secs(wisp_core::limits::DEFAULT_RETENTION_SECS),
+        keep_warm: listen.keep_warm,
+        region: listen.region.clone(),
+        concurrency: listen.concurrency,
     })
     .await?;
     println!("gateway listening on {}", running.gateway_url());

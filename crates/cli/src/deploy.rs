@@ -77,8 +77,80 @@ fn build_crate(dir: &Path, function: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Zips a process function's source dir as Lambda expects it: paths
+/// relative to the dir, file modes kept (an executable `bootstrap` stays
+/// executable), bounded like an upload.
+fn zip_dir(root: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    if !root.is_dir() {
+        bail!("{} is not a directory", root.display());
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let kind = e.file_type()?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() || kind.is_symlink() {
+                files.push(path);
+            }
+            if files.len() > wisp_core::limits::MAX_ZIP_ENTRIES {
+                bail!(
+                    "{} holds more than {} files",
+                    root.display(),
+                    wisp_core::limits::MAX_ZIP_ENTRIES
+                );
+            }
+        }
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = zip::ZipWriter::new(&mut out);
+    let mut total: u64 = 0;
+    for path in files {
+        let name = path
+            .strip_prefix(root)
+            .expect("walked under root")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        total += meta.len();
+        if total > wisp_core::limits::MAX_UNZIPPED_BYTES {
+            bail!(
+                "{} is larger than {} bytes unpacked",
+                root.display(),
+                wisp_core::limits::MAX_UNZIPPED_BYTES
+            );
+        }
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(meta.permissions().mode() & 0o777);
+        writer.start_file(name, options)?;
+        writer.write_all(
+            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        )?;
+    }
+    writer.finish()?;
+    Ok(out.into_inner())
+}
+
 /// The zip to upload for one function.
 fn package(dir: &Path, f: &ManifestFunction) -> anyhow::Result<Vec<u8>> {
+    if wisp_core::RuntimeKind::of(&f.config.runtime) == Some(wisp_core::RuntimeKind::Process) {
+        let source = f
+            .source
+            .as_ref()
+            .with_context(|| format!("function `{}` has no `source`", f.name))?;
+        eprintln!("  packaging {} from {}", f.name, dir.join(source).display());
+        return zip_dir(&dir.join(source));
+    }
     let wasm_path = match (&f.component, &f.source) {
         (Some(c), _) => dir.join(c),
         (None, Some(s)) => build_crate(&dir.join(s), &f.name)?,

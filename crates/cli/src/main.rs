@@ -36,6 +36,19 @@ struct Listen {
     /// API listener (control plane, AWS-compatible APIs).
     #[arg(long, default_value = "127.0.0.1:9070")]
     api: SocketAddr,
+    /// How long an idle process worker is kept warm before it is stopped.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    keep_warm: std::time::Duration,
+    /// Account-wide concurrency limit: invocations running at once.
+    #[arg(long, env = "WISP_CONCURRENCY", default_value_t = 1000)]
+    concurrency: usize,
+    /// AWS region reported to functions (AWS_REGION) and in ARNs.
+    #[arg(long, env = "WISP_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    wisp_core::duration::parse(s)
 }
 
 #[derive(Subcommand)]

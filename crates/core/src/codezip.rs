@@ -103,6 +103,101 @@ pub fn single_file(name: &str, contents: &[u8]) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Checks that a process runtime's zip holds what its handler names, so a
+/// typo is refused at deploy instead of failing every invocation:
+/// `provided*` needs `bootstrap`; Node `dir/file.fn` needs `dir/file.js`,
+/// `.mjs` or `.cjs`; Python `pkg.mod.fn` (or `pkg/mod.fn`) needs
+/// `pkg/mod.py` or `pkg/mod/__init__.py`.
+pub fn check_handler(entries: &[String], runtime: &str, handler: &str) -> Result<(), ZipError> {
+    let has = |name: &str| entries.iter().any(|e| e == name);
+    let listing = || {
+        let mut names: Vec<&str> = entries.iter().map(String::as_str).take(10).collect();
+        if entries.len() > 10 {
+            names.push("...");
+        }
+        names.join(", ")
+    };
+    if runtime.starts_with("provided") {
+        return if has("bootstrap") {
+            Ok(())
+        } else {
+            Err(ZipError(format!(
+                "runtime `{runtime}` runs the executable `bootstrap` at the root of the zip, and the zip has none (it has: {})",
+                listing()
+            )))
+        };
+    }
+    let (module, function) = handler.rsplit_once('.').ok_or_else(|| {
+        ZipError(format!(
+            "handler `{handler}` must be `file.function`, like `index.handler`"
+        ))
+    })?;
+    if module.is_empty() || function.is_empty() {
+        return Err(ZipError(format!(
+            "handler `{handler}` must be `file.function`, like `index.handler`"
+        )));
+    }
+    let candidates: Vec<String> = if runtime.starts_with("nodejs") {
+        // `lib/app.handler` or, for nested exports, `app.api.handler`:
+        // the file ends at the first dot after the last slash.
+        let (dir, base) = match handler.rsplit_once('/') {
+            Some((d, b)) => (format!("{d}/"), b),
+            None => (String::new(), handler),
+        };
+        let file = format!("{dir}{}", base.split('.').next().unwrap_or(base));
+        ["js", "mjs", "cjs"]
+            .iter()
+            .map(|ext| format!("{file}.{ext}"))
+            .collect()
+    } else {
+        let path = module.replace('.', "/");
+        vec![format!("{path}.py"), format!("{path}/__init__.py")]
+    };
+    if candidates.iter().any(|c| has(c)) {
+        Ok(())
+    } else {
+        Err(ZipError(format!(
+            "handler `{handler}` needs {} in the zip, and it has none (it has: {})",
+            candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            listing()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod handler_tests {
+    use super::check_handler;
+
+    fn entries(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn handlers_name_files_in_the_zip() {
+        let e = entries(&[
+            "index.js",
+            "src/app.mjs",
+            "app.py",
+            "pkg/mod/__init__.py",
+            "bootstrap",
+        ]);
+        assert!(check_handler(&e, "nodejs20.x", "index.handler").is_ok());
+        assert!(check_handler(&e, "nodejs20.x", "index.a.b").is_ok());
+        assert!(check_handler(&e, "nodejs20.x", "src/app.handler").is_ok());
+        assert!(check_handler(&e, "python3.12", "app.lambda_handler").is_ok());
+        assert!(check_handler(&e, "python3.12", "pkg.mod.fn").is_ok());
+        assert!(check_handler(&e, "provided.al2023", "anything").is_ok());
+        let err = check_handler(&e, "nodejs20.x", "main.handler").unwrap_err();
+        assert!(err.0.contains("`main.js`"), "{err}");
+        assert!(check_handler(&e, "python3.12", "handler").is_err());
+        assert!(check_handler(&entries(&["x"]), "provided", "h").is_err());
+    }
+}
+
 /// Hex sha256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -75,4 +75,13 @@ pub mod error_types {
     pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLarge";
     /// Something in wisp went wrong.
     pub const PLATFORM: &str = "PlatformError";
+    /// Throttled: the function's reserved concurrency is in use (or 0).
+    pub const THROTTLED_RESERVED: &str = "ReservedFunctionConcurrentInvocationLimitExceeded";
+    /// Throttled: the account's unreserved concurrency is in use.
+    pub const THROTTLED_ACCOUNT: &str = "ConcurrentInvocationLimitExceeded";
+
+    /// Whether an error type says the call was throttled (429).
+    pub fn is_throttle(error_type: &str) -> bool {
+        error_type == THROTTLED_RESERVED || error_type == THROTTLED_ACCOUNT
+    }
 }

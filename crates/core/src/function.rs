@@ -174,8 +174,9 @@ pub struct FunctionVersion {
     pub revision_id: String,
 }
 
-/// A named pointer at a version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A named pointer at a version, optionally sending a share of calls to a
+/// second version (Lambda's weighted alias, for canary releases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alias {
     pub function: String,
     pub name: String,
@@ -183,6 +184,10 @@ pub struct Alias {
     #[serde(default)]
     pub description: String,
     pub revision_id: String,
+    /// `AdditionalVersionWeights`: at most one other version and the share
+    /// (0.0 to 1.0) of invocations it gets.
+    #[serde(default)]
+    pub additional_version_weights: BTreeMap<String, f64>,
 }
 
 /// Checks a function or alias name: 1-64 of letters, digits, `-` and `_`.

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::function::{validate_name, FunctionConfig, RuntimeKind};
 use crate::limits;
-use crate::route::{Route, RouteTable};
+use crate::route::{PayloadFormat, Route, RouteTable};
 
 /// A problem in a manifest, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +107,7 @@ struct RawRoute {
     method: Spanned<String>,
     path: Spanned<String>,
     function: Spanned<String>,
+    payload_format: Option<Spanned<String>>,
 }
 
 /// Parses and validates `text`, read from `file` (used in messages only).
@@ -165,10 +166,24 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
     }
     let mut routes = Vec::new();
     for r in raw.route {
+        let payload_format = match &r.payload_format {
+            Some(p) => PayloadFormat::parse(p.get_ref()).map_err(|m| {
+                locate(
+                    p.span(),
+                    m,
+                    Some(
+                        "Lambda functions get payload format 2.0 unless a route says \"1.0\""
+                            .into(),
+                    ),
+                )
+            })?,
+            None => PayloadFormat::default(),
+        };
         let route = Route {
             method: r.method.get_ref().to_ascii_uppercase(),
             path: r.path.get_ref().clone(),
             function: r.function.get_ref().clone(),
+            payload_format,
         };
         if !functions.iter().any(|f| f.name == route.function) {
             let known: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();

@@ -158,12 +158,39 @@ pub const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "ANY",
 ];
 
+/// Which API Gateway event a Lambda (process) function behind a route
+/// receives; wasm components get the HTTP request itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayloadFormat {
+    /// HTTP API payload format 1.0 (the REST API proxy event).
+    #[serde(rename = "1.0")]
+    V1,
+    /// HTTP API payload format 2.0, the default.
+    #[default]
+    #[serde(rename = "2.0")]
+    V2,
+}
+
+impl PayloadFormat {
+    pub fn parse(s: &str) -> Result<PayloadFormat, String> {
+        match s {
+            "1.0" => Ok(PayloadFormat::V1),
+            "2.0" => Ok(PayloadFormat::V2),
+            other => Err(format!(
+                "payload_format `{other}` is not one of \"1.0\", \"2.0\""
+            )),
+        }
+    }
+}
+
 /// A route as stored and sent over the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     pub method: String,
     pub path: String,
     pub function: String,
+    #[serde(default)]
+    pub payload_format: PayloadFormat,
 }
 
 impl Route {
@@ -261,6 +288,7 @@ mod tests {
             method: method.into(),
             path: path.into(),
             function: function.into(),
+            payload_format: Default::default(),
         }
     }
 

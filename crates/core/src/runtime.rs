@@ -42,6 +42,26 @@ pub trait Prepared: Send + Sync + 'static {
     /// Runs one request. The response arrives as soon as the function sends
     /// its head; the completion once it has finished (body sent, logs flushed).
     async fn invoke(&self, invocation: Invocation) -> Invoked;
+
+    /// Keeps `count` workers initialised (provisioned concurrency); a
+    /// runtime without workers has nothing to start.
+    async fn provision(&self, _count: usize) -> Result<(), InvokeError> {
+        Ok(())
+    }
+
+    /// What the version is running right now.
+    fn stats(&self) -> PreparedStats {
+        PreparedStats::default()
+    }
+}
+
+/// Workers of a prepared version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PreparedStats {
+    /// Alive: starting, busy or idle.
+    pub workers: usize,
+    /// Waiting for an invocation.
+    pub idle: usize,
 }
 
 /// One request to a function.
@@ -64,6 +84,9 @@ pub struct Completion {
     pub error: Option<InvokeError>,
     pub status: Option<u16>,
     pub duration: Duration,
+    /// Time the runtime spent starting a fresh worker for this invocation
+    /// (a process's INIT phase); `None` when a warm one served it.
+    pub init_duration: Option<Duration>,
     pub max_memory_bytes: u64,
     /// Output lines with their capture time (ms since epoch).
     pub logs: Vec<(LogStream, i64, String)>,

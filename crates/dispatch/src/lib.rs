@@ -5,6 +5,7 @@
 //! the `Runtime` trait without knowing which runtime it is, and writes the
 //! record and logs of every invocation through the batching recorder.
 
+mod concurrency;
 mod recorder;
 
 use std::collections::HashMap;
@@ -14,13 +15,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use wisp_core::clock::Clock;
 use wisp_core::function::LATEST;
-use wisp_core::runtime::{Body, Completion, Invocation, Prepared, Runtime};
+use wisp_core::runtime::{Body, Completion, Invocation, Prepared, PreparedStats, Runtime};
 use wisp_core::{
     ErrorKind, FunctionVersion, InvocationRecord, InvokeError, LogEntry, LogStream, Outcome,
     RuntimeKind,
 };
-use wisp_store::{Store, StoreError};
+use wisp_store::{setting_kinds, Store, StoreError};
 
+pub use concurrency::{Concurrency, Permit, Throttle};
 pub use recorder::Recorder;
 
 /// Why a function could not be found or loaded.
@@ -34,6 +36,23 @@ pub enum ResolveError {
 
 type PreparedCell = Arc<OnceCell<Arc<dyn Prepared>>>;
 
+/// What a name and qualifier resolve to: a version, and for a weighted
+/// alias a second version with its share of the calls.
+#[derive(Clone)]
+struct Target {
+    primary: FunctionVersion,
+    additional: Option<(FunctionVersion, f64)>,
+}
+
+impl Target {
+    fn pick(&self) -> FunctionVersion {
+        match &self.additional {
+            Some((v, weight)) if rand::random::<f64>() < *weight => v.clone(),
+            _ => self.primary.clone(),
+        }
+    }
+}
+
 /// Routes invocations to runtimes and keeps their records.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -42,9 +61,10 @@ pub struct Dispatcher {
     prepared: Mutex<HashMap<(String, String), (String, PreparedCell)>>,
     /// Resolved (function, qualifier) pairs; writes go through the API, which
     /// calls `forget`, so this never serves a stale version.
-    resolved: Mutex<HashMap<(String, String), FunctionVersion>>,
+    resolved: Mutex<HashMap<(String, String), Target>>,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
+    concurrency: Arc<Concurrency>,
 }
 
 /// The result of one dispatched invocation.
@@ -61,6 +81,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>>,
         clock: Arc<dyn Clock>,
+        concurrency: Arc<Concurrency>,
     ) -> Dispatcher {
         let recorder = Recorder::start(store.clone());
         Dispatcher {
@@ -70,6 +91,7 @@ impl Dispatcher {
             resolved: Mutex::new(HashMap::new()),
             recorder,
             clock,
+            concurrency,
         }
     }
 
@@ -77,53 +99,155 @@ impl Dispatcher {
         &self.store
     }
 
+    /// The wall clock, in ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn concurrency(&self) -> &Arc<Concurrency> {
+        &self.concurrency
+    }
+
+    /// Applies the stored settings: reservations now, provisioned
+    /// concurrency in the background (workers take a while to start).
+    pub async fn load_settings(self: &Arc<Self>) -> Result<(), StoreError> {
+        for s in self
+            .store
+            .list_settings(setting_kinds::CONCURRENCY, None)
+            .await?
+        {
+            let reserved = s.value["reserved"].as_u64().unwrap_or(0) as usize;
+            if let Err(e) = self.concurrency.set_reserved(&s.function, Some(reserved)) {
+                tracing::warn!(function = %s.function, error = %e, "stored reservation no longer fits");
+            }
+        }
+        let provisioned = self
+            .store
+            .list_settings(setting_kinds::PROVISIONED, None)
+            .await?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            for s in provisioned {
+                let count = s.value["requested"].as_u64().unwrap_or(0) as usize;
+                if let Err(e) = me.provision(&s.function, &s.qualifier, count).await {
+                    tracing::warn!(function = %s.function, qualifier = %s.qualifier, error = %e, "could not provision");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Keeps `count` workers of `function:qualifier` initialised.
+    pub async fn provision(
+        &self,
+        function: &str,
+        qualifier: &str,
+        count: usize,
+    ) -> Result<(), InvokeError> {
+        let version = self
+            .resolve(function, Some(qualifier))
+            .await
+            .map_err(|e| InvokeError::caller("ResourceNotFoundException", e.to_string()))?;
+        let (prepared, _) = self.prepare(&version).await?;
+        prepared.provision(count).await
+    }
+
+    /// The workers of `function:qualifier` right now, if it is prepared.
+    pub async fn worker_stats(&self, function: &str, qualifier: &str) -> Option<PreparedStats> {
+        let version = self.resolve(function, Some(qualifier)).await.ok()?;
+        let prepared = self.prepared.lock().ok()?;
+        let (revision, cell) =
+            prepared.get(&(version.function.clone(), version.version.clone()))?;
+        if *revision != version.revision_id {
+            return None;
+        }
+        cell.get().map(|p| p.stats())
+    }
+
     /// Waits until every record and log line handed to the recorder is stored.
     pub async fn flush(&self) {
         self.recorder.flush().await;
     }
 
-    /// Finds the version `qualifier` names: `$LATEST` (or none), a number, or an alias.
+    /// Finds the version `qualifier` names: `$LATEST` (or none), a number,
+    /// or an alias (its primary version).
     pub async fn resolve(
         &self,
         function: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionVersion, ResolveError> {
-        let key = (
-            function.to_string(),
-            qualifier.unwrap_or(LATEST).to_string(),
-        );
-        if let Some(v) = self.resolved.lock().ok().and_then(|r| r.get(&key).cloned()) {
-            return Ok(v);
-        }
-        let version = self.resolve_uncached(function, qualifier).await?;
-        if let Ok(mut resolved) = self.resolved.lock() {
-            resolved.insert(key, version.clone());
-        }
-        Ok(version)
+        Ok(self.target(function, qualifier).await?.primary)
     }
 
-    async fn resolve_uncached(
+    /// Like `resolve`, but a weighted alias picks one of its versions by weight.
+    pub async fn resolve_for_invoke(
         &self,
         function: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionVersion, ResolveError> {
-        let not_found = || ResolveError::NotFound(format!("Function not found: {function}"));
-        let version = match qualifier {
-            None | Some("") | Some(LATEST) => LATEST.to_string(),
-            Some(q) if q.chars().all(|c| c.is_ascii_digit()) => q.to_string(),
-            Some(alias) => match self.store.get_alias(function, alias).await? {
-                Some(a) => a.version,
-                None => {
-                    return Err(ResolveError::NotFound(format!(
-                        "Function not found: {function}:{alias}"
-                    )))
-                }
-            },
+        Ok(self.target(function, qualifier).await?.pick())
+    }
+
+    async fn target(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Target, ResolveError> {
+        let key = (
+            function.to_string(),
+            qualifier.unwrap_or(LATEST).to_string(),
+        );
+        if let Some(t) = self.resolved.lock().ok().and_then(|r| r.get(&key).cloned()) {
+            return Ok(t);
+        }
+        let target = self.target_uncached(function, qualifier).await?;
+        if let Ok(mut resolved) = self.resolved.lock() {
+            resolved.insert(key, target.clone());
+        }
+        Ok(target)
+    }
+
+    async fn target_uncached(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Target, ResolveError> {
+        let not_found =
+            |v: &str| ResolveError::NotFound(format!("Function not found: {function}:{v}"));
+        let version = |v: String| async move {
+            self.store
+                .get_version(function, &v)
+                .await?
+                .ok_or_else(|| match v.as_str() {
+                    LATEST => ResolveError::NotFound(format!("Function not found: {function}")),
+                    _ => not_found(&v),
+                })
         };
-        self.store
-            .get_version(function, &version)
-            .await?
-            .ok_or_else(not_found)
+        match qualifier {
+            None | Some("") | Some(LATEST) => Ok(Target {
+                primary: version(LATEST.to_string()).await?,
+                additional: None,
+            }),
+            Some(q) if q.chars().all(|c| c.is_ascii_digit()) => Ok(Target {
+                primary: version(q.to_string()).await?,
+                additional: None,
+            }),
+            Some(alias) => {
+                let a = self
+                    .store
+                    .get_alias(function, alias)
+                    .await?
+                    .ok_or_else(|| not_found(alias))?;
+                let additional = match a.additional_version_weights.iter().next() {
+                    Some((v, w)) => Some((version(v.clone()).await?, *w)),
+                    None => None,
+                };
+                Ok(Target {
+                    primary: version(a.version).await?,
+                    additional,
+                })
+            }
+        }
     }
 
     /// Prepares a version (compiling or loading its artifact); returns how
@@ -241,6 +365,24 @@ impl Dispatcher {
             status: None,
         };
 
+        let permit = match self.concurrency.admit(&version.function) {
+            Ok(p) => p,
+            Err(throttle) => {
+                metrics::counter!(
+                    "wisp_throttles_total",
+                    "function" => version.function.clone(),
+                    "reason" => throttle.reason(),
+                )
+                .increment(1);
+                return Dispatched {
+                    request_id,
+                    version: version.version.clone(),
+                    response: Err(InvokeError::caller(throttle.reason(), "Rate Exceeded.")),
+                    record: record_rx,
+                };
+            }
+        };
+
         let (prepared, init) = match self.prepare(version).await {
             Ok(p) => p,
             Err(error) => {
@@ -280,6 +422,7 @@ impl Dispatcher {
                 ..Completion::default()
             });
             finish(&recorder, record, completion, record_tx);
+            drop(permit);
         });
         Dispatched {
             request_id,
@@ -304,6 +447,13 @@ fn finish(
         .max(1);
     record.max_memory_bytes = completion.max_memory_bytes;
     record.status = completion.status;
+    if let Some(init) = completion.init_duration {
+        // A worker started for this call: cold, whether or not the version
+        // itself had to be prepared first.
+        record.cold = true;
+        let prepared_us = record.init_duration_us.unwrap_or(0);
+        record.init_duration_us = Some(prepared_us + init.as_micros() as u64);
+    }
     if let Some(error) = completion.error {
         record.outcome = Outcome::Error;
         record.error_kind = Some(error.kind);

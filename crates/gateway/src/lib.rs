@@ -11,10 +11,13 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use wisp_core::limits::MAX_GATEWAY_BODY_BYTES;
-use wisp_core::route::{RouteMatch, RouteTable};
-use wisp_core::runtime::{full_body, Body, BoxError};
-use wisp_core::{ErrorKind, InvokeError};
+use std::collections::BTreeMap;
+
+use wisp_core::apigw;
+use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
+use wisp_core::route::{PayloadFormat, Route, RouteMatch, RouteTable};
+use wisp_core::runtime::{collect_limited, full_body, Body, BoxError};
+use wisp_core::{ErrorKind, FunctionVersion, InvokeError, RuntimeKind, ACCOUNT_ID};
 use wisp_dispatch::{Dispatcher, ResolveError};
 
 /// Routes public HTTP requests to functions.
@@ -52,6 +55,7 @@ fn invoke_error_status(error: &InvokeError) -> StatusCode {
         (ErrorKind::Guest, TIMEOUT) => StatusCode::GATEWAY_TIMEOUT,
         (ErrorKind::Guest, _) => StatusCode::BAD_GATEWAY,
         (ErrorKind::Caller, PAYLOAD_TOO_LARGE) => StatusCode::PAYLOAD_TOO_LARGE,
+        (ErrorKind::Caller, t) if is_throttle(t) => StatusCode::TOO_MANY_REQUESTS,
         (ErrorKind::Caller, _) => StatusCode::BAD_REQUEST,
         (ErrorKind::Platform, _) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -106,7 +110,11 @@ impl Gateway {
             );
         }
 
-        let version = match self.dispatcher.resolve(&route.function, None).await {
+        let version = match self
+            .dispatcher
+            .resolve_for_invoke(&route.function, None)
+            .await
+        {
             Ok(v) => v,
             Err(ResolveError::NotFound(_)) => {
                 return error_response(
@@ -127,6 +135,10 @@ impl Gateway {
                 );
             }
         };
+
+        if RuntimeKind::of(&version.config.runtime) == Some(RuntimeKind::Process) {
+            return self.proxy(&route, &params, &version, request, remote).await;
+        }
 
         let (mut parts, body) = request.into_parts();
         let headers = &mut parts.headers;
@@ -161,18 +173,150 @@ impl Gateway {
                 }
                 response
             }
-            Err(error) => {
-                let status = invoke_error_status(&error);
-                let message = match error.kind {
-                    ErrorKind::Guest if status == StatusCode::GATEWAY_TIMEOUT => {
-                        "Endpoint request timed out".to_string()
+            Err(error) => failure_response(&error, &request_id),
+        }
+    }
+
+    /// A Lambda (process) function behind a route: the request becomes an
+    /// API Gateway proxy event (payload format 2.0, or 1.0 per route) and
+    /// the function's result is mapped back to an HTTP response.
+    async fn proxy<B>(
+        &self,
+        route: &Route,
+        params: &BTreeMap<String, String>,
+        version: &FunctionVersion,
+        request: Request<B>,
+        remote: SocketAddr,
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, MAX_GATEWAY_BODY_BYTES).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request Entity Too Large",
+                    None,
+                )
+            }
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("could not read the request body: {e}"),
+                    None,
+                )
+            }
+        };
+        let request_id = wisp_core::new_request_id();
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let source_ip = remote.ip().to_string();
+        let event = {
+            let g = apigw::GatewayRequest {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                raw_query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body: &body,
+                source_ip: &source_ip,
+                domain_name: &host,
+                route,
+                path_parameters: params,
+                request_id: &request_id,
+                time_ms: self.dispatcher.now_ms(),
+                stage: apigw::DEFAULT_STAGE,
+                api_id: "wisp",
+                account_id: ACCOUNT_ID,
+            };
+            match route.payload_format {
+                PayloadFormat::V1 => apigw::event_v1(&g),
+                PayloadFormat::V2 => apigw::event_v2(&g),
+            }
+        };
+        let invoke = Request::post("/")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(full_body(event.to_string()))
+            .expect("a static request is valid");
+        let dispatched = self
+            .dispatcher
+            .invoke_with_id(version, invoke, "gateway", request_id.clone())
+            .await;
+        let response = match dispatched.response {
+            Ok(r) => r,
+            Err(error) => return failure_response(&error, &request_id),
+        };
+        let function_failed = response.status().is_server_error();
+        let result = match collect_limited(response.into_body(), MAX_SYNC_PAYLOAD_BYTES).await {
+            Ok(b) if !function_failed => b,
+            // API Gateway hides the function's error from the client.
+            _ => {
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "Internal Server Error",
+                    Some(&request_id),
+                )
+            }
+        };
+        let mapped = match route.payload_format {
+            PayloadFormat::V1 => apigw::response_v1(&result),
+            PayloadFormat::V2 => apigw::response_v2(&result),
+        };
+        match mapped {
+            Ok(m) => {
+                let mut r = Response::new(full_body(m.body));
+                *r.status_mut() = StatusCode::from_u16(m.status).unwrap_or(StatusCode::OK);
+                let h = r.headers_mut();
+                for (name, value) in m.headers {
+                    if let (Ok(n), Ok(v)) = (
+                        http::HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(&value),
+                    ) {
+                        h.append(n, v);
                     }
-                    ErrorKind::Guest => format!("The function failed: {}", error.error_type),
-                    ErrorKind::Caller => error.message.clone(),
-                    ErrorKind::Platform => "Internal Server Error".to_string(),
-                };
-                error_response(status, &message, Some(&request_id))
+                }
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                    h.insert("x-wisp-request-id", v);
+                }
+                r
+            }
+            Err(e) => {
+                tracing::warn!(function = %version.function, %request_id, error = %e, "malformed Lambda proxy response");
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "Internal Server Error",
+                    Some(&request_id),
+                )
             }
         }
     }
+}
+
+/// The response to a failed invocation: the status says whose fault it
+/// was; the body never leaks a guest's error details.
+fn failure_response(error: &InvokeError, request_id: &str) -> Response<Body> {
+    let status = invoke_error_status(error);
+    let message = match error.kind {
+        ErrorKind::Guest if status == StatusCode::GATEWAY_TIMEOUT => {
+            "Endpoint request timed out".to_string()
+        }
+        ErrorKind::Guest => format!("The function failed: {}", error.error_type),
+        ErrorKind::Caller if status == StatusCode::TOO_MANY_REQUESTS => {
+            "Too Many Requests".to_string()
+        }
+        ErrorKind::Caller => error.message.clone(),
+        ErrorKind::Platform => "Internal Server Error".to_string(),
+    };
+    let mut r = error_response(status, &message, Some(request_id));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
 }

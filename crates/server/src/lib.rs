@@ -15,9 +15,10 @@ use anyhow::Context;
 use wisp_aws::{Api, ApiState, Credentials};
 use wisp_core::clock::{Clock, SystemClock};
 use wisp_core::runtime::Runtime;
-use wisp_core::RuntimeKind;
-use wisp_dispatch::Dispatcher;
+use wisp_core::{RuntimeKind, ACCOUNT_ID};
+use wisp_dispatch::{Concurrency, Dispatcher};
 use wisp_gateway::Gateway;
+use wisp_process::{ProcessConfig, ProcessRuntime};
 use wisp_store::{SqliteStore, Store};
 use wisp_wasm::WasmRuntime;
 
@@ -31,6 +32,12 @@ pub struct ServerConfig {
     pub api: SocketAddr,
     /// How long records and logs are kept.
     pub retention: Duration,
+    /// How long an idle process worker stays warm.
+    pub keep_warm: Duration,
+    /// The region functions see and ARNs carry.
+    pub region: String,
+    /// The account-wide concurrency limit.
+    pub concurrency: usize,
 }
 
 /// A started server.
@@ -76,10 +83,27 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let wasm = WasmRuntime::new(&config.data_dir.join("compiled"))
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e:#}"))?;
     let wasm_stats = wasm.stats();
+    let process = ProcessRuntime::new(ProcessConfig {
+        dir: config.data_dir.join("process"),
+        keep_warm: config.keep_warm,
+        region: config.region.clone(),
+        account_id: ACCOUNT_ID.into(),
+    })
+    .context("cannot start the process runtime")?;
     let mut runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = HashMap::new();
     runtimes.insert(RuntimeKind::Wasm, Arc::new(wasm));
+    runtimes.insert(RuntimeKind::Process, Arc::new(process));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let dispatcher = Arc::new(Dispatcher::new(store.clone(), runtimes, clock.clone()));
+    let dispatcher = Arc::new(Dispatcher::new(
+        store.clone(),
+        runtimes,
+        clock.clone(),
+        Concurrency::new(config.concurrency),
+    ));
+    dispatcher
+        .load_settings()
+        .await
+        .context("cannot load function settings")?;
     let gateway = Gateway::new(dispatcher.clone());
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
@@ -95,7 +119,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let state = Arc::new(ApiState {
         dispatcher: dispatcher.clone(),
         credentials: credentials.clone(),
-        account_id: "000000000000".into(),
+        account_id: ACCOUNT_ID.into(),
         gateway_url: format!("http://{gateway_addr}"),
         api_url: format!("http://{api_addr}"),
         clock: clock.clone(),

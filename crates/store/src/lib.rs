@@ -57,9 +57,44 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
+/// A per-function (or per-qualifier) setting stored as JSON: reserved
+/// concurrency, provisioned concurrency, async invoke config. Deleted with
+/// its function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub function: String,
+    /// `""` for function-wide settings, else a version or alias.
+    pub qualifier: String,
+    pub kind: String,
+    pub value: serde_json::Value,
+}
+
+/// The kinds of settings wisp keeps.
+pub mod setting_kinds {
+    /// `{"reserved": N}`.
+    pub const CONCURRENCY: &str = "concurrency";
+    /// `{"requested": N, "last_modified_ms": T}`, per version or alias.
+    pub const PROVISIONED: &str = "provisioned";
+    /// Lambda's FunctionEventInvokeConfig fields, per qualifier.
+    pub const EVENT_INVOKE: &str = "event-invoke";
+}
+
 /// The registry, code, routes, records and logs.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Creates or replaces a setting; `NotFound` if the function does not exist.
+    async fn put_setting(&self, setting: Setting) -> Result<()>;
+    async fn get_setting(
+        &self,
+        function: &str,
+        kind: &str,
+        qualifier: &str,
+    ) -> Result<Option<serde_json::Value>>;
+    /// Returns whether there was one.
+    async fn delete_setting(&self, function: &str, kind: &str, qualifier: &str) -> Result<bool>;
+    /// Settings of a kind, of one function or all.
+    async fn list_settings(&self, kind: &str, function: Option<&str>) -> Result<Vec<Setting>>;
+
     /// Stores a code blob by its sha256 (hex), returned.
     async fn put_code(&self, bytes: Vec<u8>) -> Result<String>;
     /// A local file holding the blob with this sha256.

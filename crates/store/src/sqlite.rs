@@ -12,10 +12,11 @@ use wisp_core::function::LATEST;
 use wisp_core::route::Route;
 use wisp_core::{Alias, FunctionVersion, InvocationRecord, LogEntry, LogStream};
 
-use crate::{LogQuery, Result, Store, StoreError};
+use crate::{LogQuery, Result, Setting, Store, StoreError};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE functions (
     name TEXT PRIMARY KEY,
     created_at INTEGER NOT NULL,
@@ -58,7 +59,18 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_function ON logs (function, seq);
 CREATE INDEX logs_by_request ON logs (request_id);
 CREATE INDEX logs_by_time ON logs (ts);
-"#];
+"#,
+    r#"
+CREATE TABLE settings (
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    qualifier TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (function, kind, qualifier)
+);
+CREATE INDEX settings_by_kind ON settings (kind);
+"#,
+];
 
 /// SQLite-backed `Store` rooted at a data directory.
 pub struct SqliteStore {
@@ -198,6 +210,95 @@ fn collect_json<T: serde::de::DeserializeOwned>(
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    async fn put_setting(&self, setting: Setting) -> Result<()> {
+        self.write(move |conn| {
+            let exists: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM functions WHERE name = ?1)",
+                params![setting.function],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("Function {}", setting.function)));
+            }
+            conn.execute(
+                "INSERT OR REPLACE INTO settings (function, qualifier, kind, body) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    setting.function,
+                    setting.qualifier,
+                    setting.kind,
+                    serde_json::to_string(&setting.value)?
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_setting(
+        &self,
+        function: &str,
+        kind: &str,
+        qualifier: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let (function, kind, qualifier) = (
+            function.to_string(),
+            kind.to_string(),
+            qualifier.to_string(),
+        );
+        self.read(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM settings WHERE function = ?1 AND kind = ?2 AND qualifier = ?3",
+                    params![function, kind, qualifier],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            body.map(|b| serde_json::from_str(&b).map_err(Into::into))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn delete_setting(&self, function: &str, kind: &str, qualifier: &str) -> Result<bool> {
+        let (function, kind, qualifier) = (
+            function.to_string(),
+            kind.to_string(),
+            qualifier.to_string(),
+        );
+        self.write(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM settings WHERE function = ?1 AND kind = ?2 AND qualifier = ?3",
+                params![function, kind, qualifier],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_settings(&self, kind: &str, function: Option<&str>) -> Result<Vec<Setting>> {
+        let (kind, function) = (kind.to_string(), function.map(str::to_string));
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT function, qualifier, body FROM settings WHERE kind = ?1 AND (?2 IS NULL OR function = ?2) ORDER BY function, qualifier",
+            )?;
+            let rows = stmt.query_map(params![kind, function], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (function, qualifier, body) = row?;
+                out.push(Setting {
+                    function,
+                    qualifier,
+                    kind: kind.clone(),
+                    value: serde_json::from_str(&body)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn put_code(&self, bytes: Vec<u8>) -> Result<String> {
         let dir = self.code_dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -674,6 +775,7 @@ mod tests {
                     version: "1".into(),
                     description: String::new(),
                     revision_id: "r".into(),
+                    additional_version_weights: Default::default(),
                 })
                 .await
                 .unwrap();

@@ -1,7 +1,7 @@
 //! One prepared version and the per-request store that runs it.
 
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wisp_core::error::error_types;
 use wisp_core::outbound::OutboundPolicy;
@@ -27,6 +27,9 @@ pub(crate) struct GuestState {
     table: ResourceTable,
     hooks: OutboundHooks,
     limiter: MemoryLimiter,
+    logs: LogCapture,
+    /// When the current request must have finished.
+    deadline: Instant,
     timed_out: bool,
 }
 
@@ -87,6 +90,18 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// An instance kept between requests (`instance_reuse`).
+struct Warm {
+    store: Store<GuestState>,
+    proxy: Proxy,
+    /// Requests it has served.
+    uses: u32,
+}
+
+/// Most instances kept idle per version in reuse mode; more run under
+/// load, the rest are dropped when they finish.
+const MAX_IDLE_INSTANCES: usize = 64;
+
 /// A linked component, ready to instantiate per request.
 pub(crate) struct WasmPrepared {
     engine: Engine,
@@ -94,6 +109,9 @@ pub(crate) struct WasmPrepared {
     memory_cap: usize,
     env: Vec<(String, String)>,
     policy: Arc<OutboundPolicy>,
+    /// Serve up to this many requests per instance; 0 = a fresh one each time.
+    reuse: u32,
+    warm: Arc<Mutex<Vec<Warm>>>,
 }
 
 impl WasmPrepared {
@@ -122,10 +140,13 @@ impl WasmPrepared {
             memory_cap: config.memory_mb as usize * 1024 * 1024,
             env,
             policy: Arc::new(policy),
+            reuse: config.instance_reuse,
+            warm: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
-    fn new_store(&self, logs: &LogCapture, timeout: Duration) -> Store<GuestState> {
+    fn new_store(&self) -> Store<GuestState> {
+        let logs = LogCapture::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(logs.pipe(LogStream::Stdout))
             .stderr(logs.pipe(LogStream::Stderr))
@@ -143,16 +164,16 @@ impl WasmPrepared {
                 peak: 0,
                 exceeded: false,
             },
+            logs,
+            deadline: Instant::now(),
             timed_out: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let deadline = Instant::now() + timeout;
-        store.set_epoch_deadline(1);
         // Yield to other tasks every tick so a busy guest cannot starve the
-        // runtime, and trap once past the deadline.
+        // runtime, and trap once past the request's deadline.
         store.epoch_deadline_callback(move |mut ctx| {
-            if Instant::now() >= deadline {
+            if Instant::now() >= ctx.data().deadline {
                 ctx.data_mut().timed_out = true;
                 wasmtime::bail!("the function timed out");
             }
@@ -160,6 +181,22 @@ impl WasmPrepared {
         });
         store
     }
+
+    /// A kept instance, in reuse mode.
+    fn take_warm(&self) -> Option<Warm> {
+        if self.reuse == 0 {
+            return None;
+        }
+        self.warm.lock().ok()?.pop()
+    }
+}
+
+/// Starts a request on a store: its deadline and a clean timeout flag.
+fn arm(store: &mut Store<GuestState>, timeout: Duration) {
+    let data = store.data_mut();
+    data.deadline = Instant::now() + timeout;
+    data.timed_out = false;
+    store.set_epoch_deadline(1);
 }
 
 /// Turns a request body failure (a client gone, a size limit hit) into the
@@ -214,8 +251,12 @@ impl Prepared for WasmPrepared {
             mut request,
             timeout,
         } = invocation;
-        let logs = LogCapture::default();
-        let mut store = self.new_store(&logs, timeout);
+        let (mut store, mut proxy, uses) = match self.take_warm() {
+            Some(w) => (w.store, Some(w.proxy), w.uses),
+            None => (self.new_store(), None, 0),
+        };
+        arm(&mut store, timeout);
+        let logs = store.data().logs.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
 
         if request.uri().authority().is_none()
@@ -263,20 +304,31 @@ impl Prepared for WasmPrepared {
         let pre = self.pre.clone();
         let memory_mb = self.memory_cap >> 20;
         let status_done = status.clone();
+        let reuse = self.reuse;
+        let warm = self.warm.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let proxy = match proxy.take() {
+                    Some(p) => p,
+                    None => pre.instantiate_async(&mut store).await?,
+                };
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
-                    .await
+                    .await?;
+                Ok::<_, wasmtime::Error>(proxy)
             };
             // The epoch deadline stops guest code; this also stops a guest
             // parked in a host call (an outbound request that never answers).
             let result = tokio::time::timeout(timeout + EPOCH_TICK * 4, run)
                 .await
                 .ok();
+            let (result, finished) = match result {
+                Some(Ok(proxy)) => (Some(Ok(())), Some(proxy)),
+                Some(Err(e)) => (Some(Err(e)), None),
+                None => (None, None),
+            };
             let mut error = classify(result, store.data(), timeout, memory_mb);
             let status = status_done.load(Ordering::Relaxed);
             if error.is_none() && status == 0 {
@@ -297,14 +349,31 @@ impl Prepared for WasmPrepared {
                 }
             }
             let max_memory_bytes = store.data().limiter.peak as u64;
-            drop(store);
-            let _ = done_tx.send(Completion {
-                error,
+            let completion = Completion {
+                error: error.clone(),
                 status: (status != 0).then_some(status),
                 duration: started.elapsed(),
+                init_duration: None,
                 max_memory_bytes,
+                // Taken before the instance can serve anyone else.
                 logs: logs.take(),
-            });
+            };
+            // Keep the instance for the next request only when it ended
+            // cleanly and has uses left; anything else is thrown away.
+            if let (Some(proxy), None) = (finished, &error) {
+                if uses + 1 < reuse {
+                    if let Ok(mut w) = warm.lock() {
+                        if w.len() < MAX_IDLE_INSTANCES {
+                            w.push(Warm {
+                                store,
+                                proxy,
+                                uses: uses + 1,
+                            });
+                        }
+                    }
+                }
+            }
+            let _ = done_tx.send(completion);
         });
 
         match response_rx.await {

@@ -4,7 +4,9 @@
 //! (compiling it once if absent) and links it into an `InstancePre`.
 //! `invoke` gives every request a fresh `Store` and instance from the
 //! pooling allocator, bounded by the function's memory cap (store limits)
-//! and timeout (epoch interruption).
+//! and timeout (epoch interruption). With `instance_reuse = N` (opt-in,
+//! weaker isolation) an instance that ended cleanly serves up to N
+//! requests, one at a time, before it is dropped.
 
 mod engine;
 mod guest;

@@ -59,16 +59,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts `wisp serve` with extra flags (`--keep-warm 1s`, ...).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let _ = std::fs::remove_file(data_dir.join("endpoints.json"));
         let child = Command::new(bin())
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .args(["serve", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data-dir")
             .arg(data_dir)
             .env_remove("WISP_ACCESS_KEY_ID")
             .env_remove("WISP_SECRET_ACCESS_KEY")
@@ -273,6 +273,76 @@ pub fn request_id(r: &reqwest::blocking::Response) -> String {
         .to_str()
         .unwrap()
         .to_string()
+}
+
+/// The directory of a Lambda test function under `guests/lambda`.
+pub fn lambda_dir(name: &str) -> PathBuf {
+    repo_root().join("guests/lambda").join(name)
+}
+
+/// Zips a directory the way `wisp deploy` does (modes kept).
+pub fn zip_dir(dir: &Path) -> Vec<u8> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut out);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            w.start_file(
+                name,
+                zip::write::SimpleFileOptions::default().unix_permissions(mode),
+            )
+            .unwrap();
+            w.write_all(&std::fs::read(&p).unwrap()).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    out.into_inner()
+}
+
+/// A CreateFunction body for a process runtime.
+pub fn lambda_body(name: &str, runtime: &str, handler: &str, zip: &[u8]) -> Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "FunctionName": name,
+        "Runtime": runtime,
+        "Role": "arn:aws:iam::000000000000:role/test",
+        "Handler": handler,
+        "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(zip) },
+        "MemorySize": 128,
+        "Timeout": 3,
+    })
+}
+
+/// Builds the `provided` Rust function (AWS's `lambda_runtime` crate) once
+/// and returns its zip, holding the binary as `bootstrap`.
+pub fn rust_provided_zip() -> Vec<u8> {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let binary = BUILT.get_or_init(|| {
+        let root = repo_root();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--manifest-path"])
+            .arg(root.join("guests/lambda/rust-provided/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", root.join("guests/target"))
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building guests/lambda/rust-provided failed"
+        );
+        root.join("guests/target/debug/bootstrap")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(binary, tmp.path().join("bootstrap")).unwrap();
+    zip_dir(tmp.path())
 }
 
 /// A CreateFunction body for a wasm zip.

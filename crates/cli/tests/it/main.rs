@@ -6,3 +6,4 @@ mod harness;
 mod api;
 mod gateway;
 mod lifecycle;
+mod process;

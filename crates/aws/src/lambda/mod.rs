@@ -1,24 +1,30 @@
-//! The AWS Lambda REST API (`/2015-03-31/...`), as botocore expects it.
+//! The AWS Lambda REST API (`/2015-03-31/...`), as botocore expects it:
+//! functions and versions here, aliases, invoke and per-function settings
+//! in their own modules.
+
+mod aliases;
+mod invoke;
+mod settings;
+
+pub(crate) use aliases::*;
+pub(crate) use invoke::invoke;
+pub(crate) use settings::*;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wisp_core::codezip;
-use wisp_core::function::{validate_alias_name, validate_name, LATEST};
-use wisp_core::limits::{MAX_LIST_ITEMS, MAX_SYNC_PAYLOAD_BYTES};
-use wisp_core::runtime::{collect_limited, full_body, CollectError};
-use wisp_core::{Alias, ErrorKind, FunctionConfig, FunctionVersion, RuntimeKind};
-use wisp_store::LogQuery;
+use wisp_core::function::{validate_name, LATEST};
+use wisp_core::limits::MAX_LIST_ITEMS;
+use wisp_core::{ErrorKind, FunctionConfig, FunctionVersion, RuntimeKind};
 
 use crate::error::{ApiError, ApiResult};
 use crate::sigv4::Verified;
@@ -217,10 +223,12 @@ fn check_code(zip_b64: &str, config: &FunctionConfig) -> ApiResult<(Vec<u8>, Str
             let artifact = codezip::sha256_hex(&wasm);
             Ok((zip, artifact))
         }
-        _ => Err(ApiError::invalid(format!(
-            "runtime `{}` is not available on this server yet; use runtime `wasm`",
-            config.runtime
-        ))),
+        _ => {
+            codezip::check_handler(&summary.entries, &config.runtime, &config.handler)
+                .map_err(|e| ApiError::invalid(e.0))?;
+            let artifact = codezip::sha256_hex(&zip);
+            Ok((zip, artifact))
+        }
     }
 }
 
@@ -340,7 +348,7 @@ pub(crate) async fn create_function(
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct QualifierQuery {
-    qualifier: Option<String>,
+    pub(crate) qualifier: Option<String>,
 }
 
 async fn resolve(
@@ -356,6 +364,20 @@ async fn resolve(
         .await?)
 }
 
+/// The version an invocation runs: a weighted alias picks by weight.
+async fn resolve_for_invoke(
+    state: &ApiState,
+    raw: &str,
+    query: &QualifierQuery,
+) -> ApiResult<FunctionVersion> {
+    let (name, q) = parse_function_name(raw)?;
+    let qualifier = query.qualifier.clone().or(q);
+    Ok(state
+        .dispatcher
+        .resolve_for_invoke(&name, qualifier.as_deref())
+        .await?)
+}
+
 pub(crate) async fn get_function(
     State(state): State<Arc<ApiState>>,
     verified: Option<Extension<Verified>>,
@@ -363,13 +385,17 @@ pub(crate) async fn get_function(
     Query(query): Query<QualifierQuery>,
 ) -> ApiResult<Json<Value>> {
     let version = resolve(&state, &name, &query).await?;
-    Ok(Json(json!({
+    let mut out = json!({
         "Configuration": configuration(&state, region(&verified), &version),
         "Code": {
             "RepositoryType": "S3",
             "Location": format!("{}/wisp/v1/code/{}", state.api_url, version.code_sha256),
         },
-    })))
+    });
+    if let Some(n) = settings::reserved(&state, &version.function).await? {
+        out["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
+    }
+    Ok(Json(out))
 }
 
 pub(crate) async fn get_function_configuration(
@@ -402,7 +428,9 @@ pub(crate) async fn delete_function(
 ) -> ApiResult<StatusCode> {
     let (name, q) = parse_function_name(&name)?;
     let store = state.dispatcher.store();
-    match query.qualifier.or(q) {
+    let qualifier = query.qualifier.or(q);
+    let query_was_function_wide = qualifier.is_none();
+    match qualifier {
         None => store.delete_function(&name).await?,
         Some(q) if q == LATEST => {
             return Err(ApiError::invalid(
@@ -410,6 +438,9 @@ pub(crate) async fn delete_function(
             ))
         }
         Some(q) => store.delete_version(&name, &q).await?,
+    }
+    if query_was_function_wide {
+        let _ = state.dispatcher.concurrency().set_reserved(&name, None);
     }
     state.dispatcher.remove(&name);
     Ok(StatusCode::NO_CONTENT)
@@ -565,328 +596,6 @@ pub(crate) async fn list_versions(
     Ok(Json(json!({ "Versions": shown })))
 }
 
-fn alias_json(state: &ApiState, region: &str, a: &Alias) -> Value {
-    json!({
-        "AliasArn": format!("{}:{}", function_arn(state, region, &a.function), a.name),
-        "Name": a.name,
-        "FunctionVersion": a.version,
-        "Description": a.description,
-        "RevisionId": a.revision_id,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct AliasFields {
-    name: Option<String>,
-    function_version: Option<String>,
-    description: Option<String>,
-    revision_id: Option<String>,
-    routing_config: Option<Value>,
-}
-
-async fn check_alias_target(state: &ApiState, function: &str, version: &str) -> ApiResult<()> {
-    if version != LATEST && !version.chars().all(|c| c.is_ascii_digit()) {
-        return Err(ApiError::invalid(format!(
-            "FunctionVersion `{version}` must be a version number or $LATEST"
-        )));
-    }
-    match state
-        .dispatcher
-        .store()
-        .get_version(function, version)
-        .await?
-    {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!(
-            "Function not found: {function}:{version}"
-        ))),
-    }
-}
-
-fn refuse_weighted_routing(routing: &Option<Value>) -> ApiResult<()> {
-    match routing {
-        Some(r)
-            if r.get("AdditionalVersionWeights")
-                .is_some_and(|w| w.as_object().is_some_and(|o| !o.is_empty())) =>
-        {
-            Err(ApiError::invalid(
-                "weighted alias routing (RoutingConfig) is not available on this server yet",
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
-pub(crate) async fn create_alias(
-    State(state): State<Arc<ApiState>>,
-    verified: Option<Extension<Verified>>,
-    Path(function): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let req: AliasFields = parse_json(&body)?;
-    let (function, _) = parse_function_name(&function)?;
-    let name = req
-        .name
-        .ok_or_else(|| ApiError::invalid("Name is required"))?;
-    validate_alias_name(&name).map_err(ApiError::invalid)?;
-    let version = req
-        .function_version
-        .ok_or_else(|| ApiError::invalid("FunctionVersion is required"))?;
-    refuse_weighted_routing(&req.routing_config)?;
-    check_alias_target(&state, &function, &version).await?;
-    let alias = Alias {
-        function: function.clone(),
-        name,
-        version,
-        description: req.description.unwrap_or_default(),
-        revision_id: new_revision(),
-    };
-    state.dispatcher.store().create_alias(alias.clone()).await?;
-    state.dispatcher.forget(&function);
-    Ok((
-        StatusCode::CREATED,
-        Json(alias_json(&state, region(&verified), &alias)),
-    )
-        .into_response())
-}
-
-async fn find_alias(state: &ApiState, function: &str, name: &str) -> ApiResult<Alias> {
-    state
-        .dispatcher
-        .store()
-        .get_alias(function, name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("Alias not found: {}:{name}", function)))
-}
-
-pub(crate) async fn get_alias(
-    State(state): State<Arc<ApiState>>,
-    verified: Option<Extension<Verified>>,
-    Path((function, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let (function, _) = parse_function_name(&function)?;
-    let alias = find_alias(&state, &function, &name).await?;
-    Ok(Json(alias_json(&state, region(&verified), &alias)))
-}
-
-pub(crate) async fn update_alias(
-    State(state): State<Arc<ApiState>>,
-    verified: Option<Extension<Verified>>,
-    Path((function, name)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let req: AliasFields = parse_json(&body)?;
-    let (function, _) = parse_function_name(&function)?;
-    refuse_weighted_routing(&req.routing_config)?;
-    let mut alias = find_alias(&state, &function, &name).await?;
-    if let Some(v) = req.function_version {
-        check_alias_target(&state, &function, &v).await?;
-        alias.version = v;
-    }
-    if let Some(d) = req.description {
-        alias.description = d;
-    }
-    alias.revision_id = new_revision();
-    state
-        .dispatcher
-        .store()
-        .update_alias(alias.clone(), req.revision_id.as_deref())
-        .await?;
-    state.dispatcher.forget(&function);
-    Ok(Json(alias_json(&state, region(&verified), &alias)))
-}
-
-pub(crate) async fn delete_alias(
-    State(state): State<Arc<ApiState>>,
-    Path((function, name)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    let (function, _) = parse_function_name(&function)?;
-    state
-        .dispatcher
-        .store()
-        .delete_alias(&function, &name)
-        .await?;
-    state.dispatcher.forget(&function);
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub(crate) async fn list_aliases(
-    State(state): State<Arc<ApiState>>,
-    verified: Option<Extension<Verified>>,
-    Path(function): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let (function, _) = parse_function_name(&function)?;
-    let aliases = state.dispatcher.store().list_aliases(&function).await?;
-    let shown: Vec<Value> = aliases
-        .iter()
-        .map(|a| alias_json(&state, region(&verified), a))
-        .collect();
-    Ok(Json(json!({ "Aliases": shown })))
-}
-
-/// Lambda's tail: the last 4 KB of the invocation's log, base64.
-const LOG_TAIL_BYTES: usize = 4096;
-
-pub(crate) async fn invoke(
-    State(state): State<Arc<ApiState>>,
-    Path(name): Path<String>,
-    Query(query): Query<QualifierQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let version = resolve(&state, &name, &query).await?;
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
-    let invocation_type = match header("x-amz-invocation-type") {
-        "" | "RequestResponse" => "RequestResponse",
-        "Event" => "Event",
-        "DryRun" => "DryRun",
-        other => {
-            return Err(ApiError::invalid(format!(
-                "InvocationType `{other}` must be RequestResponse, Event or DryRun"
-            )))
-        }
-    };
-    let limit = if invocation_type == "Event" {
-        wisp_core::limits::MAX_ASYNC_PAYLOAD_BYTES
-    } else {
-        MAX_SYNC_PAYLOAD_BYTES
-    };
-    if body.len() > limit {
-        return Err(ApiError::too_large(format!(
-            "{} byte payload is too large for the {invocation_type} invocation type (limit {limit} bytes)",
-            body.len()
-        )));
-    }
-    if invocation_type == "DryRun" {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri("/")
-        .header(http::header::HOST, "localhost")
-        .header(http::header::CONTENT_TYPE, "application/json");
-    if let Some(ctx) = headers.get("x-amz-client-context") {
-        request = request.header("x-wisp-client-context", ctx);
-    }
-    let request = request
-        .body(full_body(body))
-        .map_err(|e| ApiError::internal(format!("building the invocation failed: {e}")))?;
-
-    if invocation_type == "Event" {
-        let dispatched = state
-            .dispatcher
-            .invoke(&version, request, "api-event")
-            .await;
-        let request_id = dispatched.request_id.clone();
-        // Run to completion in the background, draining the response.
-        tokio::spawn(async move {
-            if let Ok(response) = dispatched.response {
-                let _ = response.into_body().collect().await;
-            }
-        });
-        let mut response = StatusCode::ACCEPTED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-amzn-RequestId", v);
-        }
-        return Ok(response);
-    }
-
-    let dispatched = state.dispatcher.invoke(&version, request, "api").await;
-    let request_id = dispatched.request_id.clone();
-    let (payload, function_error) = match dispatched.response {
-        Ok(response) => {
-            let status = response.status();
-            match collect_limited(response.into_body(), MAX_SYNC_PAYLOAD_BYTES).await {
-                Ok(bytes) => (bytes, status.is_server_error()),
-                Err(CollectError::TooLarge(_)) => (
-                    Bytes::from(json!({
-                        "errorMessage": format!("Response payload size exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD_BYTES} bytes)."),
-                        "errorType": "Function.ResponseSizeTooLarge",
-                    }).to_string()),
-                    true,
-                ),
-                Err(e @ CollectError::Failed(_)) => (
-                    Bytes::from(json!({ "errorMessage": format!("the function's response failed: {e}"), "errorType": "Function.ResponseError" }).to_string()),
-                    true,
-                ),
-            }
-        }
-        Err(error) if error.kind == ErrorKind::Platform => {
-            return Err(ApiError::internal(error.message))
-        }
-        Err(error) if error.kind == ErrorKind::Caller => {
-            return Err(ApiError::invalid(error.message))
-        }
-        Err(error) => {
-            let error_type = match error.error_type.as_str() {
-                wisp_core::error::error_types::TIMEOUT => "Sandbox.Timedout".to_string(),
-                other => other.to_string(),
-            };
-            let message = format!("RequestId: {request_id} Error: {}", error.message);
-            (
-                Bytes::from(
-                    json!({ "errorMessage": message, "errorType": error_type }).to_string(),
-                ),
-                true,
-            )
-        }
-    };
-
-    let mut response = (StatusCode::OK, payload).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&dispatched.version) {
-        h.insert("x-amz-executed-version", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        h.insert("x-amzn-RequestId", v);
-    }
-    if function_error {
-        h.insert(
-            "x-amz-function-error",
-            HeaderValue::from_static("Unhandled"),
-        );
-    }
-    if header("x-amz-log-type") == "Tail" {
-        // The record arrives once the guest has finished; its logs are then
-        // one flush away from the store.
-        let _ = tokio::time::timeout(Duration::from_secs(5), dispatched.record).await;
-        state.dispatcher.flush().await;
-        let logs = state
-            .dispatcher
-            .store()
-            .query_logs(LogQuery {
-                request_id: Some(request_id.clone()),
-                limit: 10_000,
-                ..LogQuery::default()
-            })
-            .await?;
-        let mut text = String::new();
-        for l in logs {
-            text.push_str(&l.message);
-            text.push('\n');
-        }
-        let mut start = text.len().saturating_sub(LOG_TAIL_BYTES);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        let tail = base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..]);
-        if let Ok(v) = HeaderValue::from_str(&tail) {
-            h.insert("x-amz-log-result", v);
-        }
-    }
-    Ok(response)
-}
-
 pub(crate) async fn account_settings(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
     let functions = state.dispatcher.store().list_latest().await?;
     let total: u64 = functions.iter().map(|f| f.code_size).sum();
@@ -895,8 +604,8 @@ pub(crate) async fn account_settings(State(state): State<Arc<ApiState>>) -> ApiR
             "TotalCodeSize": 80u64 * 1024 * 1024 * 1024,
             "CodeSizeUnzipped": wisp_core::limits::MAX_UNZIPPED_BYTES,
             "CodeSizeZipped": wisp_core::limits::MAX_ZIP_BYTES,
-            "ConcurrentExecutions": 1000,
-            "UnreservedConcurrentExecutions": 1000,
+            "ConcurrentExecutions": state.dispatcher.concurrency().limit(),
+            "UnreservedConcurrentExecutions": state.dispatcher.concurrency().unreserved(),
         },
         "AccountUsage": { "TotalCodeSize": total, "FunctionCount": functions.len() },
     })))

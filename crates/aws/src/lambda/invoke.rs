@@ -1,0 +1,186 @@
+//! Invoke: RequestResponse, Event and DryRun, with Lambda's headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::json;
+use wisp_core::error::error_types::is_throttle;
+use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
+use wisp_core::runtime::{collect_limited, full_body, CollectError};
+use wisp_core::ErrorKind;
+use wisp_store::LogQuery;
+
+use super::{resolve_for_invoke, QualifierQuery};
+use crate::error::{ApiError, ApiResult};
+use crate::ApiState;
+
+/// Lambda's tail: the last 4 KB of the invocation's log, base64.
+const LOG_TAIL_BYTES: usize = 4096;
+
+pub(crate) async fn invoke(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(query): Query<QualifierQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let version = resolve_for_invoke(&state, &name, &query).await?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let invocation_type = match header("x-amz-invocation-type") {
+        "" | "RequestResponse" => "RequestResponse",
+        "Event" => "Event",
+        "DryRun" => "DryRun",
+        other => {
+            return Err(ApiError::invalid(format!(
+                "InvocationType `{other}` must be RequestResponse, Event or DryRun"
+            )))
+        }
+    };
+    let limit = if invocation_type == "Event" {
+        wisp_core::limits::MAX_ASYNC_PAYLOAD_BYTES
+    } else {
+        MAX_SYNC_PAYLOAD_BYTES
+    };
+    if body.len() > limit {
+        return Err(ApiError::too_large(format!(
+            "{} byte payload is too large for the {invocation_type} invocation type (limit {limit} bytes)",
+            body.len()
+        )));
+    }
+    if invocation_type == "DryRun" {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(ctx) = headers.get("x-amz-client-context") {
+        request = request.header("x-wisp-client-context", ctx);
+    }
+    let request = request
+        .body(full_body(body))
+        .map_err(|e| ApiError::internal(format!("building the invocation failed: {e}")))?;
+
+    if invocation_type == "Event" {
+        let dispatched = state
+            .dispatcher
+            .invoke(&version, request, "api-event")
+            .await;
+        let request_id = dispatched.request_id.clone();
+        // Run to completion in the background, draining the response.
+        tokio::spawn(async move {
+            if let Ok(response) = dispatched.response {
+                let _ = response.into_body().collect().await;
+            }
+        });
+        let mut response = StatusCode::ACCEPTED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amzn-RequestId", v);
+        }
+        return Ok(response);
+    }
+
+    let dispatched = state.dispatcher.invoke(&version, request, "api").await;
+    let request_id = dispatched.request_id.clone();
+    let (payload, function_error) = match dispatched.response {
+        Ok(response) => {
+            let status = response.status();
+            match collect_limited(response.into_body(), MAX_SYNC_PAYLOAD_BYTES).await {
+                Ok(bytes) => (bytes, status.is_server_error()),
+                Err(CollectError::TooLarge(_)) => (
+                    Bytes::from(json!({
+                        "errorMessage": format!("Response payload size exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD_BYTES} bytes)."),
+                        "errorType": "Function.ResponseSizeTooLarge",
+                    }).to_string()),
+                    true,
+                ),
+                Err(e @ CollectError::Failed(_)) => (
+                    Bytes::from(json!({ "errorMessage": format!("the function's response failed: {e}"), "errorType": "Function.ResponseError" }).to_string()),
+                    true,
+                ),
+            }
+        }
+        Err(error) if error.kind == ErrorKind::Platform => {
+            return Err(ApiError::internal(error.message))
+        }
+        Err(error) if is_throttle(&error.error_type) => {
+            return Err(ApiError::throttled(&error.error_type))
+        }
+        Err(error) if error.kind == ErrorKind::Caller => {
+            return Err(ApiError::invalid(error.message))
+        }
+        Err(error) => {
+            let error_type = match error.error_type.as_str() {
+                wisp_core::error::error_types::TIMEOUT => "Sandbox.Timedout".to_string(),
+                other => other.to_string(),
+            };
+            let message = format!("RequestId: {request_id} Error: {}", error.message);
+            (
+                Bytes::from(
+                    json!({ "errorMessage": message, "errorType": error_type }).to_string(),
+                ),
+                true,
+            )
+        }
+    };
+
+    let mut response = (StatusCode::OK, payload).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&dispatched.version) {
+        h.insert("x-amz-executed-version", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-RequestId", v);
+    }
+    if function_error {
+        h.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    if header("x-amz-log-type") == "Tail" {
+        // The record arrives once the guest has finished; its logs are then
+        // one flush away from the store.
+        let _ = tokio::time::timeout(Duration::from_secs(5), dispatched.record).await;
+        state.dispatcher.flush().await;
+        let logs = state
+            .dispatcher
+            .store()
+            .query_logs(LogQuery {
+                request_id: Some(request_id.clone()),
+                limit: 10_000,
+                ..LogQuery::default()
+            })
+            .await?;
+        let mut text = String::new();
+        for l in logs {
+            text.push_str(&l.message);
+            text.push('\n');
+        }
+        let mut start = text.len().saturating_sub(LOG_TAIL_BYTES);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        let tail = base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..]);
+        if let Ok(v) = HeaderValue::from_str(&tail) {
+            h.insert("x-amz-log-result", v);
+        }
+    }
+    Ok(response)
+}

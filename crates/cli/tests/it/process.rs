@@ -1,0 +1,402 @@
+//! The process runtime: unchanged Lambda code (Node, Python, a `provided`
+//! Rust binary) behind the Lambda Runtime API, with Lambda's semantics for
+//! warm reuse, errors, timeouts, memory, crashes and logs.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::harness::{lambda_body, lambda_dir, rust_provided_zip, zip_dir, Server};
+
+fn create(server: &Server, name: &str, runtime: &str, handler: &str, dir: &str) {
+    let (status, body) = server.api_json(
+        "POST",
+        "/2015-03-31/functions",
+        &lambda_body(name, runtime, handler, &zip_dir(&lambda_dir(dir))),
+    );
+    assert_eq!(status, 201, "creating {name}: {body}");
+}
+
+/// Invokes and returns (status, function error header, payload, request id).
+fn invoke(server: &Server, name: &str, payload: &Value) -> (u16, Option<String>, Value, String) {
+    let r = server.api(
+        "POST",
+        &format!("/2015-03-31/functions/{name}/invocations"),
+        payload.to_string().as_bytes(),
+        &[],
+    );
+    let status = r.status().as_u16();
+    let error = r
+        .headers()
+        .get("x-amz-function-error")
+        .map(|v| v.to_str().unwrap().to_string());
+    let id = r.headers()["x-amzn-requestid"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = r.text().unwrap();
+    (
+        status,
+        error,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        id,
+    )
+}
+
+fn tail(server: &Server, name: &str, payload: &Value) -> String {
+    let r = server.api(
+        "POST",
+        &format!("/2015-03-31/functions/{name}/invocations"),
+        payload.to_string().as_bytes(),
+        &[("x-amz-log-type", "Tail")],
+    );
+    assert_eq!(r.status(), 200);
+    let tail = r.headers()["x-amz-log-result"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(tail)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn seed_handlers_run_unchanged_and_keep_state_while_warm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create(
+        &server,
+        "warmup",
+        "nodejs20.x",
+        "index.handler",
+        "node-seed-warmup",
+    );
+    create(
+        &server,
+        "once",
+        "nodejs20.x",
+        "index.handler",
+        "node-seed-idempotent",
+    );
+
+    let (status, err, v, first) = invoke(
+        &server,
+        "warmup",
+        &json!({"source": "serverless-plugin-warmup"}),
+    );
+    assert_eq!((status, err, v), (200, None, json!("Lambda is warm")));
+    let (_, _, v, second) = invoke(&server, "warmup", &json!({"source": "aws.events"}));
+    assert_eq!(v, Value::Null);
+    let (cold, warm) = (server.record(&first), server.record(&second));
+    assert_eq!(cold["cold"], true, "{cold}");
+    assert!(cold["init_duration_us"].as_u64().unwrap() > 0);
+    assert_eq!(warm["cold"], false, "{warm}");
+    assert_eq!(warm["init_duration_us"], Value::Null);
+
+    let (_, _, v, _) = invoke(&server, "once", &json!({"transactionId": "t-1"}));
+    assert_eq!(v, Value::Null);
+    let (_, _, v, _) = invoke(&server, "once", &json!({"transactionId": "t-1"}));
+    assert_eq!(v, json!("Already processed"));
+}
+
+#[test]
+fn node_context_environment_logs_and_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let mut body = lambda_body(
+        "kit",
+        "nodejs20.x",
+        "index.handler",
+        &zip_dir(&lambda_dir("node-kit")),
+    );
+    body["Environment"] = json!({ "Variables": { "STAGE": "test" } });
+    let (status, created) = server.api_json("POST", "/2015-03-31/functions", &body);
+    assert_eq!(status, 201, "{created}");
+
+    let (status, err, v, id) = invoke(&server, "kit", &json!({"action": "echo", "n": 1}));
+    assert_eq!((status, err), (200, None), "{v}");
+    assert_eq!(v["requestId"], id);
+    assert_eq!(v["functionName"], "kit");
+    assert_eq!(v["functionVersion"], "$LATEST");
+    assert_eq!(v["memoryLimitInMB"], "128");
+    assert_eq!(
+        v["invokedFunctionArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:kit"
+    );
+    assert_eq!(v["stage"], "test");
+    assert_eq!(v["region"], "us-east-1");
+    assert_eq!(v["handler"], "index.handler");
+    let remaining = v["remaining"].as_i64().unwrap();
+    assert!(remaining > 0 && remaining <= 3000, "{remaining}");
+
+    let log = tail(&server, "kit", &json!({"action": "log", "n": 7}));
+    assert!(log.contains("START RequestId"), "{log}");
+    assert!(log.contains("INFO\thello from node 7"), "{log}");
+    assert!(log.contains("to stderr"), "{log}");
+    assert!(log.contains("REPORT RequestId"), "{log}");
+
+    let (status, err, v, _) = invoke(&server, "kit", &json!({"action": "throw", "what": "x"}));
+    assert_eq!((status, err.as_deref()), (200, Some("Unhandled")));
+    assert_eq!(v["errorType"], "TypeError");
+    assert_eq!(v["errorMessage"], "bad input: x");
+    assert!(v["trace"].is_array() || v["stackTrace"].is_array(), "{v}");
+
+    // A callback-style handler in the same file.
+    let (status, created) = server.api_json(
+        "POST",
+        "/2015-03-31/functions",
+        &lambda_body(
+            "cb",
+            "nodejs20.x",
+            "index.callback",
+            &zip_dir(&lambda_dir("node-kit")),
+        ),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (_, err, v, _) = invoke(&server, "cb", &json!({}));
+    assert_eq!((err, v["via"].clone()), (None, json!("callback")));
+    let (_, err, v, _) = invoke(&server, "cb", &json!({"fail": true}));
+    assert_eq!(err.as_deref(), Some("Unhandled"));
+    assert_eq!(v["errorMessage"], "callback failed");
+}
+
+#[test]
+fn timeouts_kill_the_process_group_and_the_worker_is_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let mut body = lambda_body(
+        "slow",
+        "nodejs20.x",
+        "index.handler",
+        &zip_dir(&lambda_dir("node-kit")),
+    );
+    body["Timeout"] = json!(1);
+    assert_eq!(
+        server.api_json("POST", "/2015-03-31/functions", &body).0,
+        201
+    );
+
+    let (_, _, before, _) = invoke(&server, "slow", &json!({"action": "echo"}));
+    let started = Instant::now();
+    let (status, err, v, id) = invoke(&server, "slow", &json!({"action": "child"}));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!((status, err.as_deref()), (200, Some("Unhandled")), "{v}");
+    assert_eq!(v["errorType"], "Sandbox.Timedout", "{v}");
+    let record = server.record(&id);
+    assert_eq!(record["error_type"], "Timeout", "{record}");
+    assert_eq!(record["error_kind"], "guest");
+
+    // The grandchild (`sleep 600`) went with the group.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", "^sleep 600$"])
+            .output()
+            .unwrap();
+        let pids = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if pids.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker's child survived: {pids}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, err, after, _) = invoke(&server, "slow", &json!({"action": "echo"}));
+    assert_eq!((status, err), (200, None));
+    assert_ne!(
+        after["pid"], before["pid"],
+        "a new worker serves after a timeout"
+    );
+}
+
+#[test]
+fn out_of_memory_and_crashes_fail_only_their_own_invocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let mut body = lambda_body(
+        "hog",
+        "python3.11",
+        "app.handler",
+        &zip_dir(&lambda_dir("python-kit")),
+    );
+    body["MemorySize"] = json!(64);
+    body["Timeout"] = json!(10);
+    assert_eq!(
+        server.api_json("POST", "/2015-03-31/functions", &body).0,
+        201
+    );
+    create(&server, "crashy", "nodejs20.x", "index.handler", "node-kit");
+
+    let (_, err, v, id) = invoke(&server, "hog", &json!({"action": "oom"}));
+    assert_eq!(err.as_deref(), Some("Unhandled"), "{v}");
+    let record = server.record(&id);
+    assert!(
+        record["error_type"] == "OutOfMemory" || v["errorType"] == "MemoryError",
+        "{record} {v}"
+    );
+    let (_, err, v, _) = invoke(&server, "hog", &json!({"action": "echo"}));
+    assert_eq!(err, None, "{v}");
+
+    let (_, err, v, id) = invoke(&server, "crashy", &json!({"action": "crash"}));
+    assert_eq!(err.as_deref(), Some("Unhandled"));
+    assert_eq!(v["errorType"], "Runtime.ExitError", "{v}");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exit status: 3"),
+        "{v}"
+    );
+    assert_eq!(server.record(&id)["error_kind"], "guest");
+    let (_, err, _, _) = invoke(&server, "crashy", &json!({"action": "echo"}));
+    assert_eq!(err, None);
+}
+
+#[test]
+fn python_runs_with_context_logs_and_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create(&server, "py", "python3.12", "app.handler", "python-kit");
+    let (status, err, v, id) = invoke(&server, "py", &json!({"action": "echo"}));
+    assert_eq!((status, err), (200, None), "{v}");
+    assert_eq!(v["requestId"], id);
+    assert_eq!(v["functionName"], "py");
+    assert_eq!(v["memoryLimitInMB"], "128");
+    let log = tail(&server, "py", &json!({"action": "log", "n": 3}));
+    assert!(log.contains("hello from python 3"), "{log}");
+    assert!(log.contains("logged via logging"), "{log}");
+    let (_, err, v, _) = invoke(&server, "py", &json!({"action": "throw", "what": "y"}));
+    assert_eq!(err.as_deref(), Some("Unhandled"));
+    assert_eq!(v["errorType"], "ValueError");
+    assert_eq!(v["errorMessage"], "bad input: y");
+}
+
+#[test]
+fn provided_runtime_runs_a_lambda_runtime_rust_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let zip = rust_provided_zip();
+    let (status, created) = server.api_json(
+        "POST",
+        "/2015-03-31/functions",
+        &lambda_body("rusty", "provided.al2023", "bootstrap", &zip),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (status, err, v, id) = invoke(&server, "rusty", &json!({"hello": "rust"}));
+    assert_eq!((status, err), (200, None), "{v}");
+    assert_eq!(v["echo"], json!({"hello": "rust"}));
+    assert_eq!(v["requestId"], id);
+    assert_eq!(v["function"], "rusty");
+    let (_, err, v, _) = invoke(&server, "rusty", &json!({"fail": true}));
+    assert_eq!(err.as_deref(), Some("Unhandled"));
+    assert_eq!(v["errorMessage"], "asked to fail", "{v}");
+
+    // A zip without `bootstrap` is refused at deploy.
+    let (status, refused) = server.api_json(
+        "POST",
+        "/2015-03-31/functions",
+        &lambda_body(
+            "nobootstrap",
+            "provided.al2",
+            "x",
+            &zip_dir(&lambda_dir("node-kit")),
+        ),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("bootstrap"));
+}
+
+#[test]
+fn idle_workers_scale_to_zero_and_provisioned_ones_stay_warm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(tmp.path(), &["--keep-warm", "1s"]);
+    create(&server, "idle", "nodejs20.x", "index.handler", "node-kit");
+    let (_, _, _, first) = invoke(&server, "idle", &json!({"action": "echo"}));
+    assert_eq!(server.record(&first)["cold"], true);
+    let (_, _, _, warm) = invoke(&server, "idle", &json!({"action": "echo"}));
+    assert_eq!(server.record(&warm)["cold"], false);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, _, _, again) = invoke(&server, "idle", &json!({"action": "echo"}));
+    assert_eq!(
+        server.record(&again)["cold"],
+        true,
+        "the idle worker was stopped"
+    );
+
+    // Provisioned concurrency on a published version keeps a worker ready.
+    let (status, v) = server.api_json("POST", "/2015-03-31/functions/idle/versions", &json!({}));
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = server.api_json(
+        "PUT",
+        "/2019-09-30/functions/idle/provisioned-concurrency?Qualifier=1",
+        &json!({"ProvisionedConcurrentExecutions": 1}),
+    );
+    assert_eq!(status, 202, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = server.api_json(
+            "GET",
+            "/2019-09-30/functions/idle/provisioned-concurrency?Qualifier=1",
+            &Value::Null,
+        );
+        if v["Status"] == "READY" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never READY: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = server.api(
+        "POST",
+        "/2015-03-31/functions/idle/invocations?Qualifier=1",
+        b"{}",
+        &[],
+    );
+    let id = r.headers()["x-amzn-requestid"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        server.record(&id)["cold"],
+        false,
+        "provisioned workers are warm"
+    );
+}
+
+#[test]
+fn reserved_concurrency_zero_throttles_with_429() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create(&server, "off", "nodejs20.x", "index.handler", "node-kit");
+    let (status, v) = server.api_json(
+        "PUT",
+        "/2017-10-31/functions/off/concurrency",
+        &json!({"ReservedConcurrentExecutions": 0}),
+    );
+    assert_eq!(
+        (status, v),
+        (200, json!({"ReservedConcurrentExecutions": 0}))
+    );
+    let r = server.api("POST", "/2015-03-31/functions/off/invocations", b"{}", &[]);
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-amzn-errortype"], "TooManyRequestsException");
+    let v: Value = r.json().unwrap();
+    assert_eq!(
+        v["Reason"],
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    );
+    let (status, _) = server.api_json(
+        "DELETE",
+        "/2017-10-31/functions/off/concurrency",
+        &Value::Null,
+    );
+    assert_eq!(status, 204);
+    let (status, err, _, _) = invoke(&server, "off", &json!({"action": "echo"}));
+    assert_eq!((status, err), (200, None));
+}

@@ -1,0 +1,196 @@
+//! Admission by concurrency, as Lambda does it: an account-wide limit,
+//! out of which functions may reserve a share. A function with a
+//! reservation runs at most that many at once (0 disables it); the others
+//! share what is left unreserved.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wisp_core::error::error_types;
+
+/// Why an invocation was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// The function's reserved concurrency is in use (or is 0).
+    Reserved,
+    /// The unreserved share of the account limit is in use.
+    Account,
+}
+
+impl Throttle {
+    /// Lambda's `Reason` for the 429.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Throttle::Reserved => error_types::THROTTLED_RESERVED,
+            Throttle::Account => error_types::THROTTLED_ACCOUNT,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    reserved: HashMap<String, usize>,
+    reserved_total: usize,
+    in_flight: HashMap<String, usize>,
+    unreserved_in_flight: usize,
+}
+
+/// Concurrency limits and what is running against them.
+#[derive(Debug)]
+pub struct Concurrency {
+    limit: usize,
+    state: Mutex<State>,
+}
+
+/// One admitted invocation; dropping it frees its slot.
+#[derive(Debug)]
+pub struct Permit {
+    owner: Arc<Concurrency>,
+    function: String,
+    reserved: bool,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.owner.state.lock() {
+            if let Some(n) = s.in_flight.get_mut(&self.function) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    s.in_flight.remove(&self.function);
+                }
+            }
+            if !self.reserved {
+                s.unreserved_in_flight = s.unreserved_in_flight.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Concurrency {
+    pub fn new(limit: usize) -> Arc<Concurrency> {
+        Arc::new(Concurrency {
+            limit,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// What must stay unreserved: Lambda keeps 100; a smaller account keeps a tenth.
+    pub fn min_unreserved(&self) -> usize {
+        100.min(self.limit / 10)
+    }
+
+    /// The account limit minus all reservations.
+    pub fn unreserved(&self) -> usize {
+        let total = self.state.lock().map(|s| s.reserved_total).unwrap_or(0);
+        self.limit.saturating_sub(total)
+    }
+
+    pub fn reserved(&self, function: &str) -> Option<usize> {
+        self.state.lock().ok()?.reserved.get(function).copied()
+    }
+
+    /// Sets (or with `None` removes) a function's reservation; refuses one
+    /// that would leave less than `min_unreserved` for everyone else.
+    pub fn set_reserved(&self, function: &str, reserved: Option<usize>) -> Result<(), String> {
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| "concurrency state poisoned".to_string())?;
+        let current = s.reserved.get(function).copied().unwrap_or(0);
+        let total = s.reserved_total - current + reserved.unwrap_or(0);
+        if reserved.is_some() && self.limit.saturating_sub(total) < self.min_unreserved() {
+            return Err(format!(
+                "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{}].",
+                self.min_unreserved()
+            ));
+        }
+        s.reserved_total = total;
+        match reserved {
+            Some(n) => s.reserved.insert(function.to_string(), n),
+            None => s.reserved.remove(function),
+        };
+        Ok(())
+    }
+
+    /// Admits one invocation of `function`, or says why not.
+    pub fn admit(self: &Arc<Self>, function: &str) -> Result<Permit, Throttle> {
+        let mut s = self.state.lock().map_err(|_| Throttle::Account)?;
+        let running = s.in_flight.get(function).copied().unwrap_or(0);
+        let reserved = match s.reserved.get(function) {
+            Some(&limit) => {
+                if running >= limit {
+                    return Err(Throttle::Reserved);
+                }
+                true
+            }
+            None => {
+                if s.unreserved_in_flight >= self.limit.saturating_sub(s.reserved_total) {
+                    return Err(Throttle::Account);
+                }
+                s.unreserved_in_flight += 1;
+                false
+            }
+        };
+        *s.in_flight.entry(function.to_string()).or_insert(0) += 1;
+        Ok(Permit {
+            owner: self.clone(),
+            function: function.to_string(),
+            reserved,
+        })
+    }
+
+    /// Invocations of `function` running now.
+    pub fn in_flight(&self, function: &str) -> usize {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.in_flight.get(function).copied())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_zero_disables_a_function() {
+        let c = Concurrency::new(1000);
+        c.set_reserved("f", Some(0)).unwrap();
+        assert_eq!(c.admit("f").unwrap_err(), Throttle::Reserved);
+        assert!(c.admit("g").is_ok());
+    }
+
+    #[test]
+    fn reservations_cap_their_function_and_shrink_the_pool() {
+        let c = Concurrency::new(20);
+        c.set_reserved("f", Some(2)).unwrap();
+        let a = c.admit("f").unwrap();
+        let _b = c.admit("f").unwrap();
+        assert_eq!(c.admit("f").unwrap_err(), Throttle::Reserved);
+        drop(a);
+        let _c = c.admit("f").unwrap();
+        // 18 left for everyone else.
+        let others: Vec<_> = (0..18)
+            .map(|i| c.admit(&format!("g{i}")).unwrap())
+            .collect();
+        assert_eq!(c.admit("h").unwrap_err(), Throttle::Account);
+        drop(others);
+        assert!(c.admit("h").is_ok());
+    }
+
+    #[test]
+    fn a_reservation_must_leave_the_minimum_unreserved() {
+        let c = Concurrency::new(1000);
+        assert!(c.set_reserved("f", Some(900)).is_ok());
+        assert!(c.set_reserved("g", Some(1)).is_err());
+        assert!(c.set_reserved("f", Some(901)).is_err());
+        c.set_reserved("f", None).unwrap();
+        assert_eq!(c.unreserved(), 1000);
+        assert!(c.set_reserved("g", Some(900)).is_ok());
+    }
+}

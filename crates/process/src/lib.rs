@@ -1,0 +1,266 @@
+//! The process runtime: unchanged Lambda functions (`nodejs*`, `python3.*`,
+//! `provided*`) run as processes that poll the AWS Lambda Runtime API,
+//! served by wisp on a loopback port per worker.
+//!
+//! `prepare` unpacks the code once per code sha and builds a warm pool;
+//! each invocation takes an idle worker or starts one (a timed INIT phase,
+//! at most 10 s). Timeouts kill the worker's whole process group; memory
+//! is held by a cgroup where the host allows it, else by `RLIMIT_DATA`.
+//! Node and Python run on the host's interpreters through bootstraps that
+//! ship inside wisp (`bootstrap/`); `provided` runs the zip's `bootstrap`.
+
+mod pool;
+mod runtime_api;
+pub mod sandbox;
+mod unpack;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wisp_core::runtime::{Prepared, Runtime};
+use wisp_core::{FunctionVersion, InvokeError};
+
+pub use sandbox::Sandbox;
+
+const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.js");
+const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
+
+/// How the process runtime runs.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Where task roots and the bootstraps go (`DATA_DIR/process`).
+    pub dir: PathBuf,
+    /// How long an idle worker is kept before it is stopped.
+    pub keep_warm: Duration,
+    /// `AWS_REGION` of the functions.
+    pub region: String,
+    pub account_id: String,
+}
+
+/// Runs Lambda Runtime API processes.
+pub struct ProcessRuntime {
+    config: ProcessConfig,
+    sandbox: Arc<Sandbox>,
+    ids: Arc<AtomicU64>,
+    runtime_dir: PathBuf,
+    /// Interpreter paths by command name, found once.
+    interpreters: Mutex<HashMap<&'static str, PathBuf>>,
+}
+
+impl ProcessRuntime {
+    pub fn new(config: ProcessConfig) -> std::io::Result<ProcessRuntime> {
+        let runtime_dir = config.dir.join("runtime");
+        for (file, text) in [
+            ("node/bootstrap.js", NODE_BOOTSTRAP),
+            ("python/bootstrap.py", PYTHON_BOOTSTRAP),
+        ] {
+            let path = runtime_dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, text)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+        }
+        let sandbox = Sandbox::detect(&format!("wisp-{}", std::process::id()));
+        sandbox::cleanup(&sandbox);
+        tracing::info!(memory_limits = %sandbox.describe(), "process runtime ready");
+        Ok(ProcessRuntime {
+            config,
+            sandbox: Arc::new(sandbox),
+            ids: Arc::new(AtomicU64::new(1)),
+            runtime_dir,
+            interpreters: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The absolute path of `command` on the server's PATH (for Python,
+    /// the interpreter itself, not a version manager's shim).
+    async fn interpreter(&self, command: &'static str) -> Result<PathBuf, InvokeError> {
+        if let Some(p) = self
+            .interpreters
+            .lock()
+            .ok()
+            .and_then(|m| m.get(command).cloned())
+        {
+            return Ok(p);
+        }
+        let missing = || {
+            InvokeError::caller(
+                "InvalidRuntime",
+                format!("this runtime needs `{command}` on the wisp server's PATH"),
+            )
+        };
+        let found = find_in_path(command).ok_or_else(missing)?;
+        let resolved = if command == "python3" {
+            let out = tokio::process::Command::new(&found)
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .await
+                .map_err(|_| missing())?;
+            let exe = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if exe.is_empty() {
+                found
+            } else {
+                PathBuf::from(exe)
+            }
+        } else {
+            found
+        };
+        if let Ok(mut m) = self.interpreters.lock() {
+            m.insert(command, resolved.clone());
+        }
+        Ok(resolved)
+    }
+
+    async fn spec(
+        &self,
+        version: &FunctionVersion,
+        task_root: &Path,
+    ) -> Result<worker::Spec, InvokeError> {
+        let c = &version.config;
+        let (program, args) = if c.runtime.starts_with("nodejs") {
+            let node = self.interpreter("node").await?;
+            // Like Lambda, size V8's heap to the function's memory so it
+            // collects garbage before the limit, not after.
+            let heap = (c.memory_mb as u64 * 85 / 100).max(16);
+            (
+                node,
+                vec![
+                    format!("--max-old-space-size={heap}"),
+                    self.runtime_dir
+                        .join("node/bootstrap.js")
+                        .display()
+                        .to_string(),
+                ],
+            )
+        } else if c.runtime.starts_with("python") {
+            (
+                self.interpreter("python3").await?,
+                vec![
+                    "-u".into(),
+                    self.runtime_dir
+                        .join("python/bootstrap.py")
+                        .display()
+                        .to_string(),
+                ],
+            )
+        } else {
+            let bootstrap = task_root.join("bootstrap");
+            if !bootstrap.is_file() {
+                return Err(InvokeError::caller(
+                    "InvalidCode",
+                    format!("runtime `{}` runs the file `bootstrap` at the root of the zip, and there is none", c.runtime),
+                ));
+            }
+            (bootstrap, Vec::new())
+        };
+        let interpreter_dir = program
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let root = task_root.display().to_string();
+        let mut env: Vec<(String, String)> = c
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let region = &self.config.region;
+        let reserved = [
+            (
+                "PATH",
+                format!("{interpreter_dir}:/usr/local/bin:/usr/bin:/bin"),
+            ),
+            ("LANG", "en_US.UTF-8".into()),
+            ("TZ", ":UTC".into()),
+            ("LD_LIBRARY_PATH", format!("{root}:{root}/lib")),
+            ("_HANDLER", c.handler.clone()),
+            ("LAMBDA_TASK_ROOT", root.clone()),
+            ("LAMBDA_RUNTIME_DIR", self.runtime_dir.display().to_string()),
+            ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", c.runtime)),
+            ("AWS_LAMBDA_FUNCTION_NAME", version.function.clone()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", version.version.clone()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_mb.to_string()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", version.function),
+            ),
+            ("AWS_REGION", region.clone()),
+            ("AWS_DEFAULT_REGION", region.clone()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        ];
+        for (k, v) in reserved {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v));
+        }
+        let arn = format!(
+            "arn:aws:lambda:{region}:{}:function:{}",
+            self.config.account_id, version.function
+        );
+        Ok(worker::Spec {
+            program,
+            args,
+            env,
+            cwd: task_root.to_path_buf(),
+            memory_mb: c.memory_mb,
+            function_arn: if version.version == wisp_core::function::LATEST {
+                arn
+            } else {
+                format!("{arn}:{}", version.version)
+            },
+        })
+    }
+}
+
+fn find_in_path(command: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(command))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[async_trait::async_trait]
+impl Runtime for ProcessRuntime {
+    async fn prepare(
+        &self,
+        version: &FunctionVersion,
+        artifact: &Path,
+    ) -> Result<Arc<dyn Prepared>, InvokeError> {
+        let tasks = self.config.dir.join("tasks");
+        let sha = version.code_sha256.clone();
+        let zip = artifact.to_path_buf();
+        let task_root = tokio::task::spawn_blocking(move || unpack::task_root(&tasks, &sha, &zip))
+            .await
+            .map_err(|e| InvokeError::platform(format!("unpack task failed: {e}")))?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => {
+                    InvokeError::caller("InvalidCode", e.to_string())
+                }
+                _ => InvokeError::platform(format!(
+                    "cannot unpack the code of `{}`: {e}",
+                    version.function
+                )),
+            })?;
+        let spec = self.spec(version, &task_root).await?;
+        Ok(Arc::new(pool::Pool::new(
+            spec,
+            self.sandbox.clone(),
+            self.ids.clone(),
+            self.config.keep_warm,
+        )))
+    }
+}

@@ -1,0 +1,190 @@
+//! The AWS Lambda Runtime API (`/2018-06-01/runtime/...`) that one
+//! worker's process polls, on its own loopback port. Each call becomes a
+//! message to the worker's task, which answers it.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, oneshot};
+use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
+
+use crate::worker::{ApiReply, Msg, NextEvent, Posted};
+
+const PREFIX: &str = "/2018-06-01/runtime/";
+
+/// Serves the Runtime API on `listener` until the task is aborted.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, worker: mpsc::Sender<Msg>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let worker = worker.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let worker = worker.clone();
+                async move { Ok::<_, Infallible>(handle(req, &worker).await) }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        // Reap finished connections so the set stays small.
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+fn json_response(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn reply(r: ApiReply) -> Response<Full<Bytes>> {
+    json_response(r.status, &r.body)
+}
+
+fn worker_gone() -> Response<Full<Bytes>> {
+    reply(ApiReply::error(
+        500,
+        "ServiceException",
+        "the worker is shutting down; exit",
+    ))
+}
+
+async fn read_body(body: Incoming) -> Result<Posted, Response<Full<Bytes>>> {
+    match Limited::new(body, MAX_SYNC_PAYLOAD_BYTES).collect().await {
+        Ok(c) => Ok(Posted::Body(c.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(Posted::TooLarge),
+        Err(e) => Err(reply(ApiReply::error(
+            400,
+            "InvalidRequest",
+            format!("could not read the body: {e}"),
+        ))),
+    }
+}
+
+async fn ask(
+    worker: &mpsc::Sender<Msg>,
+    make: impl FnOnce(oneshot::Sender<ApiReply>) -> Msg,
+) -> Response<Full<Bytes>> {
+    let (tx, rx) = oneshot::channel();
+    if worker.send(make(tx)).await.is_err() {
+        return worker_gone();
+    }
+    match rx.await {
+        Ok(r) => reply(r),
+        Err(_) => worker_gone(),
+    }
+}
+
+fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn handle(req: Request<Incoming>, worker: &mpsc::Sender<Msg>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let Some(route) = path.strip_prefix(PREFIX) else {
+        return reply(ApiReply::error(
+            404,
+            "NotFound",
+            format!("no such path {path}"),
+        ));
+    };
+    let parts: Vec<&str> = route.split('/').collect();
+    let method = req.method().clone();
+    match (method, parts.as_slice()) {
+        (Method::GET, ["invocation", "next"]) => {
+            let (tx, rx) = oneshot::channel();
+            if worker.send(Msg::Next(tx)).await.is_err() {
+                return worker_gone();
+            }
+            match rx.await {
+                Ok(event) => next_response(event),
+                Err(_) => worker_gone(),
+            }
+        }
+        (Method::POST, ["invocation", id, "response"]) => {
+            let request_id = id.to_string();
+            let body = match read_body(req.into_body()).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            ask(worker, |reply| Msg::Response {
+                request_id,
+                body,
+                reply,
+            })
+            .await
+        }
+        (Method::POST, ["invocation", id, "error"]) => {
+            let request_id = id.to_string();
+            let error_type = header(&req, "lambda-runtime-function-error-type");
+            let body = match read_body(req.into_body()).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            ask(worker, |reply| Msg::Error {
+                request_id,
+                error_type,
+                body,
+                reply,
+            })
+            .await
+        }
+        (Method::POST, ["init", "error"]) => {
+            let error_type = header(&req, "lambda-runtime-function-error-type");
+            let body = match read_body(req.into_body()).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            ask(worker, |reply| Msg::InitError {
+                error_type,
+                body,
+                reply,
+            })
+            .await
+        }
+        _ => reply(ApiReply::error(
+            404,
+            "NotFound",
+            format!("{} {path} is not a Runtime API call", req.method()),
+        )),
+    }
+}
+
+fn next_response(event: NextEvent) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(event.payload));
+    let h = r.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    set("content-type", "application/json");
+    set("lambda-runtime-aws-request-id", &event.request_id);
+    set("lambda-runtime-deadline-ms", &event.deadline_ms.to_string());
+    set("lambda-runtime-invoked-function-arn", &event.function_arn);
+    set("lambda-runtime-trace-id", &event.trace_id);
+    if let Some(c) = &event.client_context {
+        set("lambda-runtime-client-context", c);
+    }
+    if let Some(c) = &event.cognito_identity {
+        set("lambda-runtime-cognito-identity", c);
+    }
+    r
+}

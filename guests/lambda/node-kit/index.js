@@ -1,0 +1,80 @@
+// A Node function with one behaviour per `event.action`, for wisp's tests.
+const started = Date.now();
+let calls = 0;
+
+exports.handler = async (event, context) => {
+  calls += 1;
+  const action = (event && event.action) || (event && event.rawPath !== undefined ? 'http' : 'echo');
+  switch (action) {
+    case 'echo':
+      return {
+        event,
+        calls,
+        pid: process.pid,
+        requestId: context.awsRequestId,
+        functionName: context.functionName,
+        functionVersion: context.functionVersion,
+        memoryLimitInMB: context.memoryLimitInMB,
+        invokedFunctionArn: context.invokedFunctionArn,
+        remaining: context.getRemainingTimeInMillis(),
+        region: process.env.AWS_REGION,
+        handler: process.env._HANDLER,
+        taskRoot: process.env.LAMBDA_TASK_ROOT,
+        stage: process.env.STAGE,
+        clientContext: context.clientContext,
+      };
+    case 'log':
+      console.log('hello from node', event.n);
+      console.error('to stderr');
+      return 'logged';
+    case 'sleep':
+      await new Promise((r) => setTimeout(r, event.ms));
+      return 'slept';
+    case 'spin':
+      for (;;) {}
+    case 'throw':
+      throw new TypeError('bad input: ' + event.what);
+    case 'crash':
+      setTimeout(() => process.exit(3), 1);
+      await new Promise((r) => setTimeout(r, 1000));
+      return 'unreachable';
+    case 'oom': {
+      const keep = [];
+      for (;;) keep.push(Buffer.alloc(1024 * 1024, 1));
+    }
+    case 'child':
+      // A grandchild that would outlive a careless kill.
+      require('child_process').spawn('sleep', ['600'], { stdio: 'ignore' });
+      for (;;) {}
+    case 'big':
+      return 'x'.repeat(event.bytes);
+    case 'http':
+      return {
+        statusCode: 201,
+        headers: { 'content-type': 'application/json', 'x-kit': 'node' },
+        cookies: ['a=1', 'b=2'],
+        body: JSON.stringify({
+          method: event.requestContext && event.requestContext.http
+            ? event.requestContext.http.method : event.httpMethod,
+          path: event.rawPath || event.path,
+          query: event.queryStringParameters,
+          params: event.pathParameters,
+          body: event.body,
+          isBase64Encoded: event.isBase64Encoded,
+          version: event.version,
+        }),
+      };
+    case 'plain':
+      return { hello: 'world' };
+    default:
+      throw new Error('unknown action ' + action);
+  }
+};
+
+exports.callback = (event, context, callback) => {
+  if (event.fail) {
+    callback(new Error('callback failed'));
+  } else {
+    callback(null, { via: 'callback', uptimeMs: Date.now() - started });
+  }
+};
