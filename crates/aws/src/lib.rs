@@ -128,7 +128,10 @@ impl Api {
                     "Unknown operation",
                 )
             })
-            .with_state(state.clone());
+            .with_state(state.clone())
+            // `handle` bounds bodies already (MAX_API_BODY_BYTES); axum's
+            // own 2 MB default would refuse zips and payloads Lambda takes.
+            .layer(axum::extract::DefaultBodyLimit::disable());
         Api { state, router }
     }
 
@@ -137,7 +140,27 @@ impl Api {
     }
 
     /// Serves one request. `/health` is open; everything else needs SigV4.
+    /// Every response carries `x-amzn-RequestId`, as AWS's do (an
+    /// invocation's is its request id).
     pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        metrics: &(dyn Fn() -> String + Send + Sync),
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut response = self.handle_inner(request, metrics).await;
+        if !response.headers().contains_key("x-amzn-requestid") {
+            if let Ok(v) = http::HeaderValue::from_str(&wisp_core::new_request_id()) {
+                response.headers_mut().insert("x-amzn-RequestId", v);
+            }
+        }
+        response
+    }
+
+    async fn handle_inner<B>(
         &self,
         request: Request<B>,
         metrics: &(dyn Fn() -> String + Send + Sync),

@@ -221,6 +221,7 @@ impl Prepared for Pool {
             payload,
             timeout,
             client_context: client_context(header(&parts, "x-wisp-client-context")),
+            function_arn: header(&parts, "x-wisp-invoked-function-arn"),
             cognito_identity: None,
             trace_id: header(&parts, "x-amzn-trace-id").unwrap_or_else(trace_id),
         };

@@ -51,6 +51,8 @@ pub(crate) struct Event {
     pub client_context: Option<String>,
     pub cognito_identity: Option<String>,
     pub trace_id: String,
+    /// The ARN the caller named (with its qualifier); else the version's.
+    pub function_arn: Option<String>,
 }
 
 /// One invocation handed to a worker.
@@ -713,7 +715,9 @@ impl Actor {
             request_id: event.request_id,
             payload: event.payload,
             deadline_ms: SystemClock.now_ms() + timeout.as_millis() as i64,
-            function_arn: self.spec.function_arn.clone(),
+            function_arn: event
+                .function_arn
+                .unwrap_or_else(|| self.spec.function_arn.clone()),
             trace_id: event.trace_id,
             client_context: event.client_context,
             cognito_identity: event.cognito_identity,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -16,8 +17,9 @@ use wisp_core::runtime::{collect_limited, full_body, CollectError};
 use wisp_core::ErrorKind;
 use wisp_store::LogQuery;
 
-use super::{resolve_for_invoke, QualifierQuery};
+use super::{function_arn, parse_function_name, region, resolve_for_invoke, QualifierQuery};
 use crate::error::{ApiError, ApiResult};
+use crate::sigv4::Verified;
 use crate::ApiState;
 
 /// Lambda's tail: the last 4 KB of the invocation's log, base64.
@@ -25,6 +27,7 @@ const LOG_TAIL_BYTES: usize = 4096;
 
 pub(crate) async fn invoke(
     State(state): State<Arc<ApiState>>,
+    verified: Option<Extension<Verified>>,
     Path(name): Path<String>,
     Query(query): Query<QualifierQuery>,
     headers: HeaderMap,
@@ -69,6 +72,13 @@ pub(crate) async fn invoke(
     if let Some(ctx) = headers.get("x-amz-client-context") {
         request = request.header("x-wisp-client-context", ctx);
     }
+    // The ARN the caller used, qualifier and all, as context.invokedFunctionArn.
+    let (_, named) = parse_function_name(&name)?;
+    let mut arn = function_arn(&state, region(&verified), &version.function);
+    if let Some(q) = query.qualifier.as_ref().or(named.as_ref()) {
+        arn = format!("{arn}:{q}");
+    }
+    request = request.header("x-wisp-invoked-function-arn", arn);
     let request = request
         .body(full_body(body))
         .map_err(|e| ApiError::internal(format!("building the invocation failed: {e}")))?;

@@ -86,7 +86,7 @@ fn sha256_base64(hex_sha: &str) -> String {
 pub(crate) fn configuration(state: &ApiState, region: &str, v: &FunctionVersion) -> Value {
     let arn = function_arn(state, region, &v.function);
     let c = &v.config;
-    json!({
+    let mut out = json!({
         "FunctionName": v.function,
         "FunctionArn": if v.version == LATEST { arn.clone() } else { format!("{arn}:{}", v.version) },
         "Runtime": c.runtime,
@@ -99,7 +99,7 @@ pub(crate) fn configuration(state: &ApiState, region: &str, v: &FunctionVersion)
         "LastModified": last_modified(v.last_modified_ms),
         "CodeSha256": sha256_base64(&v.code_sha256),
         "Version": v.version,
-        "Environment": { "Variables": c.environment },
+        "Environment": if c.environment.is_empty() { Value::Null } else { json!({ "Variables": c.environment }) },
         "RevisionId": v.revision_id,
         "State": "Active",
         "LastUpdateStatus": "Successful",
@@ -110,7 +110,14 @@ pub(crate) fn configuration(state: &ApiState, region: &str, v: &FunctionVersion)
             "InstanceReuse": c.instance_reuse,
             "TimeoutMs": c.timeout_ms,
         },
-    })
+    });
+    if c.environment.is_empty() {
+        // Lambda leaves Environment out when there are no variables.
+        if let Some(o) = out.as_object_mut() {
+            o.remove("Environment");
+        }
+    }
+    out
 }
 
 #[derive(Deserialize, Default)]
@@ -408,17 +415,58 @@ pub(crate) async fn get_function_configuration(
     Ok(Json(configuration(&state, region(&verified), &version)))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListQuery {
+    /// `ALL` lists published versions too.
+    function_version: Option<String>,
+    marker: Option<String>,
+    max_items: Option<usize>,
+}
+
+/// One page of `items` after `marker` (an index, as returned in NextMarker).
+fn page<T>(items: Vec<T>, query: &ListQuery) -> ApiResult<(Vec<T>, Option<String>)> {
+    let start = match &query.marker {
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid(format!("Marker `{m}` is not valid")))?,
+        None => 0,
+    };
+    let size = query.max_items.unwrap_or(50).clamp(1, MAX_LIST_ITEMS);
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(start).take(size).collect();
+    let next = (start + page.len() < total).then(|| (start + page.len()).to_string());
+    Ok((page, next))
+}
+
 pub(crate) async fn list_functions(
     State(state): State<Arc<ApiState>>,
     verified: Option<Extension<Verified>>,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let functions = state.dispatcher.store().list_latest().await?;
+    let store = state.dispatcher.store();
+    let mut functions = store.list_latest().await?;
+    if query.function_version.as_deref() == Some("ALL") {
+        let mut all = Vec::new();
+        for f in &functions {
+            all.extend(store.list_versions(&f.function).await?);
+        }
+        functions = all;
+    } else if let Some(v) = &query.function_version {
+        return Err(ApiError::invalid(format!(
+            "FunctionVersion `{v}` must be ALL"
+        )));
+    }
+    let (functions, next) = page(functions, &query)?;
     let shown: Vec<Value> = functions
         .iter()
-        .take(MAX_LIST_ITEMS)
         .map(|v| configuration(&state, region(&verified), v))
         .collect();
-    Ok(Json(json!({ "Functions": shown })))
+    let mut out = json!({ "Functions": shown });
+    if let Some(n) = next {
+        out["NextMarker"] = n.into();
+    }
+    Ok(Json(out))
 }
 
 pub(crate) async fn delete_function(

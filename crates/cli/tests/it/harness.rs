@@ -13,7 +13,7 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_wisp")
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()

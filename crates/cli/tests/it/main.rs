@@ -7,3 +7,4 @@ mod api;
 mod gateway;
 mod lifecycle;
 mod process;
+mod sdk;

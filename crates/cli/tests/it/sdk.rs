@@ -1,0 +1,39 @@
+//! boto3 and the AWS CLI against the Lambda API: the shapes botocore
+//! parses, the errors it raises, exactly as SDK users see them.
+
+use std::process::Command;
+
+use crate::harness::{lambda_dir, repo_root, Server};
+
+#[test]
+fn boto3_and_the_aws_cli_drive_the_lambda_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let script = repo_root().join("crates/cli/tests/py/lambda_api.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .env("WISP_API", &server.api)
+        .env("WISP_GATEWAY", &server.gateway)
+        .env("AWS_ACCESS_KEY_ID", &server.credentials.access_key_id)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            &server.credentials.secret_access_key,
+        )
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("WISP_FIXTURES", lambda_dir(""))
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", tmp.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            tmp.path().join("no-aws-credentials"),
+        )
+        .output()
+        .expect("python3 runs (boto3 and awscli come from `pip install boto3 awscli`)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the boto3/AWS CLI checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
