@@ -120,6 +120,10 @@ impl Api {
                 get(wisp_api::get_invocation),
             )
             .route("/wisp/v1/logs", get(wisp_api::logs))
+            .route(
+                "/wisp/v1/functions/{name}/provisioned-concurrency",
+                put(lambda::put_latest_provisioned),
+            )
             .route("/wisp/v1/code/{sha}", get(wisp_api::code))
             .fallback(|| async {
                 ApiError::new(

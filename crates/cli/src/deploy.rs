@@ -179,6 +179,38 @@ fn config_body(f: &ManifestFunction) -> Value {
     })
 }
 
+/// Makes the server's reserved and provisioned concurrency what the
+/// manifest says (absent keys remove them).
+async fn apply_concurrency(
+    client: &Client,
+    path: &str,
+    f: &ManifestFunction,
+) -> anyhow::Result<()> {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let concurrency = format!("/2017-10-31/functions/{name}/concurrency");
+    match f.reserved_concurrency {
+        Some(n) => client
+            .call(
+                "PUT",
+                &concurrency,
+                Some(&json!({ "ReservedConcurrentExecutions": n })),
+            )
+            .await
+            .map(|_| ()),
+        None => client.call("DELETE", &concurrency, None).await.map(|_| ()),
+    }
+    .with_context(|| format!("while setting the reserved concurrency of `{}`", f.name))?;
+    client
+        .call(
+            "PUT",
+            &format!("/wisp/v1/functions/{name}/provisioned-concurrency"),
+            Some(&json!({ "count": f.provisioned_concurrency.unwrap_or(0) })),
+        )
+        .await
+        .with_context(|| format!("while setting the provisioned concurrency of `{}`", f.name))?;
+    Ok(())
+}
+
 /// Deploys every function and route of the manifest in `dir`.
 pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
     let manifest = load_manifest(dir)?;
@@ -236,6 +268,7 @@ pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
                 .await
                 .with_context(|| format!("while creating `{}`", f.name))?;
         }
+        apply_concurrency(client, &path, f).await?;
         eprintln!(
             "  ✓ {} ready in {:.1}s",
             f.name,

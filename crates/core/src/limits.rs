@@ -48,6 +48,8 @@ pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 pub const MAX_OUTBOUND_HOSTS: usize = 100;
 /// Largest `instance_reuse` count.
 pub const MAX_INSTANCE_REUSE: u32 = 10_000;
+/// Most provisioned workers per function version.
+pub const MAX_PROVISIONED_CONCURRENCY: u32 = 1000;
 /// How long records and logs are kept by default.
 pub const DEFAULT_RETENTION_SECS: u64 = 14 * 24 * 3600;
 /// Most items one list call returns.

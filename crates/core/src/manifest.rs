@@ -58,6 +58,11 @@ pub struct ManifestFunction {
     pub source: Option<String>,
     /// A prebuilt component file (wasm only). Relative to the manifest.
     pub component: Option<String>,
+    /// Reserved concurrency: at most this many at once, held out of the
+    /// account's pool (0 disables the function). `None`: no reservation.
+    pub reserved_concurrency: Option<u32>,
+    /// Workers (or prepared instances) kept ready. `None`: none.
+    pub provisioned_concurrency: Option<u32>,
 }
 
 /// A validated manifest.
@@ -99,6 +104,8 @@ struct RawFunction {
     allowed_outbound_hosts: Vec<Spanned<String>>,
     description: Option<String>,
     instance_reuse: Option<Spanned<u32>>,
+    reserved_concurrency: Option<Spanned<u32>>,
+    provisioned_concurrency: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -353,11 +360,35 @@ fn function(
     config
         .validate()
         .map_err(|m| locate(span, format!("function `{name}`: {m}"), None))?;
+    let reserved = f.reserved_concurrency.as_ref().map(|r| *r.get_ref());
+    if let (Some(p), Some(r)) = (&f.provisioned_concurrency, reserved) {
+        if *p.get_ref() > r {
+            return Err(locate(
+                p.span(),
+                format!(
+                    "provisioned_concurrency = {} is more than reserved_concurrency = {r}",
+                    p.get_ref()
+                ),
+                Some("provisioned workers count against the reservation".into()),
+            ));
+        }
+    }
+    if let Some(p) = &f.provisioned_concurrency {
+        if *p.get_ref() > limits::MAX_PROVISIONED_CONCURRENCY {
+            return Err(locate(
+                p.span(),
+                format!("provisioned_concurrency = {} is too many", p.get_ref()),
+                Some(format!("at most {}", limits::MAX_PROVISIONED_CONCURRENCY)),
+            ));
+        }
+    }
     Ok(ManifestFunction {
         name: name.to_string(),
         config,
         source,
         component,
+        reserved_concurrency: reserved,
+        provisioned_concurrency: f.provisioned_concurrency.map(Spanned::into_inner),
     })
 }
 
@@ -460,7 +491,7 @@ function = "basket"
     fn unknown_key_points_at_it_with_a_suggestion() {
         let text = GOOD.replace("memory_mb = 64", "memroy_mb = 64");
         expect![[r#"
-            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`
+            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`
               --> wisp.toml:8:1
               |
             8 | memroy_mb = 64

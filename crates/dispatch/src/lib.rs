@@ -304,7 +304,42 @@ impl Dispatcher {
                 runtime.prepare(version, &artifact).await
             })
             .await?;
+        if did_init {
+            self.restore_provisioned(version, prepared.clone());
+        }
         Ok((prepared.clone(), did_init.then(|| started.elapsed())))
+    }
+
+    /// A freshly prepared revision (new code or configuration, a restart)
+    /// gets the provisioned workers stored for any qualifier naming it.
+    fn restore_provisioned(&self, version: &FunctionVersion, prepared: Arc<dyn Prepared>) {
+        let store = self.store.clone();
+        let version = version.clone();
+        tokio::spawn(async move {
+            let settings = match store
+                .list_settings(setting_kinds::PROVISIONED, Some(&version.function))
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read provisioned concurrency");
+                    return;
+                }
+            };
+            for s in settings {
+                let names_it = s.qualifier == version.version
+                    || matches!(
+                        store.get_alias(&version.function, &s.qualifier).await,
+                        Ok(Some(a)) if a.version == version.version
+                    );
+                if names_it {
+                    let count = s.value["requested"].as_u64().unwrap_or(0) as usize;
+                    if let Err(e) = prepared.provision(count).await {
+                        tracing::warn!(function = %version.function, error = %e, "could not provision");
+                    }
+                }
+            }
+        });
     }
 
     /// Drops everything cached of a deleted function.

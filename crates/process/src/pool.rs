@@ -39,6 +39,9 @@ struct PoolInner {
     idle: Arc<Idle>,
     provisioned: AtomicUsize,
     keep_warm: Duration,
+    /// One top-up of provisioned workers at a time, so two never both
+    /// start the same missing workers.
+    filling: tokio::sync::Mutex<()>,
 }
 
 impl Pool {
@@ -55,6 +58,7 @@ impl Pool {
             idle: Arc::new(Idle::default()),
             provisioned: AtomicUsize::new(0),
             keep_warm,
+            filling: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(tend(Arc::downgrade(&inner)));
         Pool { inner }
@@ -84,17 +88,23 @@ async fn tend(pool: Weak<PoolInner>) {
                 w.stop();
             }
         }
-        let missing = keep.saturating_sub(p.idle.live());
-        for _ in 0..missing {
-            if let Err(e) = p.start_worker().await {
-                tracing::warn!(error = %e, "could not start a provisioned worker");
-                break;
-            }
+        if let Err(e) = p.fill().await {
+            tracing::warn!(error = %e, "could not start a provisioned worker");
         }
     }
 }
 
 impl PoolInner {
+    /// Starts workers until the provisioned count is alive.
+    async fn fill(&self) -> Result<(), InvokeError> {
+        let _one_at_a_time = self.filling.lock().await;
+        let keep = self.provisioned.load(Ordering::Relaxed);
+        for _ in self.idle.live()..keep {
+            self.start_worker().await?;
+        }
+        Ok(())
+    }
+
     async fn start_worker(&self) -> Result<WorkerHandle, InvokeError> {
         if !self.idle.reserve(MAX_WORKERS) {
             return Err(InvokeError::caller(
@@ -296,11 +306,7 @@ impl Prepared for Pool {
 
     async fn provision(&self, count: usize) -> Result<(), InvokeError> {
         self.inner.provisioned.store(count, Ordering::Relaxed);
-        let missing = count.saturating_sub(self.inner.idle.live());
-        for _ in 0..missing {
-            self.inner.start_worker().await?;
-        }
-        Ok(())
+        self.inner.fill().await
     }
 
     fn stats(&self) -> PreparedStats {

@@ -4,7 +4,10 @@ let calls = 0;
 
 exports.handler = async (event, context) => {
   calls += 1;
-  const action = (event && event.action) || (event && event.rawPath !== undefined ? 'http' : 'echo');
+  // Behind the gateway the event is API Gateway's; `?action=` picks then.
+  const query = (event && event.queryStringParameters) || {};
+  const action = (event && event.action) || query.action
+    || (event && event.requestContext ? 'http' : 'echo');
   switch (action) {
     case 'echo':
       return {
@@ -33,7 +36,7 @@ exports.handler = async (event, context) => {
     case 'spin':
       for (;;) {}
     case 'throw':
-      throw new TypeError('bad input: ' + event.what);
+      throw new TypeError('bad input: ' + (event.what || query.what));
     case 'crash':
       setTimeout(() => process.exit(3), 1);
       await new Promise((r) => setTimeout(r, 1000));

@@ -12,7 +12,10 @@ calls = 0
 def handler(event, context):
     global calls
     calls += 1
-    action = event.get("action", "echo") if isinstance(event, dict) else "echo"
+    action = "echo"
+    if isinstance(event, dict):
+        # Behind the gateway the event is API Gateway's.
+        action = event.get("action", "http" if "requestContext" in event else "echo")
     if action == "echo":
         return {
             "event": event,

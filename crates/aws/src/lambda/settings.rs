@@ -195,30 +195,72 @@ pub(crate) async fn put_provisioned_concurrency(
             )));
         }
     }
-    let stored = json!({ "requested": n, "last_modified_ms": now_ms(&state) });
-    state
-        .dispatcher
-        .store()
-        .put_setting(Setting {
-            function: name.clone(),
-            qualifier: qualifier.clone(),
-            kind: setting_kinds::PROVISIONED.into(),
-            value: stored.clone(),
-        })
-        .await?;
-    // Workers start in the background; Get shows READY once they are up.
-    let dispatcher = state.dispatcher.clone();
-    let (f, q) = (name.clone(), qualifier.clone());
-    tokio::spawn(async move {
-        if let Err(e) = dispatcher.provision(&f, &q, n as usize).await {
-            tracing::warn!(function = %f, qualifier = %q, error = %e, "provisioning failed");
-        }
-    });
+    let stored = provision(&state, &name, &qualifier, n as usize).await?;
     let mut shown = provisioned_json(&state, region(&verified), &name, &qualifier, &stored).await;
     if shown["Status"] == "READY" {
         shown["Status"] = "IN_PROGRESS".into();
     }
     Ok((StatusCode::ACCEPTED, Json(shown)).into_response())
+}
+
+/// Stores a provisioned count and starts the workers in the background;
+/// Get shows READY once they are up. Returns the stored value.
+async fn provision(state: &ApiState, name: &str, qualifier: &str, n: usize) -> ApiResult<Value> {
+    let stored = json!({ "requested": n, "last_modified_ms": now_ms(state) });
+    state
+        .dispatcher
+        .store()
+        .put_setting(Setting {
+            function: name.to_string(),
+            qualifier: qualifier.to_string(),
+            kind: setting_kinds::PROVISIONED.into(),
+            value: stored.clone(),
+        })
+        .await?;
+    let dispatcher = state.dispatcher.clone();
+    let (f, q) = (name.to_string(), qualifier.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = dispatcher.provision(&f, &q, n).await {
+            tracing::warn!(function = %f, qualifier = %q, error = %e, "provisioning failed");
+        }
+    });
+    Ok(stored)
+}
+
+/// wisp's extension for manifests: provisioned concurrency on `$LATEST`,
+/// which Lambda's API refuses (its `$LATEST` is never warm; wisp's is a
+/// prepared revision like any other). `{"count": 0}` removes it.
+pub(crate) async fn put_latest_provisioned(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    #[derive(Deserialize)]
+    struct Put {
+        count: usize,
+    }
+    let req: Put = parse_json(&body)?;
+    let (name, _) = parse_function_name(&name)?;
+    require_function(&state, &name).await?;
+    if req.count == 0 {
+        state
+            .dispatcher
+            .store()
+            .delete_setting(&name, setting_kinds::PROVISIONED, LATEST)
+            .await?;
+        let _ = state.dispatcher.provision(&name, LATEST, 0).await;
+        return Ok(Json(json!({ "count": 0 })));
+    }
+    if let Some(reserved) = reserved(&state, &name).await? {
+        if req.count as u64 > reserved {
+            return Err(ApiError::invalid(format!(
+                "provisioned concurrency ({}) cannot exceed the reserved concurrency ({reserved})",
+                req.count
+            )));
+        }
+    }
+    provision(&state, &name, LATEST, req.count).await?;
+    Ok(Json(json!({ "count": req.count })))
 }
 
 fn provisioned_qualifier(query: &ProvisionedQuery) -> ApiResult<String> {

@@ -4,6 +4,7 @@
 mod harness;
 
 mod api;
+mod apigw;
 mod gateway;
 mod lifecycle;
 mod process;
