@@ -100,8 +100,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Testkit {
             .split_once('?')
             .unwrap_or((path_with_query.as_str(), ""));
         let mut segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        // Routes may mount the kit under a prefix (`/kit/...`, `/closed/...`).
-        if segments.len() > 1 && matches!(segments[0], "kit" | "closed") {
+        // Routes may mount the kit under a prefix (`/kit/...`, `/closed/...`, `/reused/...`).
+        if segments.len() > 1 && matches!(segments[0], "kit" | "closed" | "reused") {
             segments.remove(0);
         }
         match segments.as_slice() {
@@ -175,6 +175,13 @@ impl wasip2::exports::http::incoming_handler::Guest for Testkit {
             ["status", code] => {
                 let code: u16 = code.parse().unwrap_or(500);
                 respond(out, code, "text/plain", format!("status {code}\n").as_bytes());
+            }
+            ["count"] => {
+                // Requests this instance has served: 1 with a fresh instance
+                // per request, growing with `instance_reuse`.
+                static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                respond(out, 200, "text/plain", n.to_string().as_bytes());
             }
             ["panic"] => panic!("testkit was asked to panic"),
             ["big"] => {

@@ -33,6 +33,17 @@ allowed_outbound_hosts = ["http://127.0.0.1:*"]
 runtime = "wasm"
 component = "testkit.wasm"
 
+[function.reused]
+runtime = "wasm"
+component = "testkit.wasm"
+instance_reuse = 3
+timeout = "1s"
+
+[[route]]
+method = "GET"
+path = "/reused/{proxy+}"
+function = "reused"
+
 [[route]]
 method = "ANY"
 path = "/kit/{proxy+}"
@@ -128,6 +139,28 @@ fn routes_stream_and_log_per_request_id() {
     assert_eq!(r.status(), 503);
     let record = server.record(&request_id(&r));
     assert_eq!(record["error_type"], "FunctionError");
+}
+
+#[test]
+fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
+    let (_tmp, server) = deployed();
+    let fresh: Vec<String> = (0..4)
+        .map(|_| server.get("/count").text().unwrap())
+        .collect();
+    assert_eq!(fresh, ["1", "1", "1", "1"]);
+    // One instance serves up to 3 requests, one at a time, then a new one.
+    let reused: Vec<String> = (0..7)
+        .map(|_| server.get("/reused/count").text().unwrap())
+        .collect();
+    assert_eq!(reused, ["1", "2", "3", "1", "2", "3", "1"]);
+    // A failure throws the instance away: the next request starts afresh.
+    assert_eq!(server.get("/reused/panic").status(), 502);
+    assert_eq!(server.get("/reused/count").text().unwrap(), "1");
+    // A timed-out instance is not reused either, and its deadline does not
+    // leak into the next request.
+    assert_eq!(server.get("/reused/count").text().unwrap(), "2");
+    assert_eq!(server.get("/reused/loop").status(), 504);
+    assert_eq!(server.get("/reused/count").text().unwrap(), "1");
 }
 
 #[test]
