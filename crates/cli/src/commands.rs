@@ -354,7 +354,15 @@ async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
         c["CodeSha256"].as_str().unwrap_or("")
     );
     println!("modified:    {}", c["LastModified"].as_str().unwrap_or(""));
-    println!("environment: {}", c["Environment"]["Variables"]);
+    let env = &c["Environment"]["Variables"];
+    println!(
+        "environment: {}",
+        if env.is_null() {
+            json!({})
+        } else {
+            env.clone()
+        }
+    );
     println!("outbound:    {}", c["WispConfig"]["AllowedOutboundHosts"]);
     let records = client
         .call(

@@ -69,7 +69,6 @@ impl ProcessRuntime {
             }
         }
         let sandbox = Sandbox::detect(&format!("wisp-{}", std::process::id()));
-        sandbox::cleanup(&sandbox);
         tracing::info!(memory_limits = %sandbox.describe(), "process runtime ready");
         Ok(ProcessRuntime {
             config,

@@ -21,8 +21,14 @@ const PREFIX: &str = "/2018-06-01/runtime/";
 pub(crate) async fn serve(listener: tokio::net::TcpListener, worker: mpsc::Sender<Msg>) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, most likely: back off instead of spinning.
+                tracing::warn!(error = %e, "Runtime API accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let worker = worker.clone();

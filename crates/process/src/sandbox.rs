@@ -93,8 +93,21 @@ fn own_cgroup(controller: Option<&str>) -> Option<String> {
     })
 }
 
-/// Creates `base/tag` and checks that a child can be made in it.
+/// Creates `base/tag` and checks that a child can be made in it. Groups
+/// that servers no longer running left behind (`wisp-<pid>`) go.
 fn make_group(base: &Path, tag: &str) -> Option<PathBuf> {
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owner_gone = name
+                .strip_prefix("wisp-")
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            if owner_gone && name != tag {
+                remove_group(&e.path());
+            }
+        }
+    }
     let dir = base.join(tag);
     if !dir.exists() {
         std::fs::create_dir(&dir).ok()?;
@@ -134,13 +147,8 @@ fn cgroup_v1(tag: &str) -> Option<PathBuf> {
     make_group(&own, tag)
 }
 
-/// Removes what a previous server (same tag prefix) left behind, and wisp's
-/// group of this run when it is empty.
-pub fn cleanup(sandbox: &Sandbox) {
-    let dir = match sandbox {
-        Sandbox::CgroupV2 { dir } | Sandbox::CgroupV1 { dir } => dir,
-        Sandbox::Rlimit => return,
-    };
+/// Removes a group's empty worker groups, then the group (if empty).
+fn remove_group(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.path().is_dir() {
@@ -148,6 +156,7 @@ pub fn cleanup(sandbox: &Sandbox) {
             }
         }
     }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The limits of one worker.
@@ -182,10 +191,14 @@ impl WorkerLimits {
         };
         let rlimit = self.rlimit_data;
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe calls (open, write, close, setrlimit) on
-        // data prepared before the fork.
+        // makes async-signal-safe calls (prctl, open, write, close,
+        // setrlimit) on data prepared before the fork.
         unsafe {
             command.pre_exec(move || {
+                // A worker never outlives the server, even one killed with -9.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if let Some(path) = &procs {
                     let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                     if fd < 0 {

@@ -72,9 +72,12 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
 }
 
 /// Starts everything; returns once both listeners are bound.
-pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
+pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    // Workers run in their own directories: every path they get is absolute.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .with_context(|| format!("cannot resolve data dir {}", config.data_dir.display()))?;
     let credentials = credentials::load_or_create(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.data_dir)

@@ -64,12 +64,24 @@ impl Server {
 
     /// Starts `wisp serve` with extra flags (`--keep-warm 1s`, ...).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::spawn(data_dir, data_dir.as_os_str(), extra)
+    }
+
+    /// Starts `wisp serve` in `data_dir`'s parent with `--data-dir` relative,
+    /// the way a user runs it (`.wisp` by default).
+    pub fn start_relative(data_dir: &Path) -> Server {
+        let name = data_dir.file_name().expect("a named data dir");
+        Self::spawn(data_dir, name, &[])
+    }
+
+    fn spawn(data_dir: &Path, data_arg: &std::ffi::OsStr, extra: &[&str]) -> Server {
         let _ = std::fs::remove_file(data_dir.join("endpoints.json"));
         let child = Command::new(bin())
+            .current_dir(data_dir.parent().expect("data dir has a parent"))
             .args(["serve", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
             .args(extra)
             .arg("--data-dir")
-            .arg(data_dir)
+            .arg(data_arg)
             .env_remove("WISP_ACCESS_KEY_ID")
             .env_remove("WISP_SECRET_ACCESS_KEY")
             .stdout(Stdio::null())

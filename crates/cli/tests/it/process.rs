@@ -104,6 +104,25 @@ fn seed_handlers_run_unchanged_and_keep_state_while_warm() {
 }
 
 #[test]
+fn a_relative_data_dir_works_for_process_functions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_relative(&tmp.path().join("data"));
+    create(
+        &server,
+        "rel",
+        "nodejs20.x",
+        "index.handler",
+        "node-seed-warmup",
+    );
+    let (status, err, v, _) = invoke(
+        &server,
+        "rel",
+        &json!({"source": "serverless-plugin-warmup"}),
+    );
+    assert_eq!((status, err, v), (200, None, json!("Lambda is warm")));
+}
+
+#[test]
 fn node_context_environment_logs_and_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
