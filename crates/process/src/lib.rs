@@ -9,6 +9,7 @@
 //! Node and Python run on the host's interpreters through bootstraps that
 //! ship inside wisp (`bootstrap/`); `provided` runs the zip's `bootstrap`.
 
+mod idle;
 mod pool;
 mod runtime_api;
 pub mod sandbox;
@@ -164,11 +165,14 @@ impl ProcessRuntime {
             }
             (bootstrap, Vec::new())
         };
-        let interpreter_dir = program
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
         let root = task_root.display().to_string();
+        // The runtime's interpreter first, then the function's own `bin`,
+        // then the host's PATH (a `provided` bootstrap may call host tools).
+        let mut path = vec![format!("{root}/bin")];
+        if let Some(dir) = program.parent().filter(|d| *d != task_root) {
+            path.insert(0, dir.display().to_string());
+        }
+        path.push(std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
         let mut env: Vec<(String, String)> = c
             .environment
             .iter()
@@ -176,10 +180,7 @@ impl ProcessRuntime {
             .collect();
         let region = &self.config.region;
         let reserved = [
-            (
-                "PATH",
-                format!("{interpreter_dir}:/usr/local/bin:/usr/bin:/bin"),
-            ),
+            ("PATH", path.join(":")),
             ("LANG", "en_US.UTF-8".into()),
             ("TZ", ":UTC".into()),
             ("LD_LIBRARY_PATH", format!("{root}:{root}/lib")),

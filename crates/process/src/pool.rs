@@ -18,8 +18,9 @@ use wisp_core::runtime::{
 };
 use wisp_core::InvokeError;
 
+use crate::idle::Idle;
 use crate::sandbox::Sandbox;
-use crate::worker::{self, Event, Idle, Job, Reply, Spec, WorkerHandle, INIT_LIMIT};
+use crate::worker::{self, Event, Job, Reply, Spec, WorkerHandle, INIT_LIMIT};
 
 /// Most workers one version may run at once (concurrency limits come first).
 const MAX_WORKERS: usize = 1000;

@@ -11,7 +11,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use wisp_core::logbuf::LogLines;
 use wisp_core::runtime::Completion;
 use wisp_core::{InvokeError, LogStream};
 
+use crate::idle::Idle;
 use crate::runtime_api;
 use crate::sandbox::WorkerLimits;
 
@@ -166,115 +167,6 @@ impl WorkerHandle {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.tx.is_closed()
-    }
-}
-
-/// Where workers wait for jobs, shared by a pool and its workers: a worker
-/// puts itself here when its process asks for the next event.
-#[derive(Default)]
-pub(crate) struct Idle {
-    inner: Mutex<IdleInner>,
-}
-
-#[derive(Default)]
-struct IdleInner {
-    workers: Vec<(WorkerHandle, Instant)>,
-    /// Workers alive (starting, busy or idle).
-    live: usize,
-    closed: bool,
-}
-
-impl Idle {
-    /// The most recently idle worker (the warmest).
-    pub(crate) fn pop(&self) -> Option<WorkerHandle> {
-        let mut inner = self.inner.lock().ok()?;
-        while let Some((w, _)) = inner.workers.pop() {
-            if !w.is_closed() {
-                return Some(w);
-            }
-        }
-        None
-    }
-
-    /// Counts a new worker in, unless `max` are alive or the pool closed.
-    pub(crate) fn reserve(&self, max: usize) -> bool {
-        let Ok(mut inner) = self.inner.lock() else {
-            return false;
-        };
-        if inner.closed || inner.live >= max {
-            return false;
-        }
-        inner.live += 1;
-        true
-    }
-
-    pub(crate) fn live(&self) -> usize {
-        self.inner.lock().map(|i| i.live).unwrap_or(0)
-    }
-
-    pub(crate) fn idle_count(&self) -> usize {
-        self.inner.lock().map(|i| i.workers.len()).unwrap_or(0)
-    }
-
-    /// Returns false when the pool is closed and the worker should stop.
-    fn push(&self, worker: WorkerHandle) -> bool {
-        let Ok(mut inner) = self.inner.lock() else {
-            return false;
-        };
-        if inner.closed {
-            return false;
-        }
-        if !inner.workers.iter().any(|(w, _)| w.id == worker.id) {
-            inner.workers.push((worker, Instant::now()));
-        }
-        true
-    }
-
-    fn remove(&self, id: u64) {
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.workers.retain(|(w, _)| w.id != id);
-        }
-    }
-
-    fn gone(&self, id: u64) {
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.workers.retain(|(w, _)| w.id != id);
-            inner.live = inner.live.saturating_sub(1);
-        }
-    }
-
-    pub(crate) fn release_reservation(&self) {
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.live = inner.live.saturating_sub(1);
-        }
-    }
-
-    /// Takes the workers idle since before `cutoff`, keeping `keep` workers alive.
-    pub(crate) fn expired(&self, cutoff: Instant, keep: usize) -> Vec<WorkerHandle> {
-        let Ok(mut inner) = self.inner.lock() else {
-            return Vec::new();
-        };
-        let mut spare = inner.live.saturating_sub(keep);
-        let mut out = Vec::new();
-        inner.workers.retain(|(w, since)| {
-            if spare > 0 && *since < cutoff {
-                spare -= 1;
-                out.push(w.clone());
-                false
-            } else {
-                true
-            }
-        });
-        out
-    }
-
-    /// Closes the pool: no worker goes idle again; the idle ones are returned.
-    pub(crate) fn close(&self) -> Vec<WorkerHandle> {
-        let Ok(mut inner) = self.inner.lock() else {
-            return Vec::new();
-        };
-        inner.closed = true;
-        inner.workers.drain(..).map(|(w, _)| w).collect()
     }
 }
 

@@ -332,6 +332,30 @@ fn provided_runtime_runs_a_lambda_runtime_rust_binary() {
 }
 
 #[test]
+fn provided_runtime_runs_awslambdaric() {
+    let ric = std::process::Command::new("python3")
+        .args(["-c", "import awslambdaric"])
+        .status()
+        .unwrap();
+    assert!(
+        ric.success(),
+        "awslambdaric is missing: `python3 -m pip install awslambdaric` (.ci/run does)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create(
+        &server,
+        "ric",
+        "provided.al2023",
+        "app.handler",
+        "python-ric",
+    );
+    let (status, err, v, id) = invoke(&server, "ric", &json!({"n": 1}));
+    assert_eq!((status, err), (200, None), "{v}");
+    assert_eq!(v, json!({"ric": true, "echo": {"n": 1}, "requestId": id}));
+}
+
+#[test]
 fn idle_workers_scale_to_zero_and_provisioned_ones_stay_warm() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start_with(tmp.path(), &["--keep-warm", "1s"]);

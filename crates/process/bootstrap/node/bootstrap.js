@@ -11,7 +11,7 @@
 // as that invocation's error and the process exits 129, as Lambda's does;
 // wisp then replaces the worker.
 
-const http = require('http');
+const net = require('net');
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
@@ -19,8 +19,9 @@ const { pathToFileURL } = require('url');
 
 const env = process.env;
 const API = env.AWS_LAMBDA_RUNTIME_API || '127.0.0.1:9001';
-const HOST = API.slice(0, API.lastIndexOf(':'));
-const PORT = API.slice(API.lastIndexOf(':') + 1);
+// "[::1]:9001" is an IPv6 address: connect without the brackets.
+const HOST = API.slice(0, API.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+const PORT = Number(API.slice(API.lastIndexOf(':') + 1));
 const BASE = '/2018-06-01/runtime';
 const NEXT_PATH = `${BASE}/invocation/next`;
 const TASK_ROOT = env.LAMBDA_TASK_ROOT || process.cwd();
@@ -28,49 +29,358 @@ const TASK_ROOT = env.LAMBDA_TASK_ROOT || process.cwd();
 // (Python's uses "stackTrace"); keep the field name in one place.
 const TRACE_KEY = 'trace';
 
-// One kept-alive connection to the Runtime API. Idle agent sockets are
-// unref'd, so they never keep the event loop alive on their own; that matters
-// for the 'beforeExit' logic below.
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+// -------------------------------------------------------------- transport --
+// A small HTTP/1.1 client on one kept-alive TCP connection. Node's http
+// module costs a few hundred microseconds per call, more than wisp's whole
+// per-invocation budget; this one costs a few tens. One request is on the
+// wire at a time (a second one waits its turn), each goes out in a single
+// write, and a response is framed by Content-Length, chunked encoding, or the
+// end of the connection.
 
-// If the server dropped the kept connection while it sat idle, the request
-// fails on the reused socket before the server saw it: retry once on a fresh
-// connection (Node flags exactly this case with req.reusedSocket).
-function request(method, urlPath, body, headers, retried) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { agent, host: HOST, port: PORT, method, path: urlPath, headers },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-          resolve({ status: res.statusCode, headers: res.headers, body: buf.toString('utf8') });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', (err) => {
-      if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        resolve(request(method, urlPath, body, headers, true));
-      } else {
-        reject(err);
-      }
+const MAX_HEAD_BYTES = 64 * 1024; // status line + headers; also caps a chunk-size or trailer line
+const CRLF2 = Buffer.from('\r\n\r\n');
+const EMPTY = Buffer.alloc(0);
+// GET /next never changes: encode it once.
+const NEXT_REQUEST = Buffer.from(`GET ${NEXT_PATH} HTTP/1.1\r\nHost: ${API}\r\n\r\n`, 'latin1');
+
+// Where the response parser is.
+const HEAD = 0; // before the end of the header block
+const LENGTH = 1; // in a body of Content-Length bytes
+const CHUNK_SIZE = 2; // reading a chunk-size line
+const CHUNK_DATA = 3; // in a chunk's data
+const CHUNK_END = 4; // reading the CRLF after a chunk's data
+const TRAILER = 5; // reading trailer lines, up to an empty one
+const TO_EOF = 6; // in a body that ends when the connection does
+
+function protocolError(message) {
+  const err = new Error(`bad response from the Runtime API: ${message}`);
+  err.code = 'EPROTO';
+  return err;
+}
+
+class RuntimeConnection {
+  constructor() {
+    this.socket = null;
+    this.waiting = []; // [request, resolve, reject] behind the one on the wire (rare)
+    // The request on the wire; busy until its response completes or fails.
+    this.busy = false;
+    this.request = null;
+    this.resolve = null;
+    this.reject = null;
+    this.retried = false;
+    this.resetResponse();
+  }
+
+  // Resolves to { status, headers (lower-case names), body (a Buffer) }.
+  send(request) {
+    return new Promise((resolve, reject) => {
+      if (this.busy) this.waiting.push([request, resolve, reject]);
+      else this.start(request, resolve, reject);
     });
-    req.end(body);
-  });
+  }
+
+  start(request, resolve, reject) {
+    this.busy = true;
+    this.request = request;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.retried = false;
+    this.write();
+  }
+
+  write() {
+    if (this.socket === null) this.connect();
+    this.resetResponse();
+    // An idle connection is unref'd (see done()): while a request is out, it
+    // must keep the process alive, or a pending GET /next would let it exit.
+    this.socket.ref();
+    this.socket.write(this.request);
+  }
+
+  connect() {
+    const socket = net.connect({ host: HOST, port: PORT, noDelay: true });
+    // Events from a connection we already dropped are ignored.
+    socket.on('data', (chunk) => {
+      if (socket === this.socket) this.onData(chunk);
+    });
+    socket.on('end', () => {
+      if (socket === this.socket) this.onClosed(null);
+    });
+    socket.on('error', (err) => {
+      if (socket === this.socket) this.onClosed(err);
+    });
+    socket.on('close', () => {
+      if (socket === this.socket) this.onClosed(null);
+    });
+    this.socket = socket;
+  }
+
+  drop() {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket !== null) socket.destroy();
+  }
+
+  resetResponse() {
+    this.state = HEAD;
+    this.sawBytes = false; // any byte of the response yet?
+    this.head = null; // a header block split across reads, so far
+    this.status = 0;
+    this.headers = null;
+    this.keepAlive = true;
+    this.body = null; // the Content-Length body, filled in place
+    this.filled = 0;
+    this.remaining = 0; // of the current chunk
+    this.parts = null; // chunked or to-EOF body pieces
+    this.line = ''; // a chunk-size or trailer line split across reads
+  }
+
+  onData(chunk) {
+    if (!this.busy) {
+      // Bytes nobody asked for: the stream is out of step; start afresh.
+      this.drop();
+      return;
+    }
+    this.sawBytes = true;
+    let i;
+    try {
+      i = this.parse(chunk);
+    } catch (err) {
+      this.drop();
+      this.fail(err);
+      return;
+    }
+    if (i >= 0) this.done(i < chunk.length);
+  }
+
+  // Consumes `chunk`; returns where the response ended in it, or -1 if more
+  // is to come.
+  parse(chunk) {
+    const end = chunk.length;
+    let i = 0;
+    while (i < end || this.state === HEAD && this.head === null && this.status !== 0) {
+      switch (this.state) {
+        case HEAD: {
+          let buf = chunk;
+          let from = i;
+          let searchFrom = i;
+          if (this.head !== null) {
+            // Rare: the header block came in pieces; glue them together.
+            buf = Buffer.concat([this.head, chunk.subarray(i)]);
+            searchFrom = Math.max(0, this.head.length - 3);
+            from = 0;
+          }
+          const k = buf.indexOf(CRLF2, searchFrom);
+          if (k < 0) {
+            if (buf.length - from > MAX_HEAD_BYTES) throw protocolError(`header block over ${MAX_HEAD_BYTES} bytes`);
+            this.head = buf === chunk ? chunk.subarray(i) : buf;
+            return -1;
+          }
+          if (k - from > MAX_HEAD_BYTES) throw protocolError(`header block over ${MAX_HEAD_BYTES} bytes`);
+          // Position after the header block, in `chunk`'s terms.
+          i = buf === chunk ? k + 4 : k + 4 - this.head.length + i;
+          this.head = null;
+          if (this.parseHead(buf.latin1Slice(from, k))) return i;
+          if (this.state === HEAD) continue; // an interim 1xx response: the real one follows
+          if (this.state === LENGTH && end - i >= this.body) {
+            // The whole body is in this chunk (the usual case): no copy.
+            const n = this.body;
+            this.body = chunk.subarray(i, i + n);
+            return i + n;
+          }
+          if (this.state === LENGTH) this.body = Buffer.allocUnsafe(this.body);
+          break;
+        }
+        case LENGTH: {
+          const n = Math.min(this.body.length - this.filled, end - i);
+          chunk.copy(this.body, this.filled, i, i + n);
+          this.filled += n;
+          i += n;
+          if (this.filled === this.body.length) return i;
+          break;
+        }
+        case CHUNK_SIZE: {
+          i = this.takeLine(chunk, i);
+          if (i < 0) return -1;
+          const size = this.line.replace(/;.*$/, '').trim(); // drop chunk extensions
+          this.line = '';
+          if (!/^[0-9a-fA-F]{1,12}$/.test(size)) throw protocolError(`bad chunk size ${JSON.stringify(size)}`);
+          this.remaining = parseInt(size, 16);
+          this.state = this.remaining === 0 ? TRAILER : CHUNK_DATA;
+          break;
+        }
+        case CHUNK_DATA: {
+          const n = Math.min(this.remaining, end - i);
+          this.parts.push(chunk.subarray(i, i + n));
+          this.remaining -= n;
+          i += n;
+          if (this.remaining === 0) this.state = CHUNK_END;
+          break;
+        }
+        case CHUNK_END:
+        case TRAILER: {
+          i = this.takeLine(chunk, i);
+          if (i < 0) return -1;
+          const empty = this.line === '';
+          this.line = '';
+          if (this.state === CHUNK_END) {
+            if (!empty) throw protocolError('chunk data longer than its size');
+            this.state = CHUNK_SIZE;
+          } else if (empty) {
+            return i; // trailer fields, if any, are ignored
+          }
+          break;
+        }
+        default: // TO_EOF
+          this.parts.push(i === 0 ? chunk : chunk.subarray(i));
+          return -1;
+      }
+    }
+    return -1;
+  }
+
+  // Appends to this.line up to a LF; returns the index after it, or -1 when
+  // the line continues in the next chunk. The line is kept without CR/LF.
+  takeLine(chunk, i) {
+    const lf = chunk.indexOf(10, i);
+    const stop = lf < 0 ? chunk.length : lf;
+    this.line += chunk.latin1Slice(i, stop);
+    if (this.line.length > MAX_HEAD_BYTES) throw protocolError('line too long');
+    if (lf < 0) return -1;
+    if (this.line.endsWith('\r')) this.line = this.line.slice(0, -1);
+    return lf + 1;
+  }
+
+  // Parses a status line and headers; sets up the body. Returns true when the
+  // response has no body (it is then complete).
+  parseHead(text) {
+    const lines = text.split('\r\n');
+    const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]);
+    if (m === null) throw protocolError(`bad status line ${JSON.stringify(lines[0].slice(0, 100))}`);
+    const status = Number(m[2]);
+    const headers = {};
+    for (let j = 1; j < lines.length; j++) {
+      const line = lines[j];
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw protocolError(`bad header line ${JSON.stringify(line.slice(0, 100))}`);
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      // Repeated fields join with ", ", as Node's http does for these names.
+      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+    }
+    if (status >= 100 && status < 200 && status !== 101) return false; // state stays HEAD
+    this.status = status;
+    this.headers = headers;
+    const connection = (headers.connection || '').toLowerCase();
+    this.keepAlive = m[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+    if (status === 204 || status === 304) {
+      this.body = EMPTY;
+      return true;
+    }
+    const te = headers['transfer-encoding'];
+    if (te !== undefined) {
+      this.parts = [];
+      if (/(?:^|,)\s*chunked\s*$/i.test(te)) {
+        this.state = CHUNK_SIZE;
+      } else {
+        this.state = TO_EOF;
+        this.keepAlive = false;
+      }
+      return false;
+    }
+    const cl = headers['content-length'];
+    if (cl !== undefined) {
+      if (!/^\d{1,15}$/.test(cl)) throw protocolError(`bad Content-Length ${JSON.stringify(cl)}`);
+      const n = Number(cl);
+      if (n === 0) {
+        this.body = EMPTY;
+        return true;
+      }
+      this.state = LENGTH;
+      this.body = n; // parse() turns it into the buffer
+      return false;
+    }
+    this.parts = [];
+    this.state = TO_EOF;
+    this.keepAlive = false;
+    return false;
+  }
+
+  // The response is complete.
+  done(leftover) {
+    const parts = this.parts;
+    const body = parts === null ? this.body : parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    const res = { status: this.status, headers: this.headers, body };
+    const resolve = this.resolve;
+    // Drop the connection if the server asked to, sent more than the
+    // response, or answered before reading all of the request (a 413 to a
+    // body too large): what follows on it would be out of step.
+    if (!this.keepAlive || leftover || this.socket.writableLength > 0) this.drop();
+    this.next();
+    resolve(res);
+  }
+
+  fail(err) {
+    const reject = this.reject;
+    this.next();
+    reject(err);
+  }
+
+  // The request is over: start the next waiting one, or go idle.
+  next() {
+    this.busy = false;
+    this.request = this.resolve = this.reject = null;
+    this.resetResponse();
+    const w = this.waiting.shift();
+    if (w !== undefined) this.start(w[0], w[1], w[2]);
+    else if (this.socket !== null) this.socket.unref(); // an idle connection never holds the process
+  }
+
+  // The connection ended (err null) or failed.
+  onClosed(err) {
+    this.drop();
+    if (!this.busy) return; // idle: the next request connects anew
+    if (err === null && this.state === TO_EOF) {
+      this.done(false);
+      return;
+    }
+    // Closed by the peer before any byte of the answer (e.g. an idle
+    // connection the server dropped just as we reused it): the request was
+    // not served; send it once more on a new connection.
+    if (!this.sawBytes && !this.retried) {
+      this.retried = true;
+      this.write();
+      return;
+    }
+    if (err === null) {
+      err = new Error(this.sawBytes
+        ? 'the Runtime API closed the connection in the middle of a response'
+        : 'the Runtime API closed the connection without answering');
+      err.code = 'ECONNRESET';
+    }
+    this.fail(err);
+  }
 }
 
+const connection = new RuntimeConnection();
+
+// Writes `body` (a string) after the head in a single buffer; Content-Length
+// counts its UTF-8 bytes.
 function post(urlPath, body, errorType) {
-  const headers = {
-    'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(body),
-  };
-  // Node refuses header values with control or non-latin1 characters.
-  if (errorType !== undefined) headers['Lambda-Runtime-Function-Error-Type'] = headerSafe(errorType);
-  return request('POST', urlPath, body, headers);
+  // The path carries the request id the server gave us; refuse anything that
+  // would break the request line.
+  if (/[^\x21-\x7e]/.test(urlPath)) return Promise.reject(new Error(`bad Runtime API path ${JSON.stringify(urlPath)}`));
+  const length = Buffer.byteLength(body);
+  let head = `POST ${urlPath} HTTP/1.1\r\nHost: ${API}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n`;
+  if (errorType !== undefined) head += `Lambda-Runtime-Function-Error-Type: ${headerSafe(errorType)}\r\n`;
+  head += '\r\n';
+  const request = Buffer.allocUnsafe(head.length + length);
+  request.latin1Write(head, 0);
+  request.utf8Write(body, head.length);
+  return connection.send(request);
 }
 
+// A header value keeps printable ASCII only (no CR/LF to split the request).
 function headerSafe(s) {
   return String(s).replace(/[^\t\x20-\x7e]/g, '') || 'Unknown';
 }
