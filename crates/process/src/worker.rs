@@ -301,24 +301,17 @@ pub(crate) async fn spawn(
         )
     })?;
     let pid = child.id().unwrap_or(0);
-    let pipe = |fd: std::io::Result<OwnedFd>, stream| {
-        fd.and_then(|fd| Pipe::new(fd, stream))
+    let pipe = |fd: Option<std::io::Result<OwnedFd>>, stream| {
+        fd.unwrap_or_else(|| Err(std::io::Error::other("not piped")))
+            .and_then(|fd| Pipe::new(fd, stream))
             .map_err(|e| InvokeError::platform(format!("worker output pipe: {e}")))
     };
     let out = pipe(
-        child
-            .stdout
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdout"))
-            .and_then(|s| s.into_owned_fd()),
+        child.stdout.take().map(|s| s.into_owned_fd()),
         LogStream::Stdout,
     )?;
     let err = pipe(
-        child
-            .stderr
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stderr"))
-            .and_then(|s| s.into_owned_fd()),
+        child.stderr.take().map(|s| s.into_owned_fd()),
         LogStream::Stderr,
     )?;
 

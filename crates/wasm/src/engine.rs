@@ -188,7 +188,9 @@ impl wisp_core::runtime::Runtime for WasmRuntime {
         let version = version.clone();
         let artifact = artifact.to_path_buf();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let component = inner.load_component(&version, &artifact)?;
+            let loaded = started.elapsed();
             let handler = &version.config.handler;
             let pre = inner.linker.instantiate_pre(&component).map_err(|e| {
                 InvokeError::caller(
@@ -203,6 +205,12 @@ impl wisp_core::runtime::Runtime for WasmRuntime {
                 )
             })?;
             let prepared = WasmPrepared::new(inner.engine.clone(), pre, &version)?;
+            tracing::debug!(
+                function = %version.function,
+                load_us = loaded.as_micros() as u64,
+                link_us = (started.elapsed() - loaded).as_micros() as u64,
+                "prepared component"
+            );
             Ok(Arc::new(prepared) as Arc<dyn wisp_core::runtime::Prepared>)
         })
         .await

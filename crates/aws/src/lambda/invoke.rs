@@ -17,7 +17,7 @@ use wisp_core::runtime::{collect_limited, full_body, CollectError};
 use wisp_core::ErrorKind;
 use wisp_store::LogQuery;
 
-use super::{function_arn, parse_function_name, region, resolve_for_invoke, QualifierQuery};
+use super::{function_arn, named, region, resolve_for_invoke, QualifierQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::sigv4::Verified;
 use crate::ApiState;
@@ -73,9 +73,9 @@ pub(crate) async fn invoke(
         request = request.header("x-wisp-client-context", ctx);
     }
     // The ARN the caller used, qualifier and all, as context.invokedFunctionArn.
-    let (_, named) = parse_function_name(&name)?;
+    let (_, qualifier) = named(&name, &query)?;
     let mut arn = function_arn(&state, region(&verified), &version.function);
-    if let Some(q) = query.qualifier.as_ref().or(named.as_ref()) {
+    if let Some(q) = qualifier {
         arn = format!("{arn}:{q}");
     }
     request = request.header("x-wisp-invoked-function-arn", arn);

@@ -358,13 +358,19 @@ pub(crate) struct QualifierQuery {
     pub(crate) qualifier: Option<String>,
 }
 
+/// The function name and qualifier a request names (path or `?Qualifier=`).
+fn named(raw: &str, query: &QualifierQuery) -> ApiResult<(String, Option<String>)> {
+    let (name, q) = parse_function_name(raw)?;
+    Ok((name, query.qualifier.clone().or(q)))
+}
+
+/// The version a request names (an alias's primary version).
 async fn resolve(
     state: &ApiState,
     raw: &str,
     query: &QualifierQuery,
 ) -> ApiResult<FunctionVersion> {
-    let (name, q) = parse_function_name(raw)?;
-    let qualifier = query.qualifier.clone().or(q);
+    let (name, qualifier) = named(raw, query)?;
     Ok(state
         .dispatcher
         .resolve(&name, qualifier.as_deref())
@@ -377,8 +383,7 @@ async fn resolve_for_invoke(
     raw: &str,
     query: &QualifierQuery,
 ) -> ApiResult<FunctionVersion> {
-    let (name, q) = parse_function_name(raw)?;
-    let qualifier = query.qualifier.clone().or(q);
+    let (name, qualifier) = named(raw, query)?;
     Ok(state
         .dispatcher
         .resolve_for_invoke(&name, qualifier.as_deref())
