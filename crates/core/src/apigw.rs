@@ -590,6 +590,8 @@ mod tests {
             path: path.into(),
             function: "basket".into(),
             payload_format: Default::default(),
+            rate_limit: None,
+            cache: None,
         }
     }
 

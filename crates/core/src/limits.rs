@@ -50,6 +50,18 @@ pub const MAX_OUTBOUND_HOSTS: usize = 100;
 pub const MAX_INSTANCE_REUSE: u32 = 10_000;
 /// Most provisioned workers per function version.
 pub const MAX_PROVISIONED_CONCURRENCY: u32 = 1000;
+/// Largest rate or burst of a route's rate limit (requests).
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+/// Most distinct clients a keyed rate limit tracks before idle ones are dropped.
+pub const MAX_RATE_LIMIT_KEYS: usize = 100_000;
+/// Longest a route may cache a response.
+pub const MAX_CACHE_TTL_SECS: u64 = 3600;
+/// Most headers a route's cache key may name.
+pub const MAX_CACHE_KEY_HEADERS: usize = 10;
+/// Bytes of responses the gateway cache holds in all.
+pub const MAX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest single response the gateway caches.
+pub const MAX_CACHE_ENTRY_BYTES: usize = 1024 * 1024;
 /// How long records and logs are kept by default.
 pub const DEFAULT_RETENTION_SECS: u64 = 14 * 24 * 3600;
 /// Most items one list call returns.

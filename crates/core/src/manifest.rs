@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::function::{validate_name, FunctionConfig, RuntimeKind};
 use crate::limits;
-use crate::route::{PayloadFormat, Route, RouteTable};
+use crate::route::{CachePolicy, PayloadFormat, RateKey, RateLimit, Route, RouteTable};
 
 /// A problem in a manifest, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,18 @@ struct RawRoute {
     path: Spanned<String>,
     function: Spanned<String>,
     payload_format: Option<Spanned<String>>,
+    rate_limit: Option<Spanned<RawRateLimit>>,
+    cache_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    cache_key_headers: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    rate: u32,
+    burst: u32,
+    per: Option<String>,
 }
 
 /// Parses and validates `text`, read from `file` (used in messages only).
@@ -186,12 +198,70 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             })?,
             None => PayloadFormat::default(),
         };
+        let rate_limit = match &r.rate_limit {
+            Some(spanned) => {
+                let raw = spanned.get_ref();
+                let limit = RateLimit {
+                    rate: raw.rate,
+                    burst: raw.burst,
+                    per: match &raw.per {
+                        Some(p) => {
+                            RateKey::parse(p).map_err(|m| locate(spanned.span(), m, None))?
+                        }
+                        None => RateKey::Route,
+                    },
+                };
+                limit.validate().map_err(|m| {
+                    locate(
+                        spanned.span(),
+                        m,
+                        Some("for example `rate_limit = { rate = 50, burst = 100 }`".into()),
+                    )
+                })?;
+                Some(limit)
+            }
+            None => None,
+        };
+        let cache = match &r.cache_ttl {
+            Some(t) => {
+                let ttl =
+                    crate::duration::parse(t.get_ref()).map_err(|m| locate(t.span(), m, None))?;
+                Some(CachePolicy {
+                    ttl_ms: ttl.as_millis() as u64,
+                    key_headers: r
+                        .cache_key_headers
+                        .iter()
+                        .map(|h| h.get_ref().to_ascii_lowercase())
+                        .collect(),
+                })
+            }
+            None if !r.cache_key_headers.is_empty() => {
+                return Err(locate(
+                    r.cache_key_headers[0].span(),
+                    "`cache_key_headers` needs `cache_ttl`".into(),
+                    Some("add `cache_ttl = \"10s\"` to cache this route".into()),
+                ))
+            }
+            None => None,
+        };
         let route = Route {
             method: r.method.get_ref().to_ascii_uppercase(),
             path: r.path.get_ref().clone(),
             function: r.function.get_ref().clone(),
             payload_format,
+            rate_limit,
+            cache,
         };
+        if let Err(m) = route.validate() {
+            let span = r
+                .cache_ttl
+                .as_ref()
+                .map(|t| t.span())
+                .unwrap_or_else(|| r.path.span());
+            if m.contains("cache") {
+                return Err(locate(span, m, None));
+            }
+        }
         if !functions.iter().any(|f| f.name == route.function) {
             let known: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
             return Err(locate(
@@ -534,6 +604,45 @@ function = "basket"
             "source = \"a\"\ncomponent = \"b.wasm\"",
         );
         assert!(err(&text).contains("both"));
+    }
+
+    #[test]
+    fn traffic_settings_are_read_and_checked() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "function = \"basket\"\n",
+                &format!("function = \"basket\"\n{extra}\n"),
+            )
+        };
+        let m = parse(
+            "wisp.toml",
+            &with("rate_limit = { rate = 50, burst = 100, per = \"ip\" }\ncache_ttl = \"10s\"\ncache_key_headers = [\"Accept-Language\"]"),
+        )
+        .unwrap();
+        let r = &m.routes[0];
+        assert_eq!(
+            r.rate_limit,
+            Some(RateLimit {
+                rate: 50,
+                burst: 100,
+                per: RateKey::Ip
+            })
+        );
+        assert_eq!(
+            r.cache,
+            Some(CachePolicy {
+                ttl_ms: 10_000,
+                key_headers: vec!["accept-language".into()]
+            })
+        );
+        assert!(err(&with("rate_limit = { rate = 0, burst = 1 }")).contains("at least 1"));
+        assert!(err(&with(
+            "rate_limit = { rate = 1, burst = 1, per = \"cookie\" }"
+        ))
+        .contains("not a rate limit key"));
+        assert!(err(&with("rate_limit = { rate = 1 }")).contains("burst"));
+        assert!(err(&with("cache_key_headers = [\"a\"]")).contains("needs `cache_ttl`"));
+        assert!(err(&with("cache_ttl = \"2h\"")).contains("cache_ttl must be between"));
     }
 
     proptest::proptest! {

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits;
+
 /// One segment of a route path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -183,6 +185,71 @@ impl PayloadFormat {
     }
 }
 
+/// Whose requests share a rate limit's bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKey {
+    /// One bucket for the whole route.
+    #[default]
+    Route,
+    /// One bucket per client address.
+    Ip,
+    /// One bucket per value of this request header (lowercase).
+    Header(String),
+}
+
+impl RateKey {
+    /// Reads `route`, `ip` or `header:NAME`.
+    pub fn parse(s: &str) -> Result<RateKey, String> {
+        match s {
+            "route" => Ok(RateKey::Route),
+            "ip" => Ok(RateKey::Ip),
+            other => match other.strip_prefix("header:") {
+                Some(h) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => {
+                    Ok(RateKey::Header(h.to_ascii_lowercase()))
+                }
+                _ => Err(format!(
+                    "`{other}` is not a rate limit key; use \"route\", \"ip\" or \"header:NAME\""
+                )),
+            },
+        }
+    }
+}
+
+/// A token bucket per route (API Gateway's throttling): `rate` requests a
+/// second on average, `burst` at once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub rate: u32,
+    pub burst: u32,
+    #[serde(default)]
+    pub per: RateKey,
+}
+
+impl RateLimit {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rate == 0 || self.burst == 0 {
+            return Err("rate_limit needs rate and burst of at least 1".into());
+        }
+        if self.rate > limits::MAX_RATE_LIMIT || self.burst > limits::MAX_RATE_LIMIT {
+            return Err(format!(
+                "rate_limit rate and burst are at most {}",
+                limits::MAX_RATE_LIMIT
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A response cache for GET and HEAD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachePolicy {
+    pub ttl_ms: u64,
+    /// Request headers (lowercase) that vary the cached response.
+    #[serde(default)]
+    pub key_headers: Vec<String>,
+}
+
 /// A route as stored and sent over the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
@@ -191,6 +258,10 @@ pub struct Route {
     pub function: String,
     #[serde(default)]
     pub payload_format: PayloadFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CachePolicy>,
 }
 
 impl Route {
@@ -203,6 +274,23 @@ impl Route {
             ));
         }
         crate::function::validate_name(&self.function)?;
+        if let Some(r) = &self.rate_limit {
+            r.validate()?;
+        }
+        if let Some(c) = &self.cache {
+            if c.ttl_ms == 0 || c.ttl_ms > limits::MAX_CACHE_TTL_SECS * 1000 {
+                return Err(format!(
+                    "cache_ttl must be between 1ms and {}s",
+                    limits::MAX_CACHE_TTL_SECS
+                ));
+            }
+            if c.key_headers.len() > limits::MAX_CACHE_KEY_HEADERS {
+                return Err(format!(
+                    "at most {} cache_key_headers",
+                    limits::MAX_CACHE_KEY_HEADERS
+                ));
+            }
+        }
         RoutePattern::parse(&self.path)
     }
 }
@@ -289,6 +377,8 @@ mod tests {
             path: path.into(),
             function: function.into(),
             payload_format: Default::default(),
+            rate_limit: None,
+            cache: None,
         }
     }
 

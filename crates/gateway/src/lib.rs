@@ -11,7 +11,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use wisp_core::apigw;
 use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
@@ -20,10 +21,14 @@ use wisp_core::runtime::{collect_limited, full_body, Body, BoxError};
 use wisp_core::{ErrorKind, FunctionVersion, InvokeError, RuntimeKind, ACCOUNT_ID};
 use wisp_dispatch::{Dispatcher, ResolveError};
 
+mod traffic;
+
 /// Routes public HTTP requests to functions.
 pub struct Gateway {
     dispatcher: Arc<Dispatcher>,
     routes: ArcSwap<RouteTable>,
+    limiters: ArcSwap<HashMap<String, Arc<traffic::Limiter>>>,
+    cache: traffic::ResponseCache,
 }
 
 /// A JSON error response in API Gateway's shape: `{"message": ...}`.
@@ -66,11 +71,17 @@ impl Gateway {
         Arc::new(Gateway {
             dispatcher,
             routes: ArcSwap::from_pointee(RouteTable::default()),
+            limiters: ArcSwap::from_pointee(HashMap::new()),
+            cache: traffic::ResponseCache::default(),
         })
     }
 
     /// Swaps in a new route table; requests in flight keep the old one.
+    /// Rate limits that did not change keep their buckets.
     pub fn set_routes(&self, table: RouteTable) {
+        let routes: Vec<Route> = table.routes().cloned().collect();
+        let limiters = traffic::limiters(&routes, &self.limiters.load());
+        self.limiters.store(Arc::new(limiters));
         self.routes.store(Arc::new(table));
     }
 
@@ -97,6 +108,66 @@ impl Gateway {
         };
         drop(routes);
 
+        // Throttle before anything reaches the function: downstream sees at
+        // most rate + burst.
+        if route.rate_limit.is_some() {
+            let limiter = self
+                .limiters
+                .load()
+                .get(&traffic::route_id(&route))
+                .cloned();
+            if let Some(limiter) = limiter {
+                if let Err(wait) = limiter.check(request.headers(), &remote.ip().to_string()) {
+                    metrics::counter!("wisp_gateway_throttled_total", "route" => traffic::route_id(&route))
+                        .increment(1);
+                    return traffic::too_many_requests(wait);
+                }
+            }
+        }
+        let cache_key = route.cache.as_ref().and_then(|policy| {
+            traffic::cache_key(
+                &route,
+                policy,
+                request.method(),
+                request.uri(),
+                request.headers(),
+            )
+        });
+        let head_only = request.method() == http::Method::HEAD;
+        if let Some(key) = &cache_key {
+            if let Some(hit) = self.cache.get(key) {
+                metrics::counter!("wisp_gateway_cache_total", "result" => "hit").increment(1);
+                return hit.response(head_only);
+            }
+            metrics::counter!("wisp_gateway_cache_total", "result" => "miss").increment(1);
+        }
+        let response = self.route_request(&route, params, request, remote).await;
+        match (cache_key, &route.cache) {
+            (Some(key), Some(policy)) => {
+                self.cache
+                    .store(
+                        key,
+                        Duration::from_millis(policy.ttl_ms),
+                        response,
+                        head_only,
+                    )
+                    .await
+            }
+            _ => response,
+        }
+    }
+
+    async fn route_request<B>(
+        &self,
+        route: &Route,
+        params: BTreeMap<String, String>,
+        request: Request<B>,
+        remote: SocketAddr,
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let declared_len = request
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -137,7 +208,7 @@ impl Gateway {
         };
 
         if RuntimeKind::of(&version.config.runtime) == Some(RuntimeKind::Process) {
-            return self.proxy(&route, &params, &version, request, remote).await;
+            return self.proxy(route, &params, &version, request, remote).await;
         }
 
         let (mut parts, body) = request.into_parts();

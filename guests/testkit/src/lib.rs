@@ -101,7 +101,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Testkit {
             .unwrap_or((path_with_query.as_str(), ""));
         let mut segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // Routes may mount the kit under a prefix (`/kit/...`, `/closed/...`, `/reused/...`).
-        if segments.len() > 1 && matches!(segments[0], "kit" | "closed" | "reused") {
+        if segments.len() > 1 && matches!(segments[0], "kit" | "closed" | "reused" | "limited" | "keyed" | "cached") {
             segments.remove(0);
         }
         match segments.as_slice() {
@@ -175,6 +175,21 @@ impl wasip2::exports::http::incoming_handler::Guest for Testkit {
             ["status", code] => {
                 let code: u16 = code.parse().unwrap_or(500);
                 respond(out, code, "text/plain", format!("status {code}\n").as_bytes());
+            }
+            ["nostore"] => {
+                let headers = Fields::from_list(&[
+                    ("content-type".into(), b"text/plain".to_vec()),
+                    ("cache-control".into(), b"no-store".to_vec()),
+                ])
+                .expect("valid headers");
+                let response = OutgoingResponse::new(headers);
+                let outgoing = response.body().expect("body is taken once");
+                ResponseOutparam::set(out, Ok(response));
+                let stream = outgoing.write().expect("stream is taken once");
+                let id = std::env::var("WISP_FUNCTION_NAME").unwrap_or_default();
+                stream.blocking_write_and_flush(id.as_bytes()).expect("client reads the body");
+                drop(stream);
+                OutgoingBody::finish(outgoing, None).expect("body finishes once");
             }
             ["count"] => {
                 // Requests this instance has served: 1 with a fresh instance

@@ -45,6 +45,25 @@ path = "/reused/{proxy+}"
 function = "reused"
 
 [[route]]
+method = "GET"
+path = "/limited/{proxy+}"
+function = "kit"
+rate_limit = { rate = 2, burst = 3 }
+
+[[route]]
+method = "GET"
+path = "/keyed/{proxy+}"
+function = "kit"
+rate_limit = { rate = 1, burst = 1, per = "header:x-api-key" }
+
+[[route]]
+method = "GET"
+path = "/cached/{proxy+}"
+function = "kit"
+cache_ttl = "1s"
+cache_key_headers = ["accept-language"]
+
+[[route]]
 method = "ANY"
 path = "/kit/{proxy+}"
 function = "kit"
@@ -161,6 +180,77 @@ fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
     assert_eq!(server.get("/reused/count").text().unwrap(), "2");
     assert_eq!(server.get("/reused/loop").status(), 504);
     assert_eq!(server.get("/reused/count").text().unwrap(), "1");
+}
+
+#[test]
+fn rate_limits_let_a_burst_through_then_429_until_refilled() {
+    let (_tmp, server) = deployed();
+    let statuses: Vec<u16> = (0..10)
+        .map(|_| server.get("/limited/count").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    let refused = server.get("/limited/count");
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert!(refused.text().unwrap().contains("Too Many Requests"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        server.get("/limited/count").status(),
+        200,
+        "refilled at 2/s"
+    );
+
+    // Per-key buckets: each API key has its own.
+    let keyed = |key: &str| {
+        server
+            .http
+            .get(format!("{}/keyed/count", server.gateway))
+            .header("x-api-key", key)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!((keyed("a"), keyed("a"), keyed("b")), (200, 429, 200));
+}
+
+#[test]
+fn responses_are_cached_per_route_query_and_named_headers() {
+    let (_tmp, server) = deployed();
+    let get = |path: &str, lang: &str| {
+        let r = server
+            .http
+            .get(format!("{}{path}", server.gateway))
+            .header("accept-language", lang)
+            .send()
+            .unwrap();
+        let cache = r.headers()["x-wisp-cache"].to_str().unwrap().to_string();
+        (cache, r.text().unwrap())
+    };
+    let (first, body) = get("/cached/echo?x=1", "de");
+    assert_eq!(first, "miss");
+    assert_eq!(
+        get("/cached/echo?x=1", "de"),
+        ("hit".to_string(), body.clone())
+    );
+    assert_eq!(get("/cached/echo?x=2", "de").0, "miss");
+    assert_eq!(get("/cached/echo?x=1", "fr").0, "miss");
+    // The function said no-store: never cached.
+    assert_eq!(get("/cached/nostore", "de").0, "miss");
+    assert_eq!(get("/cached/nostore", "de").0, "miss");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (after, fresh) = get("/cached/echo?x=1", "de");
+    assert_eq!(after, "miss", "expired after the ttl");
+    assert_ne!(fresh, body, "a new invocation answered");
 }
 
 #[test]
