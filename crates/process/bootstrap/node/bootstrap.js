@@ -30,27 +30,24 @@ const TASK_ROOT = env.LAMBDA_TASK_ROOT || process.cwd();
 const TRACE_KEY = 'trace';
 
 // -------------------------------------------------------------- transport --
-// A small HTTP/1.1 client on one kept-alive TCP connection. Node's http
+// A small HTTP/1.1 client on one kept-alive TCP connection: Node's http
 // module costs a few hundred microseconds per call, more than wisp's whole
-// per-invocation budget; this one costs a few tens. One request is on the
-// wire at a time (a second one waits its turn), each goes out in a single
-// write, and a response is framed by Content-Length, chunked encoding, or the
-// end of the connection.
+// per-invocation budget; this costs a few tens. One request is on the wire at
+// a time (another waits its turn), each goes out in a single write, and a
+// response is framed by Content-Length, chunked encoding, or the connection's
+// end.
 
-const MAX_HEAD_BYTES = 64 * 1024; // status line + headers; also caps a chunk-size or trailer line
-const CRLF2 = Buffer.from('\r\n\r\n');
+const MAX_HEAD_BYTES = 64 * 1024; // status line + headers (and any one line)
 const EMPTY = Buffer.alloc(0);
 // GET /next never changes: encode it once.
 const NEXT_REQUEST = Buffer.from(`GET ${NEXT_PATH} HTTP/1.1\r\nHost: ${API}\r\n\r\n`, 'latin1');
+// Parser states: the first four read lines; DATA takes `remaining` bytes of
+// body (Infinity: up to the end of the connection).
+const [STATUS, HEADER, CHUNK_SIZE, TRAILER, DATA] = [0, 1, 2, 3, 4];
 
-// Where the response parser is.
-const HEAD = 0; // before the end of the header block
-const LENGTH = 1; // in a body of Content-Length bytes
-const CHUNK_SIZE = 2; // reading a chunk-size line
-const CHUNK_DATA = 3; // in a chunk's data
-const CHUNK_END = 4; // reading the CRLF after a chunk's data
-const TRAILER = 5; // reading trailer lines, up to an empty one
-const TO_EOF = 6; // in a body that ends when the connection does
+function isBlank(c) {
+  return c === 32 || c === 9;
+}
 
 function protocolError(message) {
   const err = new Error(`bad response from the Runtime API: ${message}`);
@@ -61,58 +58,66 @@ function protocolError(message) {
 class RuntimeConnection {
   constructor() {
     this.socket = null;
-    this.waiting = []; // [request, resolve, reject] behind the one on the wire (rare)
-    // The request on the wire; busy until its response completes or fails.
-    this.busy = false;
-    this.request = null;
-    this.resolve = null;
-    this.reject = null;
+    this.waiting = []; // request, resolve, reject, ... (flat; rarely more than one)
+    this.busy = false; // a request is on the wire:
+    this.request = this.resolve = this.reject = null;
     this.retried = false;
+    this.parts = []; // the body's pieces (usually one view of one read)
     this.resetResponse();
   }
 
-  // Resolves to { status, headers (lower-case names), body (a Buffer) }.
+  resetResponse() {
+    this.state = STATUS;
+    this.sawBytes = false; // any byte of the response yet?
+    this.line = ''; // the line being read, when split across reads
+    this.headBytes = 0;
+    this.status = 0;
+    this.headers = null; // lower-case names, as Node's http gives them
+    this.keepAlive = true;
+    this.chunked = false;
+    this.remaining = 0;
+    this.parts.length = 0;
+  }
+
+  // Resolves to { status, headers, body (a Buffer) }.
   send(request) {
     return new Promise((resolve, reject) => {
-      if (this.busy) this.waiting.push([request, resolve, reject]);
-      else this.start(request, resolve, reject);
+      this.waiting.push(request, resolve, reject);
+      if (!this.busy) this.next();
     });
   }
 
-  start(request, resolve, reject) {
-    this.busy = true;
-    this.request = request;
-    this.resolve = resolve;
-    this.reject = reject;
+  // Starts the next waiting request, or leaves the connection idle.
+  next() {
+    const q = this.waiting;
+    this.busy = q.length > 0;
+    if (!this.busy) {
+      this.request = this.resolve = this.reject = null;
+      if (this.socket !== null) this.socket.unref(); // an idle connection never holds the process
+      return;
+    }
+    this.request = q.shift();
+    this.resolve = q.shift();
+    this.reject = q.shift();
     this.retried = false;
     this.write();
   }
 
   write() {
-    if (this.socket === null) this.connect();
+    if (this.socket === null) {
+      const socket = net.connect({ host: HOST, port: PORT, noDelay: true });
+      // Events of a connection already dropped are ignored.
+      socket.on('data', (chunk) => socket === this.socket && this.onData(chunk));
+      socket.on('end', () => socket === this.socket && this.onClosed(null));
+      socket.on('close', () => socket === this.socket && this.onClosed(null));
+      socket.on('error', (err) => socket === this.socket && this.onClosed(err));
+      this.socket = socket;
+    }
     this.resetResponse();
-    // An idle connection is unref'd (see done()): while a request is out, it
-    // must keep the process alive, or a pending GET /next would let it exit.
+    // The idle connection is unref'd (see next()); while a request is out it
+    // must hold the process, or waiting on GET /next would let it exit.
     this.socket.ref();
     this.socket.write(this.request);
-  }
-
-  connect() {
-    const socket = net.connect({ host: HOST, port: PORT, noDelay: true });
-    // Events from a connection we already dropped are ignored.
-    socket.on('data', (chunk) => {
-      if (socket === this.socket) this.onData(chunk);
-    });
-    socket.on('end', () => {
-      if (socket === this.socket) this.onClosed(null);
-    });
-    socket.on('error', (err) => {
-      if (socket === this.socket) this.onClosed(err);
-    });
-    socket.on('close', () => {
-      if (socket === this.socket) this.onClosed(null);
-    });
-    this.socket = socket;
   }
 
   drop() {
@@ -121,254 +126,177 @@ class RuntimeConnection {
     if (socket !== null) socket.destroy();
   }
 
-  resetResponse() {
-    this.state = HEAD;
-    this.sawBytes = false; // any byte of the response yet?
-    this.head = null; // a header block split across reads, so far
-    this.status = 0;
-    this.headers = null;
-    this.keepAlive = true;
-    this.body = null; // the Content-Length body, filled in place
-    this.filled = 0;
-    this.remaining = 0; // of the current chunk
-    this.parts = null; // chunked or to-EOF body pieces
-    this.line = ''; // a chunk-size or trailer line split across reads
-  }
-
   onData(chunk) {
     if (!this.busy) {
-      // Bytes nobody asked for: the stream is out of step; start afresh.
-      this.drop();
+      this.drop(); // bytes nobody asked for: the stream is out of step
       return;
     }
     this.sawBytes = true;
-    let i;
+    let end;
     try {
-      i = this.parse(chunk);
+      end = this.parse(chunk);
     } catch (err) {
       this.drop();
-      this.fail(err);
+      this.finish(null, err);
       return;
     }
-    if (i >= 0) this.done(i < chunk.length);
+    if (end >= 0) this.complete(end < chunk.length);
   }
 
-  // Consumes `chunk`; returns where the response ended in it, or -1 if more
+  // Consumes a read; returns where the response ended in it, or -1 if more
   // is to come.
   parse(chunk) {
     const end = chunk.length;
     let i = 0;
-    while (i < end || this.state === HEAD && this.head === null && this.status !== 0) {
-      switch (this.state) {
-        case HEAD: {
-          let buf = chunk;
-          let from = i;
-          let searchFrom = i;
-          if (this.head !== null) {
-            // Rare: the header block came in pieces; glue them together.
-            buf = Buffer.concat([this.head, chunk.subarray(i)]);
-            searchFrom = Math.max(0, this.head.length - 3);
-            from = 0;
-          }
-          const k = buf.indexOf(CRLF2, searchFrom);
-          if (k < 0) {
-            if (buf.length - from > MAX_HEAD_BYTES) throw protocolError(`header block over ${MAX_HEAD_BYTES} bytes`);
-            this.head = buf === chunk ? chunk.subarray(i) : buf;
-            return -1;
-          }
-          if (k - from > MAX_HEAD_BYTES) throw protocolError(`header block over ${MAX_HEAD_BYTES} bytes`);
-          // Position after the header block, in `chunk`'s terms.
-          i = buf === chunk ? k + 4 : k + 4 - this.head.length + i;
-          this.head = null;
-          if (this.parseHead(buf.latin1Slice(from, k))) return i;
-          if (this.state === HEAD) continue; // an interim 1xx response: the real one follows
-          if (this.state === LENGTH && end - i >= this.body) {
-            // The whole body is in this chunk (the usual case): no copy.
-            const n = this.body;
-            this.body = chunk.subarray(i, i + n);
-            return i + n;
-          }
-          if (this.state === LENGTH) this.body = Buffer.allocUnsafe(this.body);
-          break;
+    while (i < end) {
+      if (this.state === DATA) {
+        const n = Math.min(this.remaining, end - i);
+        this.parts.push(n === end ? chunk : chunk.subarray(i, i + n));
+        i += n;
+        this.remaining -= n;
+        if (this.remaining === 0) {
+          if (!this.chunked) return i;
+          this.state = CHUNK_SIZE;
         }
-        case LENGTH: {
-          const n = Math.min(this.body.length - this.filled, end - i);
-          chunk.copy(this.body, this.filled, i, i + n);
-          this.filled += n;
-          i += n;
-          if (this.filled === this.body.length) return i;
-          break;
-        }
-        case CHUNK_SIZE: {
-          i = this.takeLine(chunk, i);
-          if (i < 0) return -1;
-          const size = this.line.replace(/;.*$/, '').trim(); // drop chunk extensions
-          this.line = '';
-          if (!/^[0-9a-fA-F]{1,12}$/.test(size)) throw protocolError(`bad chunk size ${JSON.stringify(size)}`);
-          this.remaining = parseInt(size, 16);
-          this.state = this.remaining === 0 ? TRAILER : CHUNK_DATA;
-          break;
-        }
-        case CHUNK_DATA: {
-          const n = Math.min(this.remaining, end - i);
-          this.parts.push(chunk.subarray(i, i + n));
-          this.remaining -= n;
-          i += n;
-          if (this.remaining === 0) this.state = CHUNK_END;
-          break;
-        }
-        case CHUNK_END:
-        case TRAILER: {
-          i = this.takeLine(chunk, i);
-          if (i < 0) return -1;
-          const empty = this.line === '';
-          this.line = '';
-          if (this.state === CHUNK_END) {
-            if (!empty) throw protocolError('chunk data longer than its size');
-            this.state = CHUNK_SIZE;
-          } else if (empty) {
-            return i; // trailer fields, if any, are ignored
-          }
-          break;
-        }
-        default: // TO_EOF
-          this.parts.push(i === 0 ? chunk : chunk.subarray(i));
-          return -1;
+        continue;
       }
+      const lf = chunk.indexOf(10, i);
+      if (lf < 0) {
+        this.line += chunk.latin1Slice(i, end);
+        if (this.line.length > MAX_HEAD_BYTES) throw protocolError(`a line over ${MAX_HEAD_BYTES} bytes`);
+        return -1;
+      }
+      let line;
+      if (this.line === '') {
+        line = chunk.latin1Slice(i, lf > i && chunk[lf - 1] === 13 ? lf - 1 : lf);
+      } else {
+        line = this.line + chunk.latin1Slice(i, lf); // the rest of a line split across reads
+        this.line = '';
+        if (line.endsWith('\r')) line = line.slice(0, -1);
+      }
+      if (line.length > MAX_HEAD_BYTES) throw protocolError(`a line over ${MAX_HEAD_BYTES} bytes`);
+      i = lf + 1;
+      if (this.onLine(line)) return i;
     }
     return -1;
   }
 
-  // Appends to this.line up to a LF; returns the index after it, or -1 when
-  // the line continues in the next chunk. The line is kept without CR/LF.
-  takeLine(chunk, i) {
-    const lf = chunk.indexOf(10, i);
-    const stop = lf < 0 ? chunk.length : lf;
-    this.line += chunk.latin1Slice(i, stop);
-    if (this.line.length > MAX_HEAD_BYTES) throw protocolError('line too long');
-    if (lf < 0) return -1;
-    if (this.line.endsWith('\r')) this.line = this.line.slice(0, -1);
-    return lf + 1;
-  }
-
-  // Parses a status line and headers; sets up the body. Returns true when the
-  // response has no body (it is then complete).
-  parseHead(text) {
-    const lines = text.split('\r\n');
-    const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]);
-    if (m === null) throw protocolError(`bad status line ${JSON.stringify(lines[0].slice(0, 100))}`);
-    const status = Number(m[2]);
-    const headers = {};
-    for (let j = 1; j < lines.length; j++) {
-      const line = lines[j];
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw protocolError(`bad header line ${JSON.stringify(line.slice(0, 100))}`);
-      const name = line.slice(0, colon).trim().toLowerCase();
-      const value = line.slice(colon + 1).trim();
-      // Repeated fields join with ", ", as Node's http does for these names.
-      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
-    }
-    if (status >= 100 && status < 200 && status !== 101) return false; // state stays HEAD
-    this.status = status;
-    this.headers = headers;
-    const connection = (headers.connection || '').toLowerCase();
-    this.keepAlive = m[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
-    if (status === 204 || status === 304) {
-      this.body = EMPTY;
-      return true;
-    }
-    const te = headers['transfer-encoding'];
-    if (te !== undefined) {
-      this.parts = [];
-      if (/(?:^|,)\s*chunked\s*$/i.test(te)) {
-        this.state = CHUNK_SIZE;
-      } else {
-        this.state = TO_EOF;
-        this.keepAlive = false;
-      }
+  // Returns true when the line ends the response.
+  onLine(line) {
+    if (this.state === CHUNK_SIZE) {
+      if (line === '' && this.parts.length > 0) return false; // the CRLF after a chunk's data
+      const size = line.replace(/;.*/, '').trim(); // chunk extensions are ignored
+      if (!/^[0-9a-fA-F]{1,12}$/.test(size)) throw protocolError(`chunk size ${JSON.stringify(size.slice(0, 100))}`);
+      this.remaining = parseInt(size, 16);
+      this.state = this.remaining === 0 ? TRAILER : DATA;
       return false;
     }
-    const cl = headers['content-length'];
-    if (cl !== undefined) {
-      if (!/^\d{1,15}$/.test(cl)) throw protocolError(`bad Content-Length ${JSON.stringify(cl)}`);
-      const n = Number(cl);
-      if (n === 0) {
-        this.body = EMPTY;
-        return true;
-      }
-      this.state = LENGTH;
-      this.body = n; // parse() turns it into the buffer
+    if (this.state === TRAILER) return line === ''; // trailer fields are ignored
+    this.headBytes += line.length + 2;
+    if (this.headBytes > MAX_HEAD_BYTES) throw protocolError(`headers over ${MAX_HEAD_BYTES} bytes`);
+    if (this.state === STATUS) {
+      const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(line);
+      if (m === null) throw protocolError(`status line ${JSON.stringify(line.slice(0, 100))}`);
+      this.status = Number(m[2]);
+      this.keepAlive = m[1] === '1'; // HTTP/1.0 closes unless asked to keep alive
+      this.headers = {};
+      this.state = HEADER;
       return false;
     }
-    this.parts = [];
-    this.state = TO_EOF;
-    this.keepAlive = false;
+    if (line === '') return this.startBody();
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw protocolError(`header line ${JSON.stringify(line.slice(0, 100))}`);
+    // Bounds first, then one slice: cheaper than slice().trim().
+    let from = colon + 1;
+    let to = line.length;
+    while (from < to && isBlank(line.charCodeAt(from))) from++;
+    while (to > from && isBlank(line.charCodeAt(to - 1))) to--;
+    const name = line.slice(0, colon).toLowerCase();
+    const value = line.slice(from, to);
+    const h = this.headers;
+    const prev = h[name];
+    h[name] = typeof prev === 'string' ? `${prev}, ${value}` : value; // repeated: joined, as Node's http does
     return false;
   }
 
-  // The response is complete.
-  done(leftover) {
+  // After the headers: returns true if there is no body to read.
+  startBody() {
+    if (this.status < 200) {
+      this.resetResponse(); // an interim 1xx response: the real one follows
+      this.sawBytes = true;
+      return false;
+    }
+    const h = this.headers;
+    const connection = h.connection || '';
+    this.keepAlive = this.keepAlive ? !/close/i.test(connection) : /keep-alive/i.test(connection);
+    if (this.status === 204 || this.status === 304) return true;
+    const te = h['transfer-encoding'];
+    const cl = h['content-length'];
+    this.state = DATA;
+    if (te !== undefined && /(?:^|,)\s*chunked\s*$/i.test(te)) {
+      this.chunked = true;
+      this.state = CHUNK_SIZE;
+    } else if (te === undefined && cl !== undefined) {
+      if (!/^\d{1,15}$/.test(cl)) throw protocolError(`Content-Length ${JSON.stringify(cl.slice(0, 100))}`);
+      this.remaining = Number(cl);
+      return this.remaining === 0;
+    } else {
+      this.remaining = Infinity; // no framing: the body ends with the connection
+      this.keepAlive = false;
+    }
+    return false;
+  }
+
+  complete(leftover) {
     const parts = this.parts;
-    const body = parts === null ? this.body : parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    const body = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0] : Buffer.concat(parts);
     const res = { status: this.status, headers: this.headers, body };
-    const resolve = this.resolve;
     // Drop the connection if the server asked to, sent more than the
-    // response, or answered before reading all of the request (a 413 to a
-    // body too large): what follows on it would be out of step.
-    if (!this.keepAlive || leftover || this.socket.writableLength > 0) this.drop();
-    this.next();
-    resolve(res);
+    // response, or answered before taking all of the request (a 413 to a body
+    // too large): anything further on it would be out of step.
+    const socket = this.socket;
+    if (socket !== null && (!this.keepAlive || leftover || socket.writableLength > 0)) this.drop();
+    this.finish(res, null);
   }
 
-  fail(err) {
-    const reject = this.reject;
+  // The request is over: settle it, and move on to the next.
+  finish(res, err) {
+    const { resolve, reject } = this;
     this.next();
-    reject(err);
-  }
-
-  // The request is over: start the next waiting one, or go idle.
-  next() {
-    this.busy = false;
-    this.request = this.resolve = this.reject = null;
-    this.resetResponse();
-    const w = this.waiting.shift();
-    if (w !== undefined) this.start(w[0], w[1], w[2]);
-    else if (this.socket !== null) this.socket.unref(); // an idle connection never holds the process
+    if (err === null) resolve(res);
+    else reject(err);
   }
 
   // The connection ended (err null) or failed.
   onClosed(err) {
     this.drop();
-    if (!this.busy) return; // idle: the next request connects anew
-    if (err === null && this.state === TO_EOF) {
-      this.done(false);
+    if (!this.busy) return; // it was idle: the next request connects anew
+    if (err === null && this.state === DATA && this.remaining === Infinity) {
+      this.complete(false);
       return;
     }
-    // Closed by the peer before any byte of the answer (e.g. an idle
-    // connection the server dropped just as we reused it): the request was
-    // not served; send it once more on a new connection.
+    // Closed before any byte of the answer (say, an idle connection the
+    // server dropped as we reused it): the request was not served, so send
+    // it once more on a new connection.
     if (!this.sawBytes && !this.retried) {
       this.retried = true;
       this.write();
       return;
     }
     if (err === null) {
-      err = new Error(this.sawBytes
-        ? 'the Runtime API closed the connection in the middle of a response'
-        : 'the Runtime API closed the connection without answering');
+      err = new Error(`the Runtime API closed the connection ${this.sawBytes ? 'mid-response' : 'without answering'}`);
       err.code = 'ECONNRESET';
     }
-    this.fail(err);
+    this.finish(null, err);
   }
 }
 
 const connection = new RuntimeConnection();
 
-// Writes `body` (a string) after the head in a single buffer; Content-Length
-// counts its UTF-8 bytes.
+// Posts `body` (a string) as JSON; head and body go out in one buffer, and
+// Content-Length counts the body's UTF-8 bytes.
 function post(urlPath, body, errorType) {
-  // The path carries the request id the server gave us; refuse anything that
-  // would break the request line.
+  // The path holds a request id from the server: nothing may break the line.
   if (/[^\x21-\x7e]/.test(urlPath)) return Promise.reject(new Error(`bad Runtime API path ${JSON.stringify(urlPath)}`));
   const length = Buffer.byteLength(body);
   let head = `POST ${urlPath} HTTP/1.1\r\nHost: ${API}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n`;
@@ -380,7 +308,7 @@ function post(urlPath, body, errorType) {
   return connection.send(request);
 }
 
-// A header value keeps printable ASCII only (no CR/LF to split the request).
+// A header value keeps printable ASCII only (a CR or LF would end it early).
 function headerSafe(s) {
   return String(s).replace(/[^\t\x20-\x7e]/g, '') || 'Unknown';
 }
@@ -668,7 +596,7 @@ let inFlight = null;
 
 async function runLoop(handler) {
   for (;;) {
-    const res = await request('GET', NEXT_PATH, undefined, undefined);
+    const res = await connection.send(NEXT_REQUEST);
     if (res.status !== 200) throw new Error(`GET /next answered ${res.status}: ${res.body}`);
     const h = res.headers;
     const requestId = h['lambda-runtime-aws-request-id'];
@@ -680,7 +608,7 @@ async function runLoop(handler) {
     let failed;
     let value;
     try {
-      [failed, value] = await invoke(handler, JSON.parse(res.body), h, requestId);
+      [failed, value] = await invoke(handler, JSON.parse(res.body.toString('utf8')), h, requestId);
     } catch (e) {
       [failed, value] = [true, e]; // the event body was not JSON
     }

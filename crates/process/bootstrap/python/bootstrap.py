@@ -9,7 +9,6 @@ GET /next -> call the handler -> POST /response or /error.
 """
 
 import decimal
-import http.client
 import importlib
 import json
 import logging
@@ -28,34 +27,73 @@ THIS_FILE = __file__
 current_request_id = ""
 
 
+class ProtocolError(Exception):
+    """The Runtime API answered something that is not the HTTP/1.1 we read."""
+
+
+# A response's status line and headers may take this much; so may any one
+# line of a chunked body.
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class Response:
+    """What the loop reads of an answer (http.client's names)."""
+
+    __slots__ = ("status", "headers")
+
+    def __init__(self, status, headers):
+        self.status = status
+        self.headers = headers  # lower-case name -> value
+
+    def getheader(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+
 class RuntimeClient:
-    """One kept-alive HTTP/1.1 connection to the Runtime API."""
+    """A small HTTP/1.1 client on one kept-alive TCP connection to the Runtime
+    API. http.client costs a few hundred microseconds per call, more than
+    wisp's whole per-invocation budget; this costs a few tens. Each request
+    goes out in a single send; a response is framed by Content-Length,
+    chunked encoding, or the connection's end."""
 
     def __init__(self, address):
         host, _, port = address.rpartition(":")
-        self.host, self.port = host, int(port)
-        self.conn = None
+        self.host, self.port = host.strip("[]"), int(port)
+        self.host_header = address
+        self.sock = None
+        # Received bytes not consumed yet are buf[start:end]. A header block
+        # must fit in the buffer.
+        self.buf = bytearray(MAX_HEAD_BYTES)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0
+        self.got_bytes = False
+        self.next_request = f"GET {NEXT_PATH} HTTP/1.1\r\nHost: {address}\r\n\r\n".encode("latin-1")
 
     def call(self, method, path, body=None, headers=None):
-        """Returns (status, response, body bytes). Reconnects once if the kept
-        connection was dropped (the server may close idle connections)."""
+        """Returns (status, response, body); the body is bytes, or a bytearray
+        when it came in several reads. If the connection closes
+        before any byte of the answer (say, an idle connection the server
+        dropped as we reused it), the request was not served: it is sent once
+        more on a new connection."""
+        if method == "GET" and path == NEXT_PATH and body is None and not headers:
+            request = self.next_request
+        else:
+            request = self.encode(method, path, body, headers)
         for attempt in (0, 1):
+            self.got_bytes = False  # any byte of the answer yet?
             try:
-                if self.conn is None:
+                if self.sock is None:
                     # No timeout: GET /next blocks until there is an event.
-                    conn = http.client.HTTPConnection(self.host, self.port)
-                    conn.connect()
-                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    self.conn = conn
-                self.conn.request(method, path, body, headers or {})
-                resp = self.conn.getresponse()
-                return resp.status, resp, resp.read()
-            except (OSError, http.client.HTTPException):
-                if self.conn is not None:
-                    self.conn.close()
-                    self.conn = None
-                if attempt:
+                    self.sock = socket.create_connection((self.host, self.port))
+                    self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return self.exchange(request)
+            except OSError:
+                self.close()
+                if attempt or self.got_bytes:
                     raise
+            except BaseException:
+                self.close()
+                raise
 
     def post(self, path, payload, error_type=None):
         headers = {"Content-Type": "application/json"}
@@ -65,9 +103,173 @@ class RuntimeClient:
         # and we simply go on to the next event.
         return self.call("POST", path, payload.encode("utf-8"), headers)
 
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.start = self.end = 0
+
+    def encode(self, method, path, body, headers):
+        # The path holds a request id from the server: nothing may break the line.
+        if not path.isascii() or not path.isprintable() or " " in path:
+            raise ProtocolError(f"bad Runtime API path {path!r}")
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}"]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        if body is not None or method == "POST":
+            lines.append(f"Content-Length: {len(body or b'')}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head + body if body else head
+
+    def exchange(self, request):
+        self.start = self.end = 0
+        try:
+            self.sock.sendall(request)
+        except OSError as send_error:
+            # The server may have answered early and closed, not reading all
+            # of a body too large (a 413): the answer can still be here.
+            try:
+                response = self.read_response()
+            except OSError:
+                if self.got_bytes:
+                    raise
+                raise send_error from None
+            self.close()
+            return response
+        response = self.read_response()
+        if self.start != self.end:
+            self.close()  # bytes past the response: the stream is out of step
+        return response
+
+    def fill(self):
+        """Reads more bytes into the buffer (moving what is left to its start
+        when it is full)."""
+        if self.end == len(self.buf):
+            if self.start == 0:
+                raise ProtocolError(f"response headers (or a line) over {MAX_HEAD_BYTES} bytes")
+            left = self.end - self.start
+            self.buf[:left] = self.buf[self.start:self.end]
+            self.start, self.end = 0, left
+        n = self.sock.recv_into(self.view[self.end:])
+        if n == 0:
+            state = "mid-response" if self.got_bytes else "without answering"
+            raise ConnectionResetError(f"the Runtime API closed the connection {state}")
+        self.got_bytes = True
+        self.end += n
+
+    def read_line(self):
+        """The next line of a chunked body, without its CRLF."""
+        while True:
+            lf = self.buf.find(b"\n", self.start, self.end)
+            if lf >= 0:
+                line = bytes(self.view[self.start:lf]).rstrip(b"\r")
+                self.start = lf + 1
+                return line
+            self.fill()
+
+    def read_bytes(self, n, out):
+        """Appends the next n bytes to the bytearray out."""
+        while n:
+            if self.start == self.end:
+                self.start = self.end = 0
+                self.fill()
+            take = min(n, self.end - self.start)
+            out += self.view[self.start:self.start + take]
+            self.start += take
+            n -= take
+
+    def read_response(self):
+        while True:
+            while True:
+                k = self.buf.find(b"\r\n\r\n", self.start, self.end)
+                if k >= 0:
+                    break
+                self.fill()
+            lines = str(self.view[self.start:k], "latin-1").split("\r\n")
+            self.start = k + 4
+            version, _, rest = lines[0].partition(" ")
+            code = rest[:3]
+            if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or rest[3:4] not in ("", " "):
+                raise ProtocolError(f"bad status line {lines[0][:100]!r}")
+            status = int(code)
+            if status >= 200:
+                break
+            # An interim 1xx answer: the real one follows.
+        headers = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            name = name.strip().lower()
+            if not colon or not name:
+                raise ProtocolError(f"bad header line {line[:100]!r}")
+            value = value.strip()
+            # Repeated fields are joined, as http.client's getheader does.
+            headers[name] = headers[name] + ", " + value if name in headers else value
+        connection = headers.get("connection", "").lower()
+        keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        te = headers.get("transfer-encoding")
+        length = headers.get("content-length")
+        if status in (204, 304):
+            body = b""
+        elif te is not None and te.lower().rsplit(",", 1)[-1].strip() == "chunked":
+            body = self.read_chunked()
+        elif te is None and length is not None:
+            if not length.isdigit() or not length.isascii():
+                raise ProtocolError(f"bad Content-Length {length[:100]!r}")
+            body = self.read_length(int(length))
+        else:
+            body = self.read_to_eof()  # no framing: the body ends with the connection
+            keep_alive = False
+        if not keep_alive:
+            self.close()
+        return status, Response(status, headers), body
+
+    def read_length(self, n):
+        if self.end - self.start >= n:
+            # The usual case: the whole body came with the headers.
+            body = bytes(self.view[self.start:self.start + n])
+            self.start += n
+            return body
+        # Receive the rest straight into the body (a bytearray: no more copies).
+        body = bytearray(n)
+        have = self.end - self.start
+        body[:have] = self.view[self.start:self.end]
+        self.start = self.end = 0
+        view = memoryview(body)
+        while have < n:
+            got = self.sock.recv_into(view[have:])
+            if got == 0:
+                raise ConnectionResetError("the Runtime API closed the connection mid-response")
+            have += got
+        return body
+
+    def read_chunked(self):
+        body = bytearray()
+        while True:
+            size = self.read_line().split(b";", 1)[0].strip()  # chunk extensions are ignored
+            if not size or size.strip(b"0123456789abcdefABCDEF"):
+                raise ProtocolError(f"bad chunk size {size[:100]!r}")
+            n = int(size, 16)
+            if n == 0:
+                break
+            self.read_bytes(n, body)
+            if self.read_line():
+                raise ProtocolError("chunk longer than its size")
+        while self.read_line():
+            pass  # trailer fields are ignored
+        return body
+
+    def read_to_eof(self):
+        body = bytearray(self.view[self.start:self.end])
+        self.start = self.end = 0
+        while True:
+            n = self.sock.recv_into(self.view)
+            if n == 0:
+                return body
+            body += self.view[:n]
+
 
 def header_safe(value):
-    """http.client refuses header values with control or non-latin1 characters."""
+    """A header value keeps printable ASCII only (a CR or LF would end it early)."""
     cleaned = "".join(c for c in str(value) if " " <= c <= "~")
     return cleaned or "Unknown"
 
@@ -285,7 +487,7 @@ def invoke(client, handler):
     global current_request_id
     status, resp, body = client.call("GET", NEXT_PATH)
     if status != 200:
-        raise RuntimeError(f"GET /next answered {status}: {body[:200]!r}")
+        raise RuntimeError(f"GET /next answered {status}: {bytes(body[:200])!r}")
     request_id = resp.getheader("Lambda-Runtime-Aws-Request-Id")
     current_request_id = request_id
     trace_id = resp.getheader("Lambda-Runtime-Trace-Id")
@@ -341,7 +543,7 @@ def main():
     try:
         while True:
             invoke(client, handler)
-    except (OSError, http.client.HTTPException, RuntimeError) as e:
+    except (OSError, ProtocolError, RuntimeError) as e:
         # The Runtime API failed us (connection refused or reset, bad status).
         sys.stderr.write(f"wisp bootstrap: runtime API error: {e}\n")
         sys.exit(2)
