@@ -53,7 +53,8 @@ start_wisp "$DATA"
 "$WISP" deploy "$APP" --data-dir "$DATA" >/dev/null 2>&1
 
 SERVE_PORT=$(free_port)
-"$WASMTIME" serve --addr "127.0.0.1:$SERVE_PORT" "$HELLO" >/dev/null 2>&1 &
+# The component imports wasi:cli (stdio, environment), which `serve` links only with -S cli.
+"$WASMTIME" serve -S cli=y --addr "127.0.0.1:$SERVE_PORT" "$HELLO" >/dev/null 2>&1 &
 PIDS+=($!)
 HYPER_PORT=$(free_port)
 "$ROOT/target/release/examples/bare-hyper" "127.0.0.1:$HYPER_PORT" >/dev/null &

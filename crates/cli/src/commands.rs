@@ -405,6 +405,7 @@ async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
                     r["error_type"].as_str().unwrap_or(""),
                     r["error_message"].as_str().unwrap_or("")
                 ),
+                _ if r["status"].is_null() => println!("  outcome:     success"),
                 _ => println!("  outcome:     success (status {})", r["status"]),
             }
         }
