@@ -18,7 +18,7 @@ use wisp_core::clock::Clock;
 use wisp_core::limits::MAX_API_BODY_BYTES;
 use wisp_core::route::RouteTable;
 use wisp_core::runtime::{Body, BoxError};
-use wisp_dispatch::Dispatcher;
+use wisp_dispatch::{AsyncQueue, Dispatcher};
 
 pub use error::ApiError;
 pub use sigv4::Credentials;
@@ -27,6 +27,7 @@ pub use wisp_api::reload_routes;
 /// What the API handlers share.
 pub struct ApiState {
     pub dispatcher: Arc<Dispatcher>,
+    pub queue: Arc<AsyncQueue>,
     pub credentials: Credentials,
     pub account_id: String,
     pub gateway_url: String,
@@ -125,6 +126,17 @@ impl Api {
                 put(lambda::put_latest_provisioned),
             )
             .route("/wisp/v1/code/{sha}", get(wisp_api::code))
+            .route("/wisp/v1/async", get(wisp_api::async_queues))
+            .route(
+                "/wisp/v1/functions/{name}/async",
+                get(wisp_api::function_async),
+            )
+            .route(
+                "/wisp/v1/functions/{name}/idempotency",
+                put(wisp_api::put_idempotency)
+                    .get(wisp_api::get_idempotency)
+                    .delete(wisp_api::delete_idempotency),
+            )
             .fallback(|| async {
                 ApiError::new(
                     StatusCode::NOT_FOUND,

@@ -9,9 +9,10 @@ use axum::Json;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use wisp_core::idempotency::{IdempotencyConfig, JsonPath};
 use wisp_core::limits::MAX_LIST_ITEMS;
 use wisp_core::route::{Route, RouteTable};
-use wisp_store::LogQuery;
+use wisp_store::{setting_kinds, LogQuery, Setting};
 
 use crate::error::{ApiError, ApiResult};
 use crate::ApiState;
@@ -147,4 +148,103 @@ pub(crate) async fn code(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(([(http::header::CONTENT_TYPE, "application/zip")], bytes).into_response())
+}
+
+/// Every function's async queue: depth, oldest event, counters.
+pub(crate) async fn async_queues(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let queues = state.queue.stats(None).await?;
+    Ok(Json(json!({ "queues": queues })))
+}
+
+/// One function's async queue, with its latest given-up events.
+pub(crate) async fn function_async(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Value>> {
+    crate::lambda::require_function(&state, &name).await?;
+    let queue = state.queue.stats(Some(&name)).await?;
+    let limit = q.limit.unwrap_or(20).clamp(1, MAX_LIST_ITEMS);
+    let failed: Vec<Value> = state
+        .dispatcher
+        .store()
+        .list_failed_events(&name, limit)
+        .await?
+        .into_iter()
+        .map(|f| {
+            json!({
+                "request_id": f.request_id,
+                "failed_ms": f.failed_ms,
+                "record": serde_json::from_str::<Value>(&f.record).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "queue": queue.into_iter().next(),
+        "failed_events": failed,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdempotencyBody {
+    /// A JSONPath into the payload; none: only the header gives keys.
+    key: Option<String>,
+    ttl_secs: Option<u64>,
+}
+
+pub(crate) async fn put_idempotency(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let b: IdempotencyBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("bad idempotency settings: {e}")))?;
+    if let Some(k) = &b.key {
+        JsonPath::parse(k).map_err(ApiError::invalid)?;
+    }
+    let ttl = b
+        .ttl_secs
+        .unwrap_or(IdempotencyConfig::default().ttl.as_secs());
+    IdempotencyConfig::check_ttl(std::time::Duration::from_secs(ttl)).map_err(ApiError::invalid)?;
+    crate::lambda::require_function(&state, &name).await?;
+    let value = json!({ "key": b.key, "ttl_secs": ttl });
+    state
+        .dispatcher
+        .store()
+        .put_setting(Setting {
+            function: name.clone(),
+            qualifier: String::new(),
+            kind: setting_kinds::IDEMPOTENCY.into(),
+            value: value.clone(),
+        })
+        .await?;
+    state.dispatcher.forget(&name);
+    Ok(Json(value))
+}
+
+pub(crate) async fn get_idempotency(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    crate::lambda::require_function(&state, &name).await?;
+    let c = state.dispatcher.idempotency(&name).await?;
+    Ok(Json(json!({
+        "key": c.key_path.as_ref().map(|p| p.as_str().to_string()),
+        "ttl_secs": c.ttl.as_secs(),
+    })))
+}
+
+pub(crate) async fn delete_idempotency(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> ApiResult<http::StatusCode> {
+    crate::lambda::require_function(&state, &name).await?;
+    state
+        .dispatcher
+        .store()
+        .delete_setting(&name, setting_kinds::IDEMPOTENCY, "")
+        .await?;
+    state.dispatcher.forget(&name);
+    Ok(http::StatusCode::NO_CONTENT)
 }

@@ -32,8 +32,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             payload,
             qualifier,
             is_async,
+            idempotency_key,
             log,
-        } => invoke(&client()?, &name, payload, qualifier, is_async, log).await,
+        } => {
+            let options = InvokeOptions {
+                qualifier,
+                is_async,
+                idempotency_key,
+                log,
+            };
+            invoke(&client()?, &name, payload, options).await
+        }
         Command::Logs {
             name,
             follow,
@@ -74,6 +83,8 @@ async fn start_server(data_dir: &Path, listen: &Listen) -> anyhow::Result<Runnin
         keep_warm: listen.keep_warm,
         region: listen.region.clone(),
         concurrency: listen.concurrency,
+        async_backoff: listen.async_backoff,
+        async_in_flight: listen.async_in_flight,
     })
     .await?;
     println!("gateway listening on {}", running.gateway_url());
@@ -152,14 +163,25 @@ async fn print_routes(
     Ok(())
 }
 
+struct InvokeOptions {
+    qualifier: Option<String>,
+    is_async: bool,
+    idempotency_key: Option<String>,
+    log: bool,
+}
+
 async fn invoke(
     client: &Client,
     name: &str,
     payload: Option<String>,
-    qualifier: Option<String>,
-    is_async: bool,
-    log: bool,
+    options: InvokeOptions,
 ) -> anyhow::Result<()> {
+    let InvokeOptions {
+        qualifier,
+        is_async,
+        idempotency_key,
+        log,
+    } = options;
     let payload = match payload {
         Some(p) if p.starts_with('@') => {
             std::fs::read(&p[1..]).with_context(|| format!("cannot read {}", &p[1..]))?
@@ -174,17 +196,15 @@ async fn invoke(
     }
     let invocation_type = if is_async { "Event" } else { "RequestResponse" };
     let log_type = if log { "Tail" } else { "None" };
-    let reply = client
-        .send(
-            "POST",
-            &path,
-            payload,
-            &[
-                ("x-amz-invocation-type", invocation_type),
-                ("x-amz-log-type", log_type),
-            ],
-        )
-        .await?;
+    let mut headers = vec![
+        ("x-amz-invocation-type", invocation_type),
+        ("x-amz-log-type", log_type),
+    ];
+    if let Some(k) = &idempotency_key {
+        headers.push((wisp_core::idempotency::HEADER, k));
+    }
+    let reply = client.send("POST", &path, payload, &headers).await?;
+    let replayed = reply.headers.contains_key("x-wisp-idempotent-replay");
     if reply.status >= 300 {
         let body = reply.json().unwrap_or(json!({}));
         let kind = reply
@@ -203,9 +223,16 @@ async fn invoke(
         .get("x-amzn-requestid")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if is_async && replayed {
+        println!("already accepted with this idempotency key (request id {request_id})");
+        return Ok(());
+    }
     if is_async {
         println!("accepted (request id {request_id})");
         return Ok(());
+    }
+    if replayed {
+        eprintln!("(replayed: the result of request {request_id}, the first call with this idempotency key)");
     }
     if let Some(tail) = reply
         .headers
@@ -411,5 +438,39 @@ async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
         }
         None => println!("latest invocation: none yet"),
     }
+    let a = client
+        .call(
+            "GET",
+            &format!("/wisp/v1/functions/{}/async", segment(name)),
+            None,
+        )
+        .await?
+        .json()?;
+    let q = &a["queue"];
+    let n = |k: &str| q[k].as_u64().unwrap_or(0);
+    println!("async queue:");
+    println!(
+        "  depth:       {} event(s){}",
+        n("depth"),
+        match q["oldest_age_ms"].as_i64() {
+            Some(ms) => format!(", oldest {:.1} s old", ms as f64 / 1000.0),
+            None => String::new(),
+        }
+    );
+    println!(
+        "  since start: {} accepted, {} duplicate(s), {} succeeded, {} retried, {} throttled",
+        n("accepted"),
+        n("duplicates"),
+        n("succeeded"),
+        n("retries"),
+        n("throttles")
+    );
+    println!(
+        "  delivered:   {} to on-success, {} to on-failure; {} given up and kept ({} stored)",
+        n("to_on_success"),
+        n("to_on_failure"),
+        n("kept_failed"),
+        n("failed")
+    );
     Ok(())
 }

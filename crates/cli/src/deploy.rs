@@ -211,6 +211,53 @@ async fn apply_concurrency(
     Ok(())
 }
 
+/// Makes the server's async settings and idempotency config of `$LATEST`
+/// what the manifest says (absent keys remove them).
+async fn apply_async(client: &Client, path: &str, f: &ManifestFunction) -> anyhow::Result<()> {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let config = format!("/2019-09-25/functions/{name}/event-invoke-config");
+    match &f.async_policy {
+        Some(a) => {
+            let dest = |d: &Option<wisp_core::async_invoke::Destination>| match d {
+                Some(d) => json!({ "Destination": d.arn("us-east-1") }),
+                None => json!({}),
+            };
+            let mut body = json!({
+                "DestinationConfig": { "OnSuccess": dest(&a.on_success), "OnFailure": dest(&a.on_failure) },
+            });
+            if let Some(n) = a.max_retries {
+                body["MaximumRetryAttempts"] = n.into();
+            }
+            if let Some(n) = a.max_event_age_secs {
+                body["MaximumEventAgeInSeconds"] = n.into();
+            }
+            client.call("PUT", &config, Some(&body)).await.map(|_| ())
+        }
+        None => match client.call("DELETE", &config, None).await {
+            Err(e) if e.downcast_ref::<ApiFailure>().is_some_and(|f| f.status == 404) => Ok(()),
+            other => other.map(|_| ()),
+        },
+    }
+    .with_context(|| format!("while setting the async config of `{}`", f.name))?;
+    let idempotency = format!("/wisp/v1/functions/{name}/idempotency");
+    match &f.idempotency {
+        Some(i) => client
+            .call(
+                "PUT",
+                &idempotency,
+                Some(&json!({
+                    "key": i.key_path.as_ref().map(|p| p.as_str()),
+                    "ttl_secs": i.ttl.as_secs(),
+                })),
+            )
+            .await
+            .map(|_| ()),
+        None => client.call("DELETE", &idempotency, None).await.map(|_| ()),
+    }
+    .with_context(|| format!("while setting the idempotency of `{}`", f.name))?;
+    Ok(())
+}
+
 /// Deploys every function and route of the manifest in `dir`.
 pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
     let manifest = load_manifest(dir)?;
@@ -269,6 +316,7 @@ pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
                 .with_context(|| format!("while creating `{}`", f.name))?;
         }
         apply_concurrency(client, &path, f).await?;
+        apply_async(client, &path, f).await?;
         eprintln!(
             "  ✓ {} ready in {:.1}s",
             f.name,

@@ -45,6 +45,13 @@ struct Listen {
     /// AWS region reported to functions (AWS_REGION) and in ARNs.
     #[arg(long, env = "WISP_REGION", default_value = "us-east-1")]
     region: String,
+    /// First wait before an async event is retried; each retry waits a
+    /// random time up to twice the last ceiling (full jitter), at most 5m.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    async_backoff: std::time::Duration,
+    /// Most async deliveries running at once, over all functions.
+    #[arg(long, default_value_t = 64)]
+    async_in_flight: usize,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -82,6 +89,10 @@ enum Command {
         /// Queue the invocation and return at once (InvocationType=Event).
         #[arg(long = "async")]
         is_async: bool,
+        /// Run the function once per key: a repeat gets the first result
+        /// (or, with --async, queues nothing new).
+        #[arg(long)]
+        idempotency_key: Option<String>,
         /// Also print the invocation's log tail.
         #[arg(long)]
         log: bool,

@@ -21,3 +21,19 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+/// Where wisp draws randomness for retry jitter, so tests can fix it.
+pub trait Rng: Send + Sync + 'static {
+    /// A number in `[0, 1)`.
+    fn unit(&self) -> f64;
+}
+
+/// The thread-local generator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ThreadRng;
+
+impl Rng for ThreadRng {
+    fn unit(&self) -> f64 {
+        rand::random::<f64>()
+    }
+}

@@ -2,11 +2,13 @@
 //! routes, limits and the `Runtime` seam. Nothing here does I/O.
 
 pub mod apigw;
+pub mod async_invoke;
 pub mod clock;
 pub mod codezip;
 pub mod duration;
 pub mod error;
 pub mod function;
+pub mod idempotency;
 pub mod limits;
 pub mod logbuf;
 pub mod manifest;

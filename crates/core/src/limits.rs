@@ -71,3 +71,12 @@ pub const MAX_SIGNATURE_SKEW_SECS: i64 = 15 * 60;
 /// Most records or log lines buffered for the store writer before
 /// completions wait for it.
 pub const RECORD_QUEUE_DEPTH: usize = 16 * 1024;
+
+/// Lambda's bounds of MaximumRetryAttempts and MaximumEventAgeInSeconds.
+pub const MAX_ASYNC_RETRIES: u32 = 2;
+pub const MIN_EVENT_AGE_SECS: u64 = 60;
+pub const MAX_EVENT_AGE_SECS: u64 = 21_600;
+/// The longest an idempotency key is remembered.
+pub const MAX_IDEMPOTENCY_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Idempotency keys longer than this are refused.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;

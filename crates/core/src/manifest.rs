@@ -8,7 +8,9 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::async_invoke::Destination;
 use crate::function::{validate_name, FunctionConfig, RuntimeKind};
+use crate::idempotency::{IdempotencyConfig, JsonPath};
 use crate::limits;
 use crate::route::{CachePolicy, PayloadFormat, RateKey, RateLimit, Route, RouteTable};
 
@@ -63,6 +65,19 @@ pub struct ManifestFunction {
     pub reserved_concurrency: Option<u32>,
     /// Workers (or prepared instances) kept ready. `None`: none.
     pub provisioned_concurrency: Option<u32>,
+    /// Async invocation settings (`async = {...}`); `None`: Lambda's defaults.
+    pub async_policy: Option<ManifestAsync>,
+    /// `idempotency_key` / `idempotency_ttl`; `None`: only the header.
+    pub idempotency: Option<IdempotencyConfig>,
+}
+
+/// `async = { max_retries, max_event_age, on_success, on_failure }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ManifestAsync {
+    pub max_retries: Option<u32>,
+    pub max_event_age_secs: Option<u64>,
+    pub on_success: Option<Destination>,
+    pub on_failure: Option<Destination>,
 }
 
 /// A validated manifest.
@@ -106,6 +121,19 @@ struct RawFunction {
     instance_reuse: Option<Spanned<u32>>,
     reserved_concurrency: Option<Spanned<u32>>,
     provisioned_concurrency: Option<Spanned<u32>>,
+    #[serde(rename = "async")]
+    async_policy: Option<Spanned<RawAsync>>,
+    idempotency_key: Option<Spanned<String>>,
+    idempotency_ttl: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAsync {
+    max_retries: Option<u32>,
+    max_event_age: Option<String>,
+    on_success: Option<String>,
+    on_failure: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -452,6 +480,33 @@ fn function(
             ));
         }
     }
+    let async_policy = match &f.async_policy {
+        Some(a) => Some(async_policy(a.get_ref()).map_err(|m| {
+            locate(
+                a.span(),
+                m,
+                Some("for example `async = { max_retries = 1, max_event_age = \"1h\", on_failure = \"failed\" }`".into()),
+            )
+        })?),
+        None => None,
+    };
+    let idempotency = match (&f.idempotency_key, &f.idempotency_ttl) {
+        (None, None) => None,
+        (key, ttl) => {
+            let mut config = IdempotencyConfig::default();
+            if let Some(k) = key {
+                config.key_path =
+                    Some(JsonPath::parse(k.get_ref()).map_err(|m| locate(k.span(), m, None))?);
+            }
+            if let Some(t) = ttl {
+                let d = crate::duration::parse(t.get_ref())
+                    .and_then(|d| IdempotencyConfig::check_ttl(d).map(|_| d))
+                    .map_err(|m| locate(t.span(), m, None))?;
+                config.ttl = d;
+            }
+            Some(config)
+        }
+    };
     Ok(ManifestFunction {
         name: name.to_string(),
         config,
@@ -459,6 +514,39 @@ fn function(
         component,
         reserved_concurrency: reserved,
         provisioned_concurrency: f.provisioned_concurrency.map(Spanned::into_inner),
+        async_policy,
+        idempotency,
+    })
+}
+
+fn async_policy(raw: &RawAsync) -> Result<ManifestAsync, String> {
+    if let Some(n) = raw.max_retries {
+        if n > limits::MAX_ASYNC_RETRIES {
+            return Err(format!(
+                "max_retries = {n} is out of range; use 0 to {}",
+                limits::MAX_ASYNC_RETRIES
+            ));
+        }
+    }
+    let max_event_age_secs = match &raw.max_event_age {
+        Some(t) => {
+            let d = crate::duration::parse(t)?;
+            let range = limits::MIN_EVENT_AGE_SECS..=limits::MAX_EVENT_AGE_SECS;
+            if !range.contains(&d.as_secs()) || d.subsec_nanos() != 0 {
+                return Err(format!(
+                    "max_event_age `{t}` is out of range; use 1m to 6h in whole seconds"
+                ));
+            }
+            Some(d.as_secs())
+        }
+        None => None,
+    };
+    let destination = |d: &Option<String>| d.as_deref().map(Destination::parse).transpose();
+    Ok(ManifestAsync {
+        max_retries: raw.max_retries,
+        max_event_age_secs,
+        on_success: destination(&raw.on_success)?,
+        on_failure: destination(&raw.on_failure)?,
     })
 }
 
@@ -561,7 +649,7 @@ function = "basket"
     fn unknown_key_points_at_it_with_a_suggestion() {
         let text = GOOD.replace("memory_mb = 64", "memroy_mb = 64");
         expect![[r#"
-            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`
+            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`, `async`, `idempotency_key`, `idempotency_ttl`
               --> wisp.toml:8:1
               |
             8 | memroy_mb = 64
@@ -587,6 +675,49 @@ function = "basket"
         assert!(err(&text).contains("must start with `/`"));
         let text = GOOD.replace("memory_mb = 64", "memory_mb = 99999");
         assert!(err(&text).contains("out of range"));
+    }
+
+    #[test]
+    fn async_and_idempotency_settings() {
+        let text = GOOD.replace(
+            "memory_mb = 64",
+            "memory_mb = 64\nasync = { max_retries = 1, max_event_age = \"1h\", on_failure = \"audit:live\" }\nidempotency_key = \"$.order.id\"\nidempotency_ttl = \"10m\"",
+        );
+        let f = &parse("wisp.toml", &text).unwrap().functions[0];
+        let a = f.async_policy.as_ref().unwrap();
+        assert_eq!(a.max_retries, Some(1));
+        assert_eq!(a.max_event_age_secs, Some(3600));
+        assert_eq!(a.on_success, None);
+        assert_eq!(a.on_failure.as_ref().unwrap().function, "audit");
+        let i = f.idempotency.as_ref().unwrap();
+        assert_eq!(i.key_path.as_ref().unwrap().as_str(), "$.order.id");
+        assert_eq!(i.ttl.as_secs(), 600);
+
+        let bad = |from: &str, to: &str| err(&GOOD.replace(from, to));
+        let e = bad("memory_mb = 64", "async = { max_retries = 3 }");
+        assert!(
+            e.contains("max_retries = 3 is out of range") && e.contains("wisp.toml:8:9"),
+            "{e}"
+        );
+        let e = bad("memory_mb = 64", "async = { max_event_age = \"10s\" }");
+        assert!(e.contains("use 1m to 6h"), "{e}");
+        let e = bad(
+            "memory_mb = 64",
+            "async = { on_failure = \"queue:failed\" }",
+        );
+        assert!(
+            e.contains("queue destinations are not available yet"),
+            "{e}"
+        );
+        let e = bad("memory_mb = 64", "async = { max_retry = 1 }");
+        assert!(e.contains("did you mean `max_retries`?"), "{e}");
+        let e = bad("memory_mb = 64", "idempotency_key = \"order.id\"");
+        assert!(
+            e.contains("must start with `$`") && e.contains("wisp.toml:8:19"),
+            "{e}"
+        );
+        let e = bad("memory_mb = 64", "idempotency_ttl = \"0s\"");
+        assert!(e.contains("idempotency TTL"), "{e}");
     }
 
     #[test]

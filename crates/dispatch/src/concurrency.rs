@@ -143,6 +143,18 @@ impl Concurrency {
         })
     }
 
+    /// How many more invocations of `function` would be admitted now.
+    pub fn headroom(&self, function: &str) -> usize {
+        let Ok(s) = self.state.lock() else { return 0 };
+        match s.reserved.get(function) {
+            Some(&limit) => limit.saturating_sub(s.in_flight.get(function).copied().unwrap_or(0)),
+            None => self
+                .limit
+                .saturating_sub(s.reserved_total)
+                .saturating_sub(s.unreserved_in_flight),
+        }
+    }
+
     /// Invocations of `function` running now.
     pub fn in_flight(&self, function: &str) -> usize {
         self.state
@@ -179,7 +191,10 @@ mod tests {
             .map(|i| c.admit(&format!("g{i}")).unwrap())
             .collect();
         assert_eq!(c.admit("h").unwrap_err(), Throttle::Account);
+        assert_eq!(c.headroom("h"), 0);
+        assert_eq!(c.headroom("f"), 0);
         drop(others);
+        assert_eq!(c.headroom("h"), 18);
         assert!(c.admit("h").is_ok());
     }
 

@@ -6,6 +6,8 @@
 //! record and logs of every invocation through the batching recorder.
 
 mod concurrency;
+mod idempotent;
+mod queue;
 mod recorder;
 
 use std::collections::HashMap;
@@ -23,6 +25,10 @@ use wisp_core::{
 use wisp_store::{setting_kinds, Store, StoreError};
 
 pub use concurrency::{Concurrency, Permit, Throttle};
+pub use idempotent::{config_from_setting, StoredResponse};
+pub use queue::{
+    AcceptError, Accepted, AsyncQueue, AsyncRequest, Counters, FunctionQueue, QueueOptions,
+};
 pub use recorder::Recorder;
 
 /// Why a function could not be found or loaded.
@@ -65,6 +71,9 @@ pub struct Dispatcher {
     recorder: Recorder,
     clock: Arc<dyn Clock>,
     concurrency: Arc<Concurrency>,
+    /// Idempotency settings by function; cleared by `forget`.
+    idempotency: Mutex<HashMap<String, Arc<wisp_core::idempotency::IdempotencyConfig>>>,
+    waiters: idempotent::Waiters,
 }
 
 /// The result of one dispatched invocation.
@@ -74,6 +83,9 @@ pub struct Dispatched {
     pub response: Result<http::Response<Body>, InvokeError>,
     /// Resolves with the record once the invocation has finished.
     pub record: tokio::sync::oneshot::Receiver<InvocationRecord>,
+    /// A stored result of an earlier call with the same idempotency key;
+    /// `request_id` is that call's.
+    pub replayed: bool,
 }
 
 impl Dispatcher {
@@ -92,6 +104,8 @@ impl Dispatcher {
             recorder,
             clock,
             concurrency,
+            idempotency: Mutex::new(HashMap::new()),
+            waiters: idempotent::Waiters::default(),
         }
     }
 
@@ -356,6 +370,9 @@ impl Dispatcher {
         if let Ok(mut resolved) = self.resolved.lock() {
             resolved.retain(|(f, _), _| f != function);
         }
+        if let Ok(mut idempotency) = self.idempotency.lock() {
+            idempotency.remove(function);
+        }
     }
 
     /// Invokes `version` with an HTTP request; `trigger` names the source
@@ -414,6 +431,7 @@ impl Dispatcher {
                     version: version.version.clone(),
                     response: Err(InvokeError::caller(throttle.reason(), "Rate Exceeded.")),
                     record: record_rx,
+                    replayed: false,
                 };
             }
         };
@@ -432,6 +450,7 @@ impl Dispatcher {
                     version: version.version.clone(),
                     response: Err(error),
                     record: record_rx,
+                    replayed: false,
                 };
             }
         };
@@ -464,6 +483,7 @@ impl Dispatcher {
             version: version.version.clone(),
             response: invoked.response,
             record: record_rx,
+            replayed: false,
         }
     }
 }

@@ -15,11 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use wisp_core::apigw;
+use wisp_core::idempotency::{self, IdempotencyConfig};
 use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use wisp_core::route::{PayloadFormat, Route, RouteMatch, RouteTable};
 use wisp_core::runtime::{collect_limited, full_body, Body, BoxError};
 use wisp_core::{ErrorKind, FunctionVersion, InvokeError, RuntimeKind, ACCOUNT_ID};
-use wisp_dispatch::{Dispatcher, ResolveError};
+use wisp_dispatch::{Dispatched, Dispatcher, ResolveError};
 
 mod traffic;
 
@@ -207,8 +208,21 @@ impl Gateway {
             }
         };
 
+        let idempotency = match self.dispatcher.idempotency(&version.function).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "store failure while routing");
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                    None,
+                );
+            }
+        };
         if RuntimeKind::of(&version.config.runtime) == Some(RuntimeKind::Process) {
-            return self.proxy(route, &params, &version, request, remote).await;
+            return self
+                .proxy(route, &params, &version, &idempotency, request, remote)
+                .await;
         }
 
         let (mut parts, body) = request.into_parts();
@@ -229,12 +243,33 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
             headers.append("x-forwarded-for", v);
         }
-        let body: Body = Limited::new(body, MAX_GATEWAY_BODY_BYTES)
-            .map_err(|e| -> BoxError { e })
-            .boxed_unsync();
+        let header_key = idempotency_header(&parts.headers);
+        let (body, key): (Body, _) = if idempotency.key_path.is_some() && header_key.is_none() {
+            // The key is in the body: read it first.
+            let bytes = match read_body(body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let key = idempotency.key(None, &bytes);
+            (full_body(bytes), key)
+        } else {
+            let body = Limited::new(body, MAX_GATEWAY_BODY_BYTES)
+                .map_err(|e| -> BoxError { e })
+                .boxed_unsync();
+            (body, idempotency.key(header_key.as_deref(), b""))
+        };
+        let key = match key {
+            Ok(k) => k,
+            Err(m) => return error_response(StatusCode::BAD_REQUEST, &m, None),
+        };
         let dispatched = self
-            .dispatcher
-            .invoke(&version, Request::from_parts(parts, body), "gateway")
+            .dispatch(
+                &version,
+                Request::from_parts(parts, body),
+                key.as_deref(),
+                &idempotency,
+                wisp_core::new_request_id(),
+            )
             .await;
         let request_id = dispatched.request_id;
         match dispatched.response {
@@ -242,9 +277,37 @@ impl Gateway {
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert("x-wisp-request-id", v);
                 }
+                if dispatched.replayed {
+                    response
+                        .headers_mut()
+                        .insert(REPLAY_HEADER, HeaderValue::from_static("true"));
+                }
                 response
             }
             Err(error) => failure_response(&error, &request_id),
+        }
+    }
+
+    /// Invokes once per idempotency key when there is one.
+    async fn dispatch(
+        &self,
+        version: &FunctionVersion,
+        request: Request<Body>,
+        key: Option<&str>,
+        idempotency: &IdempotencyConfig,
+        request_id: String,
+    ) -> Dispatched {
+        match key {
+            Some(k) => {
+                self.dispatcher
+                    .invoke_once(version, request, "gateway", k, idempotency.ttl, request_id)
+                    .await
+            }
+            None => {
+                self.dispatcher
+                    .invoke_with_id(version, request, "gateway", request_id)
+                    .await
+            }
         }
     }
 
@@ -256,6 +319,7 @@ impl Gateway {
         route: &Route,
         params: &BTreeMap<String, String>,
         version: &FunctionVersion,
+        idempotency: &IdempotencyConfig,
         request: Request<B>,
         remote: SocketAddr,
     ) -> Response<Body>
@@ -264,22 +328,13 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
-        let body = match Limited::new(body, MAX_GATEWAY_BODY_BYTES).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Request Entity Too Large",
-                    None,
-                )
-            }
-            Err(e) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    &format!("could not read the request body: {e}"),
-                    None,
-                )
-            }
+        let body = match read_body(body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let key = match idempotency.key(idempotency_header(&parts.headers).as_deref(), &body) {
+            Ok(k) => k,
+            Err(m) => return error_response(StatusCode::BAD_REQUEST, &m, None),
         };
         let request_id = wisp_core::new_request_id();
         let host = parts
@@ -316,9 +371,16 @@ impl Gateway {
             .body(full_body(event.to_string()))
             .expect("a static request is valid");
         let dispatched = self
-            .dispatcher
-            .invoke_with_id(version, invoke, "gateway", request_id.clone())
+            .dispatch(
+                version,
+                invoke,
+                key.as_deref(),
+                idempotency,
+                request_id.clone(),
+            )
             .await;
+        let request_id = dispatched.request_id.clone();
+        let replayed = dispatched.replayed;
         let response = match dispatched.response {
             Ok(r) => r,
             Err(error) => return failure_response(&error, &request_id),
@@ -355,6 +417,9 @@ impl Gateway {
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
                     h.insert("x-wisp-request-id", v);
                 }
+                if replayed {
+                    h.insert(REPLAY_HEADER, HeaderValue::from_static("true"));
+                }
                 r
             }
             Err(e) => {
@@ -366,6 +431,37 @@ impl Gateway {
                 )
             }
         }
+    }
+}
+
+/// Set on a response replayed for a repeated idempotency key.
+const REPLAY_HEADER: &str = "x-wisp-idempotent-replay";
+
+fn idempotency_header(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(idempotency::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Reads a request body up to the gateway's limit.
+async fn read_body<B>(body: B) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, MAX_GATEWAY_BODY_BYTES).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request Entity Too Large",
+            None,
+        )),
+        Err(e) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("could not read the request body: {e}"),
+            None,
+        )),
     }
 }
 

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use wisp_aws::{Api, ApiState, Credentials};
-use wisp_core::clock::{Clock, SystemClock};
+use wisp_core::async_invoke::Backoff;
+use wisp_core::clock::{Clock, SystemClock, ThreadRng};
 use wisp_core::runtime::Runtime;
 use wisp_core::{RuntimeKind, ACCOUNT_ID};
-use wisp_dispatch::{Concurrency, Dispatcher};
+use wisp_dispatch::{AsyncQueue, Concurrency, Dispatcher, QueueOptions};
 use wisp_gateway::Gateway;
 use wisp_process::{ProcessConfig, ProcessRuntime};
 use wisp_store::{SqliteStore, Store};
@@ -38,6 +39,10 @@ pub struct ServerConfig {
     pub region: String,
     /// The account-wide concurrency limit.
     pub concurrency: usize,
+    /// The first retry wait of async events (full jitter, doubling).
+    pub async_backoff: Duration,
+    /// Most async deliveries running at once.
+    pub async_in_flight: usize,
 }
 
 /// A started server.
@@ -107,6 +112,20 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         .load_settings()
         .await
         .context("cannot load function settings")?;
+    let queue = AsyncQueue::start(
+        dispatcher.clone(),
+        QueueOptions {
+            backoff: Backoff {
+                base_ms: config.async_backoff.as_millis().max(1) as u64,
+                cap_ms: 300_000,
+            },
+            max_in_flight: config.async_in_flight.max(1),
+            region: config.region.clone(),
+        },
+        Arc::new(ThreadRng),
+    )
+    .await
+    .context("cannot start the async queue")?;
     let gateway = Gateway::new(dispatcher.clone());
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
@@ -121,6 +140,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     let routes_gateway = gateway.clone();
     let state = Arc::new(ApiState {
         dispatcher: dispatcher.clone(),
+        queue,
         credentials: credentials.clone(),
         account_id: ACCOUNT_ID.into(),
         gateway_url: format!("http://{gateway_addr}"),
@@ -161,9 +181,13 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     let mut stop = shutdown_rx;
     tokio::spawn(async move {
         loop {
-            let before = SystemClock.now_ms() - retention.as_millis() as i64;
-            match retention_store.purge_before(before).await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records and logs"),
+            let now = SystemClock.now_ms();
+            let before = now - retention.as_millis() as i64;
+            match retention_store.purge_before(before, now).await {
+                Ok(n) if n > 0 => tracing::info!(
+                    rows = n,
+                    "purged expired records, logs and idempotency keys"
+                ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
             }

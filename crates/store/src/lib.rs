@@ -2,13 +2,18 @@
 //! invocation records and logs. One trait, so the single-node SQLite store
 //! and the clustered JetStream store are interchangeable.
 
+mod queue;
 mod sqlite;
+mod sqlite_queue;
 
 use std::path::PathBuf;
 
 use wisp_core::route::Route;
 use wisp_core::{Alias, FunctionVersion, InvocationRecord, LogEntry};
 
+pub use queue::{
+    Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueueStats, QueuedEvent, Settle, Settlement,
+};
 pub use sqlite::SqliteStore;
 
 /// Why a store call failed.
@@ -77,6 +82,8 @@ pub mod setting_kinds {
     pub const PROVISIONED: &str = "provisioned";
     /// Lambda's FunctionEventInvokeConfig fields, per qualifier.
     pub const EVENT_INVOKE: &str = "event-invoke";
+    /// `{"key": "$.path", "ttl_secs": N}`, function-wide.
+    pub const IDEMPOTENCY: &str = "idempotency";
 }
 
 /// The registry, code, routes, records and logs.
@@ -148,6 +155,48 @@ pub trait Store: Send + Sync + 'static {
     async fn list_invocations(&self, function: &str, limit: usize)
         -> Result<Vec<InvocationRecord>>;
     async fn query_logs(&self, query: LogQuery) -> Result<Vec<LogEntry>>;
-    /// Drops records and logs older than `before_ms`; returns how many rows went.
-    async fn purge_before(&self, before_ms: i64) -> Result<u64>;
+    /// Drops records and logs older than `before_ms`, and idempotency keys
+    /// expired by `now_ms`; returns how many rows went.
+    async fn purge_before(&self, before_ms: i64, now_ms: i64) -> Result<u64>;
+
+    /// Stores events durably (one transaction, synced to disk) before
+    /// returning; one answer per event, in order.
+    async fn enqueue_events(&self, events: Vec<NewEvent>, now_ms: i64) -> Result<Vec<Enqueued>>;
+    /// Hands out up to `limit` of a function's events due by `now_ms`, which
+    /// stay on the queue, leased, until settled. Also returns when the
+    /// function's next unleased event is due, if it has one.
+    async fn lease_events(
+        &self,
+        function: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<QueuedEvent>, Option<i64>)>;
+    /// Applies a batch of delivery outcomes in one transaction.
+    async fn settle_events(&self, settlements: Vec<Settlement>) -> Result<()>;
+    /// Startup after a stop or crash: every lease is returned to the queue
+    /// and every running idempotency claim released, since their runs died
+    /// with the old process. Returns each function with unleased events and
+    /// when its first one is due.
+    async fn recover_queue(&self) -> Result<Vec<(String, i64)>>;
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>>;
+    /// A function's given-up events, newest first.
+    async fn list_failed_events(&self, function: &str, limit: usize) -> Result<Vec<FailedEvent>>;
+
+    /// Claims `key` of `function` for a run, unless a live claim holds it.
+    async fn claim_key(
+        &self,
+        function: &str,
+        key: &str,
+        request_id: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<Claim>;
+    /// Ends the claim `request_id` holds on `key`.
+    async fn finish_key(
+        &self,
+        function: &str,
+        key: &str,
+        request_id: &str,
+        outcome: KeyOutcome,
+    ) -> Result<()>;
 }

@@ -12,7 +12,11 @@ use wisp_core::function::LATEST;
 use wisp_core::route::Route;
 use wisp_core::{Alias, FunctionVersion, InvocationRecord, LogEntry, LogStream};
 
-use crate::{LogQuery, Result, Setting, Store, StoreError};
+use crate::sqlite_queue as queue;
+use crate::{
+    Claim, Enqueued, FailedEvent, KeyOutcome, LogQuery, NewEvent, QueueStats, QueuedEvent, Result,
+    Setting, Settlement, Store, StoreError,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
 const MIGRATIONS: &[&str] = &[
@@ -70,6 +74,7 @@ CREATE TABLE settings (
 );
 CREATE INDEX settings_by_kind ON settings (kind);
 "#,
+    crate::sqlite_queue::MIGRATION,
 ];
 
 /// SQLite-backed `Store` rooted at a data directory.
@@ -114,6 +119,10 @@ impl SqliteStore {
         std::fs::create_dir_all(&code_dir)?;
         let db = data_dir.join("wisp.db");
         let mut writer = open_connection(&db)?;
+        // Every write is synced before it is acknowledged: an accepted
+        // async event survives a power cut, not only a crash. Writes are
+        // batched (records, queue), so this costs one fsync per batch.
+        writer.pragma_update(None, "synchronous", "FULL")?;
         migrate(&mut writer)?;
         let reader = open_connection(&db)?;
         Ok(SqliteStore {
@@ -705,7 +714,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge_before(&self, before_ms: i64) -> Result<u64> {
+    async fn purge_before(&self, before_ms: i64, now_ms: i64) -> Result<u64> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let a = tx.execute(
@@ -713,16 +722,89 @@ impl Store for SqliteStore {
                 params![before_ms],
             )?;
             let b = tx.execute("DELETE FROM logs WHERE ts < ?1", params![before_ms])?;
+            let c = tx.execute(
+                "DELETE FROM idempotency WHERE done = 1 AND expires_ms <= ?1",
+                params![now_ms],
+            )?;
             tx.commit()?;
-            Ok((a + b) as u64)
+            Ok((a + b + c) as u64)
         })
         .await
+    }
+
+    async fn enqueue_events(&self, events: Vec<NewEvent>, now_ms: i64) -> Result<Vec<Enqueued>> {
+        self.write(move |conn| queue::enqueue(conn, &events, now_ms))
+            .await
+    }
+
+    async fn lease_events(
+        &self,
+        function: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<QueuedEvent>, Option<i64>)> {
+        let function = function.to_string();
+        self.write(move |conn| queue::lease(conn, &function, now_ms, limit))
+            .await
+    }
+
+    async fn settle_events(&self, settlements: Vec<Settlement>) -> Result<()> {
+        self.write(move |conn| queue::settle(conn, &settlements))
+            .await
+    }
+
+    async fn recover_queue(&self) -> Result<Vec<(String, i64)>> {
+        self.write(queue::recover).await
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        self.read(queue::stats).await
+    }
+
+    async fn list_failed_events(&self, function: &str, limit: usize) -> Result<Vec<FailedEvent>> {
+        let function = function.to_string();
+        self.read(move |conn| queue::list_failed(conn, &function, limit))
+            .await
+    }
+
+    async fn claim_key(
+        &self,
+        function: &str,
+        key: &str,
+        request_id: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<Claim> {
+        let (function, key, request_id) = (
+            function.to_string(),
+            key.to_string(),
+            request_id.to_string(),
+        );
+        self.write(move |conn| queue::claim(conn, &function, &key, &request_id, now_ms, expires_ms))
+            .await
+    }
+
+    async fn finish_key(
+        &self,
+        function: &str,
+        key: &str,
+        request_id: &str,
+        outcome: KeyOutcome,
+    ) -> Result<()> {
+        let (function, key, request_id) = (
+            function.to_string(),
+            key.to_string(),
+            request_id.to_string(),
+        );
+        self.write(move |conn| queue::finish_key(conn, &function, &key, &request_id, &outcome))
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Settle;
     use wisp_core::FunctionConfig;
 
     fn version(name: &str, sha: &str) -> FunctionVersion {
@@ -863,8 +945,139 @@ mod tests {
             .unwrap();
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].message, "three");
-        assert_eq!(store.purge_before(150).await.unwrap(), 2);
+        assert_eq!(store.purge_before(150, 0).await.unwrap(), 2);
         assert!(store.get_invocation("a").await.unwrap().is_none());
         assert!(store.get_invocation("b").await.unwrap().is_some());
+    }
+
+    fn event(id: &str, function: &str, key: Option<&str>, due: i64) -> NewEvent {
+        NewEvent {
+            request_id: id.into(),
+            function: function.into(),
+            qualifier: "$LATEST".into(),
+            payload: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+            context: "{}".into(),
+            idempotency_key: key.map(Into::into),
+            enqueued_ms: 0,
+            due_ms: due,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_dedupes_leases_settles_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.create_function(version("f", "x")).await.unwrap();
+        let got = store
+            .enqueue_events(
+                vec![
+                    event("a", "f", Some("k"), 0),
+                    event("b", "f", Some("k"), 0),
+                    event("c", "f", None, 50),
+                    event("d", "gone", None, 0),
+                ],
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Enqueued::Accepted,
+                Enqueued::Duplicate {
+                    request_id: "a".into()
+                },
+                Enqueued::Accepted,
+                Enqueued::NoFunction
+            ]
+        );
+        let (leased, next) = store.lease_events("f", 10, 10).await.unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].request_id, "a");
+        assert_eq!(next, Some(50));
+        // A crash: the lease comes back.
+        assert_eq!(store.recover_queue().await.unwrap(), vec![("f".into(), 0)]);
+        let (leased, _) = store.lease_events("f", 100, 10).await.unwrap();
+        assert_eq!(leased.len(), 2);
+        let a = leased.iter().find(|e| e.request_id == "a").unwrap();
+        let c = leased.iter().find(|e| e.request_id == "c").unwrap();
+        store
+            .settle_events(vec![
+                Settlement {
+                    id: a.id,
+                    settle: Settle::Remove,
+                    follow_ups: vec![event("a-dest", "nowhere", None, 0)],
+                    failed: None,
+                    key: Some((
+                        "f".into(),
+                        "k".into(),
+                        KeyOutcome::Done {
+                            result: b"r".to_vec(),
+                            expires_ms: 1000,
+                        },
+                    )),
+                },
+                Settlement {
+                    id: c.id,
+                    settle: Settle::Retry {
+                        due_ms: 500,
+                        errors: 1,
+                        throttles: 0,
+                        last_response: None,
+                    },
+                    follow_ups: vec![],
+                    failed: None,
+                    key: None,
+                },
+            ])
+            .await
+            .unwrap();
+        // The key now replays; a new event with it is a duplicate until it expires.
+        assert_eq!(
+            store.claim_key("f", "k", "z", 100, 2000).await.unwrap(),
+            Claim::Done {
+                request_id: "a".into(),
+                result: b"r".to_vec()
+            }
+        );
+        let again = store
+            .enqueue_events(vec![event("e", "f", Some("k"), 0)], 200)
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            vec![Enqueued::Duplicate {
+                request_id: "a".into()
+            }]
+        );
+        assert_eq!(
+            store.claim_key("f", "k", "z", 1000, 2000).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(
+            store.claim_key("f", "k", "y", 1001, 2000).await.unwrap(),
+            Claim::Running {
+                request_id: "z".into()
+            }
+        );
+        store
+            .finish_key("f", "k", "z", KeyOutcome::Release)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.claim_key("f", "k", "y", 1002, 2000).await.unwrap(),
+            Claim::Claimed
+        );
+
+        let (leased, next) = store.lease_events("f", 499, 10).await.unwrap();
+        assert!(leased.is_empty());
+        assert_eq!(next, Some(500));
+        let (leased, _) = store.lease_events("f", 500, 10).await.unwrap();
+        assert_eq!((leased[0].request_id.as_str(), leased[0].errors), ("c", 1));
+        let stats = store.queue_stats().await.unwrap();
+        assert_eq!(stats[0].depth, 1);
+        assert_eq!(stats[0].failed, 1);
+        let failed = store.list_failed_events("f", 10).await.unwrap();
+        assert!(failed[0].record.contains("`nowhere` does not exist"));
     }
 }

@@ -6,7 +6,9 @@ exports.handler = async (event, context) => {
   calls += 1;
   // Behind the gateway the event is API Gateway's; `?action=` picks then.
   const query = (event && event.queryStringParameters) || {};
+  // An async destination record carries the event it is about.
   const action = (event && event.action) || query.action
+    || (event && event.requestPayload !== undefined ? 'destination' : null)
     || (event && event.requestContext ? 'http' : 'echo');
   switch (action) {
     case 'echo':
@@ -30,6 +32,9 @@ exports.handler = async (event, context) => {
       console.log('hello from node', event.n);
       console.error('to stderr');
       return 'logged';
+    case 'destination':
+      console.log('DESTINATION ' + JSON.stringify(event));
+      return 'noted';
     case 'sleep':
       await new Promise((r) => setTimeout(r, event.ms));
       return 'slept';

@@ -9,18 +9,24 @@ use axum::Extension;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::json;
 use wisp_core::error::error_types::is_throttle;
+use wisp_core::function::LATEST;
+use wisp_core::idempotency;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::{collect_limited, full_body, CollectError};
 use wisp_core::ErrorKind;
+use wisp_dispatch::{AcceptError, AsyncRequest};
 use wisp_store::LogQuery;
 
 use super::{function_arn, named, region, resolve_for_invoke, QualifierQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::sigv4::Verified;
 use crate::ApiState;
+
+/// Set on a response that replays an earlier call with the same
+/// idempotency key (or, for Event, that queued nothing new).
+pub(crate) const REPLAY_HEADER: &str = "x-wisp-idempotent-replay";
 
 /// Lambda's tail: the last 4 KB of the invocation's log, base64.
 const LOG_TAIL_BYTES: usize = 4096;
@@ -75,34 +81,75 @@ pub(crate) async fn invoke(
     // The ARN the caller used, qualifier and all, as context.invokedFunctionArn.
     let (_, qualifier) = named(&name, &query)?;
     let mut arn = function_arn(&state, region(&verified), &version.function);
-    if let Some(q) = qualifier {
+    if let Some(q) = &qualifier {
         arn = format!("{arn}:{q}");
     }
-    request = request.header("x-wisp-invoked-function-arn", arn);
-    let request = request
-        .body(full_body(body))
-        .map_err(|e| ApiError::internal(format!("building the invocation failed: {e}")))?;
+    request = request.header("x-wisp-invoked-function-arn", &arn);
+    let payload = body;
+
+    let key = state
+        .dispatcher
+        .idempotency(&version.function)
+        .await?
+        .clone();
+    let idempotency_key = key
+        .key(
+            headers
+                .get(idempotency::HEADER)
+                .and_then(|v| v.to_str().ok()),
+            &payload,
+        )
+        .map_err(ApiError::invalid)?;
 
     if invocation_type == "Event" {
-        let dispatched = state
-            .dispatcher
-            .invoke(&version, request, "api-event")
-            .await;
-        let request_id = dispatched.request_id.clone();
-        // Run to completion in the background, draining the response.
-        tokio::spawn(async move {
-            if let Ok(response) = dispatched.response {
-                let _ = response.into_body().collect().await;
-            }
-        });
+        let accepted = state
+            .queue
+            .accept(AsyncRequest {
+                function: version.function.clone(),
+                qualifier: qualifier.clone().unwrap_or_else(|| LATEST.to_string()),
+                payload,
+                source: "api".into(),
+                invoked_arn: arn,
+                client_context: Some(header("x-amz-client-context").to_string())
+                    .filter(|c| !c.is_empty()),
+                idempotency_key,
+            })
+            .await
+            .map_err(|e| match e {
+                AcceptError::NoFunction(_) => ApiError::not_found(e.to_string()),
+                AcceptError::Store(_) => ApiError::internal(e.to_string()),
+            })?;
         let mut response = StatusCode::ACCEPTED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
+        if let Ok(v) = HeaderValue::from_str(&accepted.request_id) {
             response.headers_mut().insert("x-amzn-RequestId", v);
+        }
+        if accepted.duplicate {
+            response
+                .headers_mut()
+                .insert(REPLAY_HEADER, HeaderValue::from_static("true"));
         }
         return Ok(response);
     }
 
-    let dispatched = state.dispatcher.invoke(&version, request, "api").await;
+    let request = request
+        .body(full_body(payload))
+        .map_err(|e| ApiError::internal(format!("building the invocation failed: {e}")))?;
+    let dispatched = match &idempotency_key {
+        Some(k) => {
+            state
+                .dispatcher
+                .invoke_once(
+                    &version,
+                    request,
+                    "api",
+                    k,
+                    key.ttl,
+                    wisp_core::new_request_id(),
+                )
+                .await
+        }
+        None => state.dispatcher.invoke(&version, request, "api").await,
+    };
     let request_id = dispatched.request_id.clone();
     let (payload, function_error) = match dispatched.response {
         Ok(response) => {
@@ -157,6 +204,9 @@ pub(crate) async fn invoke(
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("x-amzn-RequestId", v);
+    }
+    if dispatched.replayed {
+        h.insert(REPLAY_HEADER, HeaderValue::from_static("true"));
     }
     if function_error {
         h.insert(

@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::sigv4::Verified;
 use crate::ApiState;
 
-async fn require_function(state: &ApiState, name: &str) -> ApiResult<()> {
+pub(crate) async fn require_function(state: &ApiState, name: &str) -> ApiResult<()> {
     match state.dispatcher.store().get_version(name, LATEST).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::not_found(format!("Function not found: {name}"))),

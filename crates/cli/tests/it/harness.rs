@@ -125,6 +125,17 @@ impl Server {
         }
     }
 
+    /// Sends SIGKILL to the server, which cannot clean up.
+    pub fn kill9(&self) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args(["-9", &child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success());
+        }
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -163,6 +174,29 @@ impl Server {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> reqwest::blocking::Response {
+        self.try_api_as(credentials, method, path_and_query, body, headers)
+            .expect("the API answers")
+    }
+
+    /// A signed API request that may fail to get an answer (a killed server).
+    pub fn try_api(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::blocking::Response> {
+        self.try_api_as(&self.credentials, method, path_and_query, body, headers)
+    }
+
+    fn try_api_as(
+        &self,
+        credentials: &Credentials,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::blocking::Response> {
         let url = reqwest::Url::parse(&format!("{}{path_and_query}", self.api)).unwrap();
         let mut map = http::HeaderMap::new();
         map.insert(
@@ -198,7 +232,6 @@ impl Server {
             .headers(map)
             .body(body.to_vec())
             .send()
-            .expect("the API answers")
     }
 
     pub fn api_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {

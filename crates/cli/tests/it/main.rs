@@ -8,4 +8,5 @@ mod apigw;
 mod gateway;
 mod lifecycle;
 mod process;
+mod queue;
 mod sdk;
