@@ -831,3 +831,117 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use serde_json::json;
+    use wisp_core::clock::Clock;
+    use wisp_core::{FunctionConfig, FunctionVersion};
+    use wisp_store::{Setting, SqliteStore, Store};
+
+    use super::*;
+    use crate::Concurrency;
+
+    struct ManualClock(AtomicI64);
+    impl Clock for ManualClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    struct Half;
+    impl Rng for Half {
+        fn unit(&self) -> f64 {
+            0.5
+        }
+    }
+
+    async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+        for _ in 0..200 {
+            if let Some(v) = f().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// A disabled function's event is throttled (without using a retry)
+    /// until it is older than its maximum age, then given up and kept:
+    /// the clock is moved, nothing sleeps for a minute.
+    #[tokio::test]
+    async fn throttled_events_age_out_into_the_failed_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        store
+            .create_function(FunctionVersion {
+                function: "f".into(),
+                version: LATEST.into(),
+                config: FunctionConfig::new("wasm", "f.wasm"),
+                code_sha256: "x".into(),
+                code_size: 1,
+                artifact_sha256: "x".into(),
+                last_modified_ms: 1,
+                revision_id: "r".into(),
+            })
+            .await
+            .unwrap();
+        store
+            .put_setting(Setting {
+                function: "f".into(),
+                qualifier: LATEST.into(),
+                kind: setting_kinds::EVENT_INVOKE.into(),
+                value: json!({ "MaximumEventAgeInSeconds": 60 }),
+            })
+            .await
+            .unwrap();
+        let clock = Arc::new(ManualClock(AtomicI64::new(1_000_000)));
+        let concurrency = Concurrency::new(10);
+        concurrency.set_reserved("f", Some(0)).unwrap();
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            HashMap::new(),
+            clock.clone(),
+            concurrency,
+        ));
+        let queue = AsyncQueue::start(dispatcher, QueueOptions::default(), Arc::new(Half))
+            .await
+            .unwrap();
+        let accepted = queue
+            .accept(AsyncRequest {
+                function: "f".into(),
+                qualifier: LATEST.into(),
+                payload: Bytes::from_static(br#"{"n":1}"#),
+                source: "test".into(),
+                invoked_arn: "arn".into(),
+                client_context: None,
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+        assert!(!accepted.duplicate);
+
+        let stats = || async { queue.stats(Some("f")).await.unwrap().remove(0) };
+        eventually("a throttle", async || {
+            (stats().await.counters.throttles >= 1).then_some(())
+        })
+        .await;
+        let s = stats().await;
+        assert_eq!((s.depth, s.counters.retries, s.failed), (1, 0, 0));
+
+        clock.0.fetch_add(61_000, Ordering::SeqCst);
+        let failed = eventually("the aged-out event", async || {
+            store.list_failed_events("f", 10).await.unwrap().pop()
+        })
+        .await;
+        assert_eq!(failed.request_id, accepted.request_id);
+        let record: serde_json::Value = serde_json::from_str(&failed.record).unwrap();
+        assert_eq!(record["requestContext"]["condition"], "EventAgeExceeded");
+        assert_eq!(record["requestContext"]["approximateInvokeCount"], 0);
+        assert_eq!(record["requestPayload"], json!({ "n": 1 }));
+        let s = stats().await;
+        assert_eq!((s.depth, s.failed, s.counters.kept_failed), (0, 1, 1));
+    }
+}

@@ -85,9 +85,13 @@ function = "kit"
 "#;
 
 fn deployed() -> (tempfile::TempDir, Server) {
+    deployed_with(&[])
+}
+
+fn deployed_with(flags: &[&str]) -> (tempfile::TempDir, Server) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = app_dir(tmp.path(), MANIFEST);
-    let server = Server::start(&tmp.path().join("data"));
+    let server = Server::start_with(&tmp.path().join("data"), flags);
     let out = server.cli(&["deploy", dir.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -275,6 +279,77 @@ fn infinite_loop_times_out_and_server_keeps_serving() {
         .iter()
         .any(|l| l.contains("Task timed out after 1.00 seconds")));
     assert_eq!(server.get("/hello").status(), 200);
+}
+
+#[test]
+fn the_account_limit_answers_429_with_retry_after() {
+    let (_tmp, server) = deployed_with(&["--concurrency", "1"]);
+    std::thread::scope(|s| {
+        // The looping guest holds the only slot for its 1s timeout (it
+        // retries while the polling below holds it).
+        let looping = s.spawn(|| loop {
+            let r = server.get("/loop");
+            if r.status() != 429 {
+                return r;
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let refused = loop {
+            let r = server.get("/hello");
+            if r.status() == 429 {
+                break r;
+            }
+            assert!(std::time::Instant::now() < deadline, "never throttled");
+        };
+        assert!(refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok());
+        let body: serde_json::Value = refused.json().unwrap();
+        assert!(
+            body["message"] == "Too Many Requests" && body["requestId"].is_string(),
+            "{body}"
+        );
+        // The Lambda API says the same, in its own shape.
+        let r = server.api("POST", "/2015-03-31/functions/kit/invocations", b"{}", &[]);
+        assert_eq!(r.status(), 429);
+        let body: serde_json::Value = r.json().unwrap();
+        assert_eq!(
+            body["Reason"], "ConcurrentInvocationLimitExceeded",
+            "{body}"
+        );
+        assert_eq!(looping.join().unwrap().status(), 504);
+    });
+    assert_eq!(server.get("/hello").status(), 200);
+    assert!(
+        server.metric(
+            "wisp_throttles_total{function=\"kit\",reason=\"ConcurrentInvocationLimitExceeded\"}"
+        ) >= 2.0
+    );
+}
+
+#[test]
+fn the_gateway_honours_idempotency_keys() {
+    let (_tmp, server) = deployed();
+    let get = || {
+        server
+            .http
+            .get(format!("{}/kit/echo", server.gateway))
+            .header("x-wisp-idempotency-key", "pay-1")
+            .send()
+            .unwrap()
+    };
+    let first = get();
+    let second = get();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    assert!(!first.headers().contains_key("x-wisp-idempotent-replay"));
+    assert_eq!(second.headers()["x-wisp-idempotent-replay"], "true");
+    assert_eq!(request_id(&first), request_id(&second));
+    assert_eq!(first.text().unwrap(), second.text().unwrap());
 }
 
 #[test]
