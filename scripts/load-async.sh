@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Durable async invocation under load, on one node:
 #  1. Accepted events per second: wrk sends pre-signed Event invokes
-#     (64 connections) to a function held at reserved concurrency 0, so
+#     (256 connections) to a function held at reserved concurrency 0, so
 #     only acceptance is measured: each 202 means the event is in SQLite,
 #     fsynced (synchronous=FULL), batched by group commit. Then the same
 #     with a unique idempotency key per event. Target: >= 20,000/s.
@@ -16,6 +16,7 @@ source "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-10s}
 EVENTS=${EVENTS:-20000}
 KILL_AFTER=${KILL_AFTER:-3}
+CONNECTIONS=${CONNECTIONS:-256}
 
 need_wrk
 build_wisp
@@ -45,7 +46,7 @@ client call "$DATA" "$API" PUT /2017-10-31/functions/effect/concurrency \
 client presign "$DATA" "$API" effect > "$WORK/event.lua"
 for mode in plain keyed; do
     KEYED=$([ $mode = keyed ] && echo 1 || echo 0) \
-        wrk -t2 -c64 -d"$DURATION" --latency -s "$WORK/event.lua" "$API" > "$WORK/wrk-$mode.txt"
+        wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/event.lua" "$API" > "$WORK/wrk-$mode.txt"
     python3 - "$mode" "$WORK/wrk-$mode.txt" <<'PY'
 import re, sys
 mode, text = sys.argv[1], open(sys.argv[2]).read()
@@ -57,9 +58,10 @@ p99 = re.search(r"99%\s+(\S+)", text).group(1)
 print(f"  {mode:6} accepted/s {rps:8.0f}   requests {total}   non-202 {bad.group(1) if bad else 0}   latency p50 {p50} p99 {p99}")
 PY
 done
-client call "$DATA" "$API" GET /wisp/v1/functions/effect/async | python3 -c '
-import json, sys; q = json.load(sys.stdin)["queue"]
-print(f"  queued now: {q[\"depth\"]} (accepted {q[\"accepted\"]}, duplicates {q[\"duplicates\"]})")'
+client call "$DATA" "$API" GET /wisp/v1/functions/effect/async > "$WORK/queue.json"
+python3 -c '
+import json, sys; q = json.load(open(sys.argv[1]))["queue"]
+print("  queued now: %d (accepted %d, duplicates %d)" % (q["depth"], q["accepted"], q["duplicates"]))' "$WORK/queue.json"
 stop_wisp
 
 echo "== 2. kill -9 while $EVENTS events are sent (half keyed), restart, drain, count"

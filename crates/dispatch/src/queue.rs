@@ -807,7 +807,8 @@ impl AsyncQueue {
                 }
                 seen = present;
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // Counting walks an index of the whole queue: not too often.
+            tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
 }
