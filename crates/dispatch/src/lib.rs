@@ -76,6 +76,25 @@ pub struct Dispatcher {
     waiters: idempotent::Waiters,
 }
 
+/// The request that carries an Invoke payload to a function (`POST /`,
+/// JSON), with the ARN the caller used and its client context.
+pub fn invocation_request(
+    payload: bytes::Bytes,
+    invoked_arn: &str,
+    client_context: Option<&str>,
+) -> Result<http::Request<Body>, http::Error> {
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("x-wisp-invoked-function-arn", invoked_arn);
+    if let Some(ctx) = client_context {
+        request = request.header("x-wisp-client-context", ctx);
+    }
+    request.body(wisp_core::runtime::full_body(payload))
+}
+
 /// The result of one dispatched invocation.
 pub struct Dispatched {
     pub request_id: String,

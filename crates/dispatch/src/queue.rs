@@ -23,7 +23,7 @@ use wisp_core::clock::Rng;
 use wisp_core::error::error_types::is_throttle;
 use wisp_core::function::LATEST;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
-use wisp_core::runtime::{collect_limited, full_body};
+use wisp_core::runtime::collect_limited;
 use wisp_core::ErrorKind;
 use wisp_store::{
     setting_kinds, Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueuedEvent, Settle,
@@ -533,11 +533,12 @@ impl AsyncQueue {
                     metrics::counter!("wisp_async_destination_deliveries_total", "function" => event.function.clone(), "destination" => "on_success").increment(1);
                 }
                 let key = key.map(|(k, ttl)| {
-                    let stored = response.as_ref().map(|r| StoredResponse {
-                        status: r.status,
-                        headers: vec![("content-type".into(), "application/json".into())],
-                        body: base64_encode(&r.payload),
-                        version: r.executed_version.clone(),
+                    let json = http::HeaderMap::from_iter([(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    )]);
+                    let stored = response.as_ref().map(|r| {
+                        StoredResponse::new(r.status, &json, &r.payload, &r.executed_version)
                     });
                     (
                         event.function.clone(),
@@ -630,16 +631,11 @@ impl AsyncQueue {
             }
             Err(crate::ResolveError::Store(_)) => return (Attempt::Throttled, None),
         };
-        let mut request = http::Request::builder()
-            .method("POST")
-            .uri("/")
-            .header(http::header::HOST, "localhost")
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-wisp-invoked-function-arn", &context.invoked_arn);
-        if let Some(ctx) = &context.client_context {
-            request = request.header("x-wisp-client-context", ctx);
-        }
-        let Ok(request) = request.body(full_body(event.payload.clone())) else {
+        let Ok(request) = crate::invocation_request(
+            Bytes::from(event.payload.clone()),
+            &context.invoked_arn,
+            context.client_context.as_deref(),
+        ) else {
             return (Attempt::FunctionError, None);
         };
         let trigger = format!("event:{}", context.source);
@@ -826,11 +822,6 @@ fn event_retry(event: &QueuedEvent, due_ms: i64, errors: u32, throttles: u32) ->
         failed: None,
         key: None,
     }
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

@@ -198,26 +198,12 @@ impl Gateway {
                     None,
                 )
             }
-            Err(ResolveError::Store(e)) => {
-                tracing::error!(error = %e, "store failure while routing");
-                return error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal Server Error",
-                    None,
-                );
-            }
+            Err(ResolveError::Store(e)) => return store_failure(&e),
         };
 
         let idempotency = match self.dispatcher.idempotency(&version.function).await {
             Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "store failure while routing");
-                return error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal Server Error",
-                    None,
-                );
-            }
+            Err(e) => return store_failure(&e),
         };
         if RuntimeKind::of(&version.config.runtime) == Some(RuntimeKind::Process) {
             return self
@@ -432,6 +418,16 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A 500 for a store failure while routing (details only in the log).
+fn store_failure(e: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %e, "store failure while routing");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal Server Error",
+        None,
+    )
 }
 
 /// Set on a response replayed for a repeated idempotency key.

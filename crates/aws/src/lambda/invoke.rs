@@ -14,9 +14,9 @@ use wisp_core::error::error_types::is_throttle;
 use wisp_core::function::LATEST;
 use wisp_core::idempotency;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
-use wisp_core::runtime::{collect_limited, full_body, CollectError};
+use wisp_core::runtime::{collect_limited, CollectError};
 use wisp_core::ErrorKind;
-use wisp_dispatch::{AcceptError, AsyncRequest};
+use wisp_dispatch::{invocation_request, AcceptError, AsyncRequest};
 use wisp_store::LogQuery;
 
 use super::{function_arn, named, region, resolve_for_invoke, QualifierQuery};
@@ -70,28 +70,16 @@ pub(crate) async fn invoke(
     if invocation_type == "DryRun" {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri("/")
-        .header(http::header::HOST, "localhost")
-        .header(http::header::CONTENT_TYPE, "application/json");
-    if let Some(ctx) = headers.get("x-amz-client-context") {
-        request = request.header("x-wisp-client-context", ctx);
-    }
     // The ARN the caller used, qualifier and all, as context.invokedFunctionArn.
     let (_, qualifier) = named(&name, &query)?;
     let mut arn = function_arn(&state, region(&verified), &version.function);
     if let Some(q) = &qualifier {
         arn = format!("{arn}:{q}");
     }
-    request = request.header("x-wisp-invoked-function-arn", &arn);
+    let client_context = Some(header("x-amz-client-context")).filter(|c| !c.is_empty());
     let payload = body;
 
-    let key = state
-        .dispatcher
-        .idempotency(&version.function)
-        .await?
-        .clone();
+    let key = state.dispatcher.idempotency(&version.function).await?;
     let idempotency_key = key
         .key(
             headers
@@ -110,8 +98,7 @@ pub(crate) async fn invoke(
                 payload,
                 source: "api".into(),
                 invoked_arn: arn,
-                client_context: Some(header("x-amz-client-context").to_string())
-                    .filter(|c| !c.is_empty()),
+                client_context: client_context.map(str::to_string),
                 idempotency_key,
             })
             .await
@@ -131,8 +118,7 @@ pub(crate) async fn invoke(
         return Ok(response);
     }
 
-    let request = request
-        .body(full_body(payload))
+    let request = invocation_request(payload, &arn, client_context)
         .map_err(|e| ApiError::internal(format!("building the invocation failed: {e}")))?;
     let dispatched = match &idempotency_key {
         Some(k) => {
