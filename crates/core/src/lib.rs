@@ -19,12 +19,14 @@ pub mod runtime;
 
 pub use error::{ErrorKind, InvokeError};
 pub use function::{Alias, FunctionConfig, FunctionVersion, RuntimeKind};
-pub use record::{InvocationRecord, LogEntry, LogStream, Outcome};
+pub use record::{Finished, InvocationRecord, LogEntry, LogLine, LogStream, Outcome};
 
 /// The account id in every ARN wisp shows (the one LocalStack users know).
 pub const ACCOUNT_ID: &str = "000000000000";
 
-/// A fresh request id, in the shape Lambda uses (a UUID v4).
+/// A fresh request id, in the shape Lambda uses (a UUID). Version 7: ids
+/// rise with time, so the store appends them to its index instead of
+/// writing all over it.
 pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }

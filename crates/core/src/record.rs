@@ -39,7 +39,74 @@ pub struct InvocationRecord {
     pub status: Option<u16>,
 }
 
+/// A line an invocation wrote: its stream, capture time (ms since the
+/// epoch) and text.
+pub type LogLine = (LogStream, i64, String);
+
+/// A finished invocation as the store keeps it: the record and the lines
+/// the function wrote, together in one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub record: InvocationRecord,
+    pub lines: Vec<LogLine>,
+}
+
 impl InvocationRecord {
+    /// The invocation's log as Lambda writes it: START, the function's
+    /// lines, END and REPORT. The platform lines are derived from the
+    /// record, never stored; `seq` is the invocation's place in the log.
+    pub fn log_entries(&self, seq: i64, lines: Vec<LogLine>) -> Vec<LogEntry> {
+        let entry = |stream, ts_ms, message: String| LogEntry {
+            seq,
+            request_id: self.request_id.clone(),
+            function: self.function.clone(),
+            ts_ms,
+            stream,
+            message,
+        };
+        let mut out = Vec::with_capacity(lines.len() + 3);
+        out.push(entry(
+            LogStream::Platform,
+            self.started_at_ms,
+            format!(
+                "START RequestId: {} Version: {}",
+                self.request_id, self.version
+            ),
+        ));
+        out.extend(
+            lines
+                .into_iter()
+                .map(|(stream, ts, message)| entry(stream, ts, message)),
+        );
+        let end_ms = self.started_at_ms + (self.duration_us / 1000) as i64;
+        out.push(entry(
+            LogStream::Platform,
+            end_ms,
+            format!("END RequestId: {}", self.request_id),
+        ));
+        out.push(entry(LogStream::Platform, end_ms, self.report_line()));
+        out
+    }
+
+    /// Lambda's REPORT line.
+    pub fn report_line(&self) -> String {
+        let mut report = format!(
+            "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+            self.request_id,
+            self.duration_us as f64 / 1000.0,
+            self.billed_ms,
+            self.memory_limit_mb,
+            self.max_memory_bytes.div_ceil(1024 * 1024),
+        );
+        if let Some(init) = self.init_duration_us {
+            report.push_str(&format!("\tInit Duration: {:.2} ms", init as f64 / 1000.0));
+        }
+        if let Some(t) = &self.error_type {
+            report.push_str(&format!("\tStatus: error\tError Type: {t}"));
+        }
+        report
+    }
+
     pub fn error(&self) -> Option<InvokeError> {
         Some(InvokeError {
             kind: self.error_kind?,

@@ -10,7 +10,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::error::InvokeError;
 use crate::function::FunctionVersion;
-use crate::record::LogStream;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A streamed HTTP body, to and from functions.
@@ -89,7 +88,7 @@ pub struct Completion {
     pub init_duration: Option<Duration>,
     pub max_memory_bytes: u64,
     /// Output lines with their capture time (ms since epoch).
-    pub logs: Vec<(LogStream, i64, String)>,
+    pub logs: Vec<crate::LogLine>,
 }
 
 /// Why a body could not be read whole.

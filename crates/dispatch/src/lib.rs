@@ -18,10 +18,7 @@ use tokio::sync::OnceCell;
 use wisp_core::clock::Clock;
 use wisp_core::function::LATEST;
 use wisp_core::runtime::{Body, Completion, Invocation, Prepared, PreparedStats, Runtime};
-use wisp_core::{
-    ErrorKind, FunctionVersion, InvocationRecord, InvokeError, LogEntry, LogStream, Outcome,
-    RuntimeKind,
-};
+use wisp_core::{ErrorKind, FunctionVersion, InvocationRecord, InvokeError, Outcome, RuntimeKind};
 use wisp_store::{setting_kinds, Store, StoreError};
 
 pub use concurrency::{Concurrency, Permit, Throttle};
@@ -507,8 +504,8 @@ impl Dispatcher {
     }
 }
 
-/// Completes a record from the runtime's completion, writes it with its
-/// Lambda-style START/END/REPORT lines, and hands it to whoever waits.
+/// Completes a record from the runtime's completion, writes it with the
+/// function's log lines, and hands it to whoever waits.
 fn finish(
     recorder: &Recorder,
     mut record: InvocationRecord,
@@ -550,48 +547,6 @@ fn finish(
             .increment(1);
     }
 
-    let line = |stream, ts_ms, message: String| LogEntry {
-        seq: 0,
-        request_id: record.request_id.clone(),
-        function: record.function.clone(),
-        ts_ms,
-        stream,
-        message,
-    };
-    let mut logs = Vec::with_capacity(completion.logs.len() + 3);
-    logs.push(line(
-        LogStream::Platform,
-        record.started_at_ms,
-        format!(
-            "START RequestId: {} Version: {}",
-            record.request_id, record.version
-        ),
-    ));
-    for (stream, ts, message) in completion.logs {
-        logs.push(line(stream, ts, message));
-    }
-    let end_ms = record.started_at_ms + (record.duration_us / 1000) as i64;
-    logs.push(line(
-        LogStream::Platform,
-        end_ms,
-        format!("END RequestId: {}", record.request_id),
-    ));
-    let mut report = format!(
-        "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
-        record.request_id,
-        record.duration_us as f64 / 1000.0,
-        record.billed_ms,
-        record.memory_limit_mb,
-        record.max_memory_bytes.div_ceil(1024 * 1024),
-    );
-    if let Some(init) = record.init_duration_us {
-        report.push_str(&format!("\tInit Duration: {:.2} ms", init as f64 / 1000.0));
-    }
-    if let Some(t) = &record.error_type {
-        report.push_str(&format!("\tStatus: error\tError Type: {t}"));
-    }
-    logs.push(line(LogStream::Platform, end_ms, report));
-
-    recorder.record(record.clone(), logs);
+    recorder.record(record.clone(), completion.logs);
     let _ = record_tx.send(record);
 }

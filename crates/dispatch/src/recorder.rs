@@ -2,17 +2,19 @@
 //!
 //! Invocations hand their record to a bounded channel; one task drains it
 //! and commits everything waiting in one transaction, so a busy server
-//! does one SQLite commit per batch, not per request.
+//! does one SQLite commit per batch, not per request. A batch lingers a
+//! few milliseconds to gather more, unless someone waits for a flush:
+//! commits, not rows, are what cost.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use wisp_core::limits::RECORD_QUEUE_DEPTH;
-use wisp_core::{InvocationRecord, LogEntry};
+use wisp_core::{Finished, InvocationRecord, LogLine};
 use wisp_store::Store;
 
 enum Item {
-    Record(Box<InvocationRecord>, Vec<LogEntry>),
+    Record(Box<Finished>),
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -25,27 +27,37 @@ pub struct Recorder {
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// How long a batch waits for more records before it is committed.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Recorder {
     pub fn start(store: Arc<dyn Store>) -> Recorder {
         let (tx, mut rx) = mpsc::channel::<Item>(RECORD_QUEUE_DEPTH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let mut records = Vec::new();
-                let mut logs = Vec::new();
+                let deadline = tokio::time::Instant::now() + LINGER;
+                let is_flush = |i: &Item| matches!(i, Item::Flush(_));
+                let mut flushing = batch.iter().any(is_flush);
+                while !flushing && batch.len() < MAX_BATCH {
+                    let seen = batch.len();
+                    let more = rx.recv_many(&mut batch, MAX_BATCH - seen);
+                    match tokio::time::timeout_at(deadline, more).await {
+                        Ok(n) if n > 0 => flushing = batch[seen..].iter().any(is_flush),
+                        _ => break,
+                    }
+                }
+                let mut finished = Vec::new();
                 let mut waiters = Vec::new();
                 for item in batch.drain(..) {
                     match item {
-                        Item::Record(r, l) => {
-                            records.push(*r);
-                            logs.extend(l);
-                        }
+                        Item::Record(f) => finished.push(*f),
                         Item::Flush(done) => waiters.push(done),
                     }
                 }
-                if !records.is_empty() {
-                    let count = records.len();
-                    if let Err(e) = store.insert_invocations(records, logs).await {
+                if !finished.is_empty() {
+                    let count = finished.len();
+                    if let Err(e) = store.insert_invocations(finished).await {
                         metrics::counter!("wisp_record_write_errors_total").increment(count as u64);
                         tracing::error!(error = %e, count, "could not store invocation records");
                     }
@@ -59,9 +71,9 @@ impl Recorder {
     }
 
     /// Queues a record; waits only when the writer is `RECORD_QUEUE_DEPTH` behind.
-    pub fn record(&self, record: InvocationRecord, logs: Vec<LogEntry>) {
+    pub fn record(&self, record: InvocationRecord, lines: Vec<LogLine>) {
         let tx = self.tx.clone();
-        match tx.try_send(Item::Record(Box::new(record), logs)) {
+        match tx.try_send(Item::Record(Box::new(Finished { record, lines }))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(item)) => {
                 tokio::spawn(async move {

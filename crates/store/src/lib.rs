@@ -9,7 +9,7 @@ mod sqlite_queue;
 use std::path::PathBuf;
 
 use wisp_core::route::Route;
-use wisp_core::{Alias, FunctionVersion, InvocationRecord, LogEntry};
+use wisp_core::{Alias, Finished, FunctionVersion, InvocationRecord, LogEntry};
 
 pub use queue::{
     Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueueStats, QueuedEvent, Settle, Settlement,
@@ -55,9 +55,9 @@ pub struct LogQuery {
     /// Only this function's lines (all functions when `None`).
     pub function: Option<String>,
     pub request_id: Option<String>,
-    /// Only lines at or after this time (ms since epoch).
+    /// Only invocations that started at or after this time (ms since epoch).
     pub since_ms: Option<i64>,
-    /// Only lines after this sequence number (for following).
+    /// Only invocations after this sequence number (for following).
     pub after_seq: Option<i64>,
     pub limit: usize,
 }
@@ -144,16 +144,17 @@ pub trait Store: Send + Sync + 'static {
     /// Every route of every app.
     async fn list_routes(&self) -> Result<Vec<(String, Route)>>;
 
-    /// Writes a batch of records and log lines in one transaction.
-    async fn insert_invocations(
-        &self,
-        records: Vec<InvocationRecord>,
-        logs: Vec<LogEntry>,
-    ) -> Result<()>;
+    /// Writes a batch of finished invocations (record and log lines, one
+    /// row each) in one transaction. A record with a request id already
+    /// stored (a retried async event) replaces the earlier one.
+    async fn insert_invocations(&self, finished: Vec<Finished>) -> Result<()>;
     async fn get_invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>>;
     /// A function's records, newest first.
     async fn list_invocations(&self, function: &str, limit: usize)
         -> Result<Vec<InvocationRecord>>;
+    /// Log lines, whole invocations at a time (START to REPORT), in the
+    /// order the invocations finished; every line of an invocation has its
+    /// `seq`. Stops after the invocation that reaches `limit` lines.
     async fn query_logs(&self, query: LogQuery) -> Result<Vec<LogEntry>>;
     /// Drops records and logs older than `before_ms`, and idempotency keys
     /// expired by `now_ms`; returns how many rows went.

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use wisp_core::function::LATEST;
 use wisp_core::route::Route;
-use wisp_core::{Alias, FunctionVersion, InvocationRecord, LogEntry, LogStream};
+use wisp_core::{Alias, Finished, FunctionVersion, InvocationRecord, LogEntry, LogLine};
 
 use crate::sqlite_queue as queue;
 use crate::{
@@ -75,6 +75,33 @@ CREATE TABLE settings (
 CREATE INDEX settings_by_kind ON settings (kind);
 "#,
     crate::sqlite_queue::MIGRATION,
+    // One row per finished invocation: its record and the lines it wrote.
+    // START/END/REPORT are derived from the record when read. A row per
+    // line with three indexes cost more than running the function did.
+    r#"
+CREATE TABLE invocation_rows (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    function TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    lines TEXT
+);
+INSERT INTO invocation_rows (request_id, function, started_at, record, lines)
+SELECT i.request_id, i.function, i.started_at, i.body,
+       (SELECT json_group_array(json_array(l.stream, l.ts, l.message))
+          FROM (SELECT stream, ts, message FROM logs
+                 WHERE request_id = i.request_id
+                   AND NOT (stream = 'platform' AND (message LIKE 'START RequestId: %'
+                        OR message LIKE 'END RequestId: %' OR message LIKE 'REPORT RequestId: %'))
+                 ORDER BY seq) l)
+  FROM invocations i ORDER BY i.started_at;
+DROP TABLE logs;
+DROP TABLE invocations;
+ALTER TABLE invocation_rows RENAME TO invocations;
+CREATE UNIQUE INDEX invocations_by_request ON invocations (request_id);
+CREATE INDEX invocations_by_function ON invocations (function, seq);
+"#,
 ];
 
 /// SQLite-backed `Store` rooted at a data directory.
@@ -82,6 +109,33 @@ pub struct SqliteStore {
     code_dir: PathBuf,
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+}
+
+/// The lowest `seq` of the rows started at or after `at_ms` (one past
+/// the last row when none is), by bisection over the rows' `seq`.
+fn first_seq_started_at(conn: &Connection, at_ms: i64) -> Result<i64> {
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT min(seq), max(seq) FROM invocations", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let (Some(mut lo), Some(hi)) = (lo, hi) else {
+        return Ok(0);
+    };
+    let mut hi = hi + 1;
+    let mut first_at = conn.prepare_cached(
+        "SELECT seq, started_at FROM invocations WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+    )?;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let (seq, started): (i64, i64) =
+            first_at.query_row(params![mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if started < at_ms {
+            lo = seq + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -610,35 +664,26 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_invocations(
-        &self,
-        records: Vec<InvocationRecord>,
-        logs: Vec<LogEntry>,
-    ) -> Result<()> {
+    async fn insert_invocations(&self, finished: Vec<Finished>) -> Result<()> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO invocations (request_id, function, started_at, body) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO invocations (request_id, function, started_at, record, lines)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
-                for r in &records {
+                for f in &finished {
+                    let r = &f.record;
+                    let lines = match f.lines.is_empty() {
+                        true => None,
+                        false => Some(serde_json::to_string(&f.lines)?),
+                    };
                     insert.execute(params![
                         r.request_id,
                         r.function,
                         r.started_at_ms,
-                        serde_json::to_string(r)?
-                    ])?;
-                }
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO logs (request_id, function, ts, stream, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for l in &logs {
-                    insert.execute(params![
-                        l.request_id,
-                        l.function,
-                        l.ts_ms,
-                        l.stream.as_str(),
-                        l.message
+                        serde_json::to_string(r)?,
+                        lines
                     ])?;
                 }
             }
@@ -651,14 +696,15 @@ impl Store for SqliteStore {
     async fn get_invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>> {
         let request_id = request_id.to_string();
         self.read(move |conn| {
-            let body: Option<String> = conn
+            let record: Option<String> = conn
                 .query_row(
-                    "SELECT body FROM invocations WHERE request_id = ?1",
+                    "SELECT record FROM invocations WHERE request_id = ?1",
                     params![request_id],
                     |r| r.get(0),
                 )
                 .optional()?;
-            body.map(|b| serde_json::from_str(&b).map_err(Into::into))
+            record
+                .map(|b| serde_json::from_str(&b).map_err(Into::into))
                 .transpose()
         })
         .await
@@ -671,8 +717,8 @@ impl Store for SqliteStore {
     ) -> Result<Vec<InvocationRecord>> {
         let function = function.to_string();
         self.read(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT body FROM invocations WHERE function = ?1 ORDER BY started_at DESC, rowid DESC LIMIT ?2",
+            let mut stmt = conn.prepare_cached(
+                "SELECT record FROM invocations WHERE function = ?1 ORDER BY seq DESC LIMIT ?2",
             )?;
             collect_json(&mut stmt, params![function, limit as i64])
         })
@@ -682,34 +728,30 @@ impl Store for SqliteStore {
     async fn query_logs(&self, query: LogQuery) -> Result<Vec<LogEntry>> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, request_id, function, ts, stream, message FROM logs
+                "SELECT seq, record, lines FROM invocations
                  WHERE (?1 IS NULL OR function = ?1)
                    AND (?2 IS NULL OR request_id = ?2)
-                   AND (?3 IS NULL OR ts >= ?3)
+                   AND (?3 IS NULL OR started_at >= ?3)
                    AND seq > ?4
-                 ORDER BY seq LIMIT ?5",
+                 ORDER BY seq",
             )?;
-            let rows = stmt.query_map(
-                params![
-                    query.function,
-                    query.request_id,
-                    query.since_ms,
-                    query.after_seq.unwrap_or(0),
-                    query.limit as i64
-                ],
-                |r| {
-                    Ok(LogEntry {
-                        seq: r.get(0)?,
-                        request_id: r.get(1)?,
-                        function: r.get(2)?,
-                        ts_ms: r.get(3)?,
-                        stream: LogStream::parse(&r.get::<_, String>(4)?)
-                            .unwrap_or(LogStream::Platform),
-                        message: r.get(5)?,
-                    })
-                },
-            )?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut rows = stmt.query(params![
+                query.function,
+                query.request_id,
+                query.since_ms,
+                query.after_seq.unwrap_or(0),
+            ])?;
+            let mut out = Vec::new();
+            while out.len() < query.limit {
+                let Some(row) = rows.next()? else { break };
+                let record: InvocationRecord = serde_json::from_str(&row.get::<_, String>(1)?)?;
+                let lines: Vec<LogLine> = match row.get::<_, Option<String>>(2)? {
+                    Some(text) => serde_json::from_str(&text)?,
+                    None => Vec::new(),
+                };
+                out.extend(record.log_entries(row.get(0)?, lines));
+            }
+            Ok(out)
         })
         .await
     }
@@ -717,17 +759,17 @@ impl Store for SqliteStore {
     async fn purge_before(&self, before_ms: i64, now_ms: i64) -> Result<u64> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            let a = tx.execute(
-                "DELETE FROM invocations WHERE started_at < ?1",
-                params![before_ms],
-            )?;
-            let b = tx.execute("DELETE FROM logs WHERE ts < ?1", params![before_ms])?;
+            // Rows go in as invocations finish, so start times rise with
+            // `seq` (a long invocation lands a little late): find the first
+            // row to keep by bisecting on `seq` instead of indexing time.
+            let keep_from = first_seq_started_at(&tx, before_ms)?;
+            let a = tx.execute("DELETE FROM invocations WHERE seq < ?1", params![keep_from])?;
             let c = tx.execute(
                 "DELETE FROM idempotency WHERE done = 1 AND expires_ms <= ?1",
                 params![now_ms],
             )?;
             tx.commit()?;
-            Ok((a + b + c) as u64)
+            Ok((a + c) as u64)
         })
         .await
     }
@@ -805,7 +847,7 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::Settle;
-    use wisp_core::FunctionConfig;
+    use wisp_core::{FunctionConfig, LogStream};
 
     fn version(name: &str, sha: &str) -> FunctionVersion {
         FunctionVersion {
@@ -909,27 +951,26 @@ mod tests {
             error_message: None,
             status: Some(200),
         };
-        let log = |id: &str, at: i64, m: &str| LogEntry {
-            seq: 0,
-            request_id: id.into(),
-            function: "f".into(),
-            ts_ms: at,
-            stream: LogStream::Stdout,
-            message: m.into(),
-        };
+        let line = |at: i64, m: &str| (LogStream::Stdout, at, m.to_string());
         store
-            .insert_invocations(
-                vec![record("a", 100), record("b", 200)],
-                vec![
-                    log("a", 100, "one"),
-                    log("b", 200, "two"),
-                    log("b", 201, "three"),
-                ],
-            )
+            .insert_invocations(vec![
+                Finished {
+                    record: record("a", 100),
+                    lines: vec![line(100, "one")],
+                },
+                Finished {
+                    record: record("b", 200),
+                    lines: vec![line(200, "two"), line(201, "three")],
+                },
+                Finished {
+                    record: record("c", 300),
+                    lines: vec![],
+                },
+            ])
             .await
             .unwrap();
         let recent = store.list_invocations("f", 10).await.unwrap();
-        assert_eq!(recent[0].request_id, "b");
+        assert_eq!(recent[0].request_id, "c");
         let q = |request_id: Option<&str>, after: Option<i64>| LogQuery {
             function: Some("f".into()),
             request_id: request_id.map(Into::into),
@@ -937,17 +978,99 @@ mod tests {
             after_seq: after,
             limit: 100,
         };
+        // START, the function's lines, END, REPORT.
         let b_logs = store.query_logs(q(Some("b"), None)).await.unwrap();
-        assert_eq!(b_logs.len(), 2);
+        let messages: Vec<&str> = b_logs.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages.len(), 5, "{messages:?}");
+        assert_eq!(messages[0], "START RequestId: b Version: $LATEST");
+        assert_eq!(&messages[1..3], ["two", "three"]);
+        assert_eq!(messages[3], "END RequestId: b");
+        assert!(messages[4].starts_with("REPORT RequestId: b\tDuration: 0.01 ms"));
+        assert_eq!(b_logs[1].stream, LogStream::Stdout);
+        assert_eq!(b_logs[0].stream, LogStream::Platform);
+        // Following from b: only c, whose lines are the platform's.
         let after = store
             .query_logs(q(None, Some(b_logs[0].seq)))
             .await
             .unwrap();
-        assert_eq!(after.len(), 1);
-        assert_eq!(after[0].message, "three");
-        assert_eq!(store.purge_before(150, 0).await.unwrap(), 2);
-        assert!(store.get_invocation("a").await.unwrap().is_none());
-        assert!(store.get_invocation("b").await.unwrap().is_some());
+        assert_eq!(after.len(), 3);
+        assert!(after.iter().all(|l| l.request_id == "c"));
+        // A limit stops after a whole invocation.
+        let first = store
+            .query_logs(LogQuery {
+                limit: 2,
+                ..q(None, None)
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 4);
+        // A retried async event keeps one record: the latest.
+        let mut retried = record("a", 400);
+        retried.outcome = wisp_core::Outcome::Error;
+        store
+            .insert_invocations(vec![Finished {
+                record: retried,
+                lines: vec![],
+            }])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_invocation("a").await.unwrap().unwrap().outcome,
+            wisp_core::Outcome::Error
+        );
+        assert_eq!(
+            store.purge_before(150, 0).await.unwrap(),
+            0,
+            "a was retried at 400"
+        );
+        assert_eq!(store.purge_before(250, 0).await.unwrap(), 1);
+        assert!(store.get_invocation("b").await.unwrap().is_none());
+        assert!(store.get_invocation("c").await.unwrap().is_some());
+        assert_eq!(store.purge_before(1000, 0).await.unwrap(), 2);
+        assert!(store.list_invocations("f", 10).await.unwrap().is_empty());
+        assert_eq!(store.purge_before(1000, 0).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn records_and_lines_of_the_old_schema_are_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("wisp.db");
+        {
+            let conn = open_connection(&db).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute_batch(
+                r#"
+INSERT INTO invocations VALUES ('r1', 'f', 100, '{"request_id":"r1","function":"f","version":"$LATEST","trigger":"api","started_at_ms":100,"cold":false,"init_duration_us":null,"duration_us":1000,"billed_ms":1,"memory_limit_mb":128,"max_memory_bytes":0,"outcome":"success","error_kind":null,"error_type":null,"error_message":null,"status":200}');
+INSERT INTO logs (request_id, function, ts, stream, message) VALUES
+  ('r1', 'f', 100, 'platform', 'START RequestId: r1 Version: $LATEST'),
+  ('r1', 'f', 100, 'stdout', 'hello'),
+  ('r1', 'f', 101, 'platform', 'outbound request to x denied'),
+  ('r1', 'f', 101, 'platform', 'END RequestId: r1'),
+  ('r1', 'f', 101, 'platform', 'REPORT RequestId: r1	Duration: 1.00 ms');
+"#,
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let logs = rt
+            .block_on(store.query_logs(LogQuery {
+                request_id: Some("r1".into()),
+                limit: 100,
+                ..LogQuery::default()
+            }))
+            .unwrap();
+        let messages: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages.len(), 5, "{messages:?}");
+        assert_eq!(messages[1], "hello");
+        assert_eq!(messages[2], "outbound request to x denied");
+        assert_eq!(logs[2].stream, LogStream::Platform);
+        assert!(rt.block_on(store.get_invocation("r1")).unwrap().is_some());
     }
 
     fn event(id: &str, function: &str, key: Option<&str>, due: i64) -> NewEvent {

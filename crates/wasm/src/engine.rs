@@ -59,8 +59,9 @@ fn engine_config() -> Config {
         .max_memory_size(4 << 30)
         // Resetting a slot by memset keeps its pages resident; far cheaper
         // than madvise + page faults for the small memories most guests use.
-        .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(64 << 10);
+        .linear_memory_keep_resident(16 << 20)
+        .table_keep_resident(1 << 20)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
