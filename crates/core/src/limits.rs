@@ -80,3 +80,7 @@ pub const MAX_EVENT_AGE_SECS: u64 = 21_600;
 pub const MAX_IDEMPOTENCY_TTL_SECS: u64 = 7 * 24 * 3600;
 /// Idempotency keys longer than this are refused.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+/// Most functions loaded into memory when the server starts (their
+/// `$LATEST` and aliased versions); the rest load on their first call.
+pub const MAX_PRELOADED_FUNCTIONS: usize = 2000;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use wisp_core::clock::Clock;
 use wisp_core::function::LATEST;
+use wisp_core::limits::MAX_PRELOADED_FUNCTIONS;
 use wisp_core::runtime::{Body, Completion, Invocation, Prepared, PreparedStats, Runtime};
 use wisp_core::{ErrorKind, FunctionVersion, InvocationRecord, InvokeError, Outcome, RuntimeKind};
 use wisp_store::{setting_kinds, Store, StoreError};
@@ -165,6 +166,47 @@ impl Dispatcher {
             }
         });
         Ok(())
+    }
+
+    /// Resolves and prepares every function's `$LATEST` and aliased
+    /// versions (up to `MAX_PRELOADED_FUNCTIONS`), one at a time, so the
+    /// first call after a restart only instantiates: the compiled
+    /// artifacts are on disk already, this maps them in. Returns how many
+    /// versions are ready; one that fails to load is left for its first call.
+    pub async fn preload(&self) -> Result<usize, StoreError> {
+        let mut ready = 0;
+        let latest = self.store.list_latest().await?;
+        for latest in latest.iter().take(MAX_PRELOADED_FUNCTIONS) {
+            let function = &latest.function;
+            let mut qualifiers = vec![LATEST.to_string()];
+            qualifiers.extend(
+                self.store
+                    .list_aliases(function)
+                    .await?
+                    .into_iter()
+                    .map(|a| a.name),
+            );
+            let mut seen = std::collections::HashSet::new();
+            for qualifier in qualifiers {
+                let Ok(target) = self.target(function, Some(&qualifier)).await else {
+                    continue;
+                };
+                let versions =
+                    std::iter::once(target.primary).chain(target.additional.map(|a| a.0));
+                for version in versions {
+                    if !seen.insert(version.version.clone()) {
+                        continue;
+                    }
+                    match self.prepare(&version).await {
+                        Ok(_) => ready += 1,
+                        Err(e) => {
+                            tracing::warn!(function = %function, version = %version.version, error = %e.message, "could not preload")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ready)
     }
 
     /// Keeps `count` workers of `function:qualifier` initialised.

@@ -112,6 +112,21 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         .load_settings()
         .await
         .context("cannot load function settings")?;
+    let preloading = dispatcher.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match preloading.preload().await {
+            Ok(versions) => {
+                metrics::gauge!("wisp_preloaded_versions").set(versions as f64);
+                tracing::info!(
+                    versions,
+                    ms = started.elapsed().as_millis() as u64,
+                    "preloaded functions"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "could not preload functions"),
+        }
+    });
     let queue = AsyncQueue::start(
         dispatcher.clone(),
         QueueOptions {

@@ -1,6 +1,6 @@
 //! Deploy, restart, manifests and the CLI.
 
-use crate::harness::{app_dir, Server};
+use crate::harness::{app_dir, request_id, Server};
 
 const MANIFEST: &str = r#"
 [app]
@@ -32,8 +32,19 @@ fn restart_keeps_functions_and_never_recompiles() {
     assert_eq!(server.get("/hello").status(), 200);
     server.stop();
 
+    // The restarted server maps the compiled artifact in before any call:
+    // the first request only instantiates.
     let server = Server::start(&data);
-    assert_eq!(server.get("/hello").status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.metric("wisp_preloaded_versions") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "never preloaded");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let first = server.get("/hello");
+    assert_eq!(first.status(), 200);
+    let record = server.record(&request_id(&first));
+    assert_eq!(record["cold"], false, "{record}");
+    assert!(record["init_duration_us"].is_null(), "{record}");
     let out = server.cli(&["invoke", "kit", "--payload", r#"{"a":1}"#]);
     assert!(
         out.status.success(),
