@@ -16,7 +16,11 @@ need_wrk
 WASMTIME="$CACHE/wasmtime-48.0.8/bin/wasmtime"
 if [ ! -x "$WASMTIME" ]; then
     echo "== installing wasmtime-cli 48.0.8 into $CACHE (once; it takes a while)" >&2
-    cargo install --locked --quiet --root "$CACHE/wasmtime-48.0.8" wasmtime-cli --version 48.0.8
+    # Only what `serve` needs: a full build takes over an hour on 2 cores.
+    # Features left out (gc, winch, wasi-nn, ...) cannot slow `serve` down.
+    cargo install --locked --quiet --root "$CACHE/wasmtime-48.0.8" wasmtime-cli --version 48.0.8 \
+        --no-default-features \
+        --features run,serve,cranelift,pooling-allocator,parallel-compilation,component-model,component-model-async
 fi
 build_wisp
 cargo build --release --quiet -p wisp-server --example bare-hyper --manifest-path "$ROOT/Cargo.toml"

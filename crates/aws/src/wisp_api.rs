@@ -124,9 +124,13 @@ pub(crate) async fn logs(
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Json<Value>> {
     state.dispatcher.flush().await;
-    let events = state
-        .dispatcher
-        .store()
+    let store = state.dispatcher.store();
+    if q.after == Some(-1) {
+        // Only where the log ends, for a follower that wants new lines only.
+        let next = store.last_log_seq().await?;
+        return Ok(Json(json!({ "events": [], "next": next })));
+    }
+    let events = store
         .query_logs(LogQuery {
             function: q.function,
             request_id: q.request_id,

@@ -273,15 +273,9 @@ async fn fetch_logs(
     Ok((events, v["next"].as_i64().unwrap_or(after)))
 }
 
+/// Where the log ends now (`after=-1` asks for only that).
 async fn latest_seq(client: &Client) -> anyhow::Result<i64> {
-    let mut after = 0;
-    loop {
-        let (events, next) = fetch_logs(client, None, None, None, after).await?;
-        if events.is_empty() {
-            return Ok(after);
-        }
-        after = next;
-    }
+    Ok(fetch_logs(client, None, None, None, -1).await?.1)
 }
 
 fn print_log_line(e: &Value, with_function: bool) {

@@ -156,6 +156,9 @@ pub trait Store: Send + Sync + 'static {
     /// order the invocations finished; every line of an invocation has its
     /// `seq`. Stops after the invocation that reaches `limit` lines.
     async fn query_logs(&self, query: LogQuery) -> Result<Vec<LogEntry>>;
+    /// The `seq` of the newest invocation in the log (0 when it is empty):
+    /// where a follower that wants only new lines starts.
+    async fn last_log_seq(&self) -> Result<i64>;
     /// Drops records and logs older than `before_ms`, and idempotency keys
     /// expired by `now_ms`; returns how many rows went.
     async fn purge_before(&self, before_ms: i64, now_ms: i64) -> Result<u64>;

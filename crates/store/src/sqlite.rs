@@ -756,6 +756,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn last_log_seq(&self) -> Result<i64> {
+        self.read(|conn| {
+            Ok(
+                conn.query_row("SELECT COALESCE(max(seq), 0) FROM invocations", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
     async fn purge_before(&self, before_ms: i64, now_ms: i64) -> Result<u64> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
@@ -1026,6 +1037,7 @@ mod tests {
         assert_eq!(store.purge_before(250, 0).await.unwrap(), 1);
         assert!(store.get_invocation("b").await.unwrap().is_none());
         assert!(store.get_invocation("c").await.unwrap().is_some());
+        assert_eq!(store.last_log_seq().await.unwrap(), 4);
         assert_eq!(store.purge_before(1000, 0).await.unwrap(), 2);
         assert!(store.list_invocations("f", 10).await.unwrap().is_empty());
         assert_eq!(store.purge_before(1000, 0).await.unwrap(), 0);

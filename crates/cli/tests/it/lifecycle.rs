@@ -61,6 +61,15 @@ fn restart_keeps_functions_and_never_recompiles() {
     assert!(describe.contains("outcome:     success"), "{describe}");
     let logs = String::from_utf8_lossy(&server.cli(&["logs", "kit"]).stdout).into_owned();
     assert!(logs.contains("REPORT RequestId"), "{logs}");
+    // A follower starts where the log ends: no lines, the newest seq.
+    let all: serde_json::Value = server.api("GET", "/wisp/v1/logs", b"", &[]).json().unwrap();
+    let end: serde_json::Value = server
+        .api("GET", "/wisp/v1/logs?after=-1", b"", &[])
+        .json()
+        .unwrap();
+    assert_eq!(end["events"].as_array().unwrap().len(), 0, "{end}");
+    assert_eq!(end["next"], all["next"], "{all}");
+    assert!(all["next"].as_i64().unwrap() > 0, "{all}");
     let rm = server.cli(&["rm", "kit"]);
     assert!(rm.status.success());
     assert_eq!(server.get("/hello").status(), 502);
