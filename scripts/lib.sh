@@ -73,8 +73,9 @@ def us(v):
     n, unit = float(re.match(r"[\d.]+", v).group()), re.search(r"[a-z]+", v).group()
     return n * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = us(re.search(r"50%\s+(\S+)", text).group(1))
-p99 = us(re.search(r"99%\s+(\S+)", text).group(1))
+# Anchored: a "+/- Stdev" column such as 72.99% must not match.
+p50 = us(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = us(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 print(f"{name} {rps:.0f} {p50:.0f} {p99:.0f}" + (f" non2xx={errors.group(1)}" if errors else ""))
 PY

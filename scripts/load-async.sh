@@ -53,8 +53,8 @@ mode, text = sys.argv[1], open(sys.argv[2]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 total = int(re.search(r"(\d+) requests in", text).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-p50 = re.search(r"50%\s+(\S+)", text).group(1)
-p99 = re.search(r"99%\s+(\S+)", text).group(1)
+p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1)
+p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)
 print(f"  {mode:6} accepted/s {rps:8.0f}   requests {total}   non-202 {bad.group(1) if bad else 0}   latency p50 {p50} p99 {p99}")
 PY
 done
