@@ -78,6 +78,8 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
 
 /// Starts everything; returns once both listeners are bound.
 pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
+    // First: anything started below (the preloader, the queue) may record.
+    let prometheus = install_metrics();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     // Workers run in their own directories: every path they get is absolute.
@@ -168,7 +170,6 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot load routes: {}", e.message))?;
     let api = Arc::new(Api::new(state));
 
-    let prometheus = install_metrics();
     let render_metrics = Arc::new(move || {
         let mut text = prometheus.as_ref().map(|h| h.render()).unwrap_or_default();
         text.push_str(&format!(
