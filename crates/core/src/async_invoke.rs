@@ -130,6 +130,9 @@ pub enum Condition {
     Success,
     RetriesExhausted,
     EventAgeExceeded,
+    /// A keyed event's run was cut off by the server stopping; running it
+    /// again could apply it twice (wisp's own condition, not Lambda's).
+    Interrupted,
 }
 
 impl Condition {
@@ -138,6 +141,7 @@ impl Condition {
             Condition::Success => "Success",
             Condition::RetriesExhausted => "RetriesExhausted",
             Condition::EventAgeExceeded => "EventAgeExceeded",
+            Condition::Interrupted => "Interrupted",
         }
     }
 }

@@ -75,6 +75,8 @@ pub mod error_types {
     pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLarge";
     /// Something in wisp went wrong.
     pub const PLATFORM: &str = "PlatformError";
+    /// The call conflicts with another (an idempotency key that is held).
+    pub const CONFLICT: &str = "ResourceConflictException";
     /// Throttled: the function's reserved concurrency is in use (or 0).
     pub const THROTTLED_RESERVED: &str = "ReservedFunctionConcurrentInvocationLimitExceeded";
     /// Throttled: the account's unreserved concurrency is in use.

@@ -11,13 +11,14 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+use wisp_core::error::error_types;
 use wisp_core::idempotency::{IdempotencyConfig, JsonPath};
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::{collect_limited, full_body, Body};
 use wisp_core::{FunctionVersion, InvokeError};
 use wisp_store::{setting_kinds, Claim, KeyOutcome, StoreError};
 
-use crate::{Dispatched, Dispatcher};
+use crate::{refused, Dispatched, Dispatcher, Permit};
 
 /// How often a waiting duplicate looks at the store, besides being woken
 /// by the run it waits for.
@@ -145,6 +146,22 @@ impl Dispatcher {
             let notify = self.waiters.get(&function, key);
             let notified = notify.notified();
             let now = self.now_ms();
+            // The slot comes first: a key is only claimed by a call that
+            // runs now, so a crash never leaves it held by one that was
+            // merely throttled. A throttled call still gets a finished
+            // call's result.
+            let permit = match self.admit(&function) {
+                Ok(permit) => permit,
+                Err(error) => {
+                    return match self.store.key_holder(&function, key, now).await {
+                        Ok(Some(Claim::Done {
+                            request_id: first,
+                            result,
+                        })) => replay(first, version, &result),
+                        _ => refused(&request_id, version, error),
+                    }
+                }
+            };
             let claim = self
                 .store
                 .claim_key(
@@ -157,31 +174,46 @@ impl Dispatcher {
                 .await;
             match claim {
                 Err(e) => {
-                    return failed(&request_id, version, InvokeError::platform(e.to_string()))
+                    return refused(&request_id, version, InvokeError::platform(e.to_string()))
                 }
                 Ok(Claim::Done {
                     request_id: first,
                     result,
                 }) => return replay(first, version, &result),
                 Ok(Claim::Running { .. }) if started.elapsed() < patience => {
+                    drop(permit);
                     tokio::select! {
                         _ = notified => {}
                         _ = tokio::time::sleep(WAIT_POLL) => {}
                     }
                 }
                 Ok(Claim::Running { request_id: first }) => {
-                    return failed(
+                    return refused(
                         &request_id,
                         version,
                         InvokeError::caller(
-                            "ResourceConflictException",
+                            error_types::CONFLICT,
                             format!("the call {first} with this idempotency key is still running"),
+                        ),
+                    )
+                }
+                Ok(Claim::Interrupted { request_id: first }) => {
+                    return refused(
+                        &request_id,
+                        version,
+                        InvokeError::caller(
+                            error_types::CONFLICT,
+                            format!(
+                                "the call {first} with this idempotency key was running when the server \
+                                 stopped; whether it took effect is unknown, so it is not run again \
+                                 until the key expires"
+                            ),
                         ),
                     )
                 }
                 Ok(Claim::Claimed) => {
                     return self
-                        .run_claimed(version, request, trigger, key, ttl, request_id)
+                        .run_claimed(version, request, trigger, (key, ttl), request_id, permit)
                         .await
                 }
             }
@@ -193,12 +225,12 @@ impl Dispatcher {
         version: &FunctionVersion,
         request: http::Request<Body>,
         trigger: &str,
-        key: &str,
-        ttl: Duration,
+        (key, ttl): (&str, Duration),
         request_id: String,
+        permit: Permit,
     ) -> Dispatched {
         let mut dispatched = self
-            .invoke_with_id(version, request, trigger, request_id.clone())
+            .invoke_admitted(version, request, trigger, request_id.clone(), permit)
             .await;
         let mut stored = None;
         dispatched.response = match dispatched.response {
@@ -258,16 +290,5 @@ fn replay(first: String, version: &FunctionVersion, result: &[u8]) -> Dispatched
         response,
         record,
         replayed: true,
-    }
-}
-
-fn failed(request_id: &str, version: &FunctionVersion, error: InvokeError) -> Dispatched {
-    let (_, record) = tokio::sync::oneshot::channel();
-    Dispatched {
-        request_id: request_id.to_string(),
-        version: version.version.clone(),
-        response: Err(error),
-        record,
-        replayed: false,
     }
 }

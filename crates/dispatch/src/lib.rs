@@ -449,9 +449,42 @@ impl Dispatcher {
     pub async fn invoke_with_id(
         &self,
         version: &FunctionVersion,
+        request: http::Request<Body>,
+        trigger: &str,
+        request_id: String,
+    ) -> Dispatched {
+        match self.admit(&version.function) {
+            Ok(permit) => {
+                self.invoke_admitted(version, request, trigger, request_id, permit)
+                    .await
+            }
+            Err(error) => refused(&request_id, version, error),
+        }
+    }
+
+    /// Takes one of `function`'s concurrency slots, or refuses with the
+    /// throttle error (counted in the metrics).
+    pub fn admit(&self, function: &str) -> Result<Permit, InvokeError> {
+        self.concurrency.admit(function).map_err(|throttle| {
+            metrics::counter!(
+                "wisp_throttles_total",
+                "function" => function.to_string(),
+                "reason" => throttle.reason(),
+            )
+            .increment(1);
+            InvokeError::caller(throttle.reason(), "Rate Exceeded.")
+        })
+    }
+
+    /// Invokes `version` in the concurrency slot `permit`, held until the
+    /// invocation completes.
+    pub async fn invoke_admitted(
+        &self,
+        version: &FunctionVersion,
         mut request: http::Request<Body>,
         trigger: &str,
         request_id: String,
+        permit: Permit,
     ) -> Dispatched {
         let started_at_ms = self.clock.now_ms();
         let started = Instant::now();
@@ -473,25 +506,6 @@ impl Dispatcher {
             error_type: None,
             error_message: None,
             status: None,
-        };
-
-        let permit = match self.concurrency.admit(&version.function) {
-            Ok(p) => p,
-            Err(throttle) => {
-                metrics::counter!(
-                    "wisp_throttles_total",
-                    "function" => version.function.clone(),
-                    "reason" => throttle.reason(),
-                )
-                .increment(1);
-                return Dispatched {
-                    request_id,
-                    version: version.version.clone(),
-                    response: Err(InvokeError::caller(throttle.reason(), "Rate Exceeded.")),
-                    record: record_rx,
-                    replayed: false,
-                };
-            }
         };
 
         let (prepared, init) = match self.prepare(version).await {
@@ -543,6 +557,22 @@ impl Dispatcher {
             record: record_rx,
             replayed: false,
         }
+    }
+}
+
+/// A call answered without running: no record is written.
+pub(crate) fn refused(
+    request_id: &str,
+    version: &FunctionVersion,
+    error: InvokeError,
+) -> Dispatched {
+    let (_, record) = tokio::sync::oneshot::channel();
+    Dispatched {
+        request_id: request_id.to_string(),
+        version: version.version.clone(),
+        response: Err(error),
+        record,
+        replayed: false,
     }
 }
 

@@ -31,7 +31,7 @@ use wisp_store::{
 };
 
 use crate::idempotent::StoredResponse;
-use crate::Dispatcher;
+use crate::{Dispatcher, Permit};
 
 /// Most events leased for one function at a time.
 const LEASE_BATCH: usize = 64;
@@ -460,7 +460,17 @@ impl AsyncQueue {
         }
 
         let mut key = None;
-        if let Some(k) = &event.idempotency_key {
+        let mut permit = None;
+        let mut throttled = false;
+        if event.idempotency_key.is_some() {
+            // The slot comes first: a key is only claimed by a run that
+            // starts now, so a crash never strands it on a throttled one.
+            match self.dispatcher.admit(&event.function) {
+                Ok(p) => permit = Some(p),
+                Err(_) => throttled = true,
+            }
+        }
+        if let Some(k) = event.idempotency_key.as_ref().filter(|_| !throttled) {
             let ttl = self
                 .dispatcher
                 .idempotency(&event.function)
@@ -492,6 +502,13 @@ impl AsyncQueue {
                     });
                     return;
                 }
+                // Its run was cut off by a crash: it may have had its
+                // effects, so it is not run again but given up, visibly.
+                Ok(Claim::Interrupted { .. }) => {
+                    let s = self.give_up(&event, &policy, Condition::Interrupted, last.as_ref());
+                    self.settle(s);
+                    return;
+                }
                 // A call with the key is running: look again later.
                 Ok(Claim::Running { .. }) | Err(_) => {
                     let due = now
@@ -506,7 +523,11 @@ impl AsyncQueue {
             }
         }
 
-        let (attempt, response) = self.attempt(&event).await;
+        let (attempt, response) = if throttled {
+            (Attempt::Throttled, None)
+        } else {
+            self.attempt(&event, permit).await
+        };
         drop(slot);
         self.wake.notify_one();
         let now = self.dispatcher.now_ms();
@@ -607,8 +628,13 @@ impl AsyncQueue {
         self.settle(settlement);
     }
 
-    /// One invocation of the event's function.
-    async fn attempt(&self, event: &QueuedEvent) -> (Attempt, Option<Response>) {
+    /// One invocation of the event's function, in `permit`'s slot if one
+    /// was taken already.
+    async fn attempt(
+        &self,
+        event: &QueuedEvent,
+        permit: Option<Permit>,
+    ) -> (Attempt, Option<Response>) {
         let context: EventContext = serde_json::from_str(&event.context).unwrap_or_default();
         let error = |version: &str, message: String| {
             Response {
@@ -639,10 +665,19 @@ impl AsyncQueue {
             return (Attempt::FunctionError, None);
         };
         let trigger = format!("event:{}", context.source);
-        let dispatched = self
-            .dispatcher
-            .invoke_with_id(&version, request, &trigger, event.request_id.clone())
-            .await;
+        let request_id = event.request_id.clone();
+        let dispatched = match permit {
+            Some(permit) => {
+                self.dispatcher
+                    .invoke_admitted(&version, request, &trigger, request_id, permit)
+                    .await
+            }
+            None => {
+                self.dispatcher
+                    .invoke_with_id(&version, request, &trigger, request_id)
+                    .await
+            }
+        };
         let executed = dispatched.version.clone();
         match dispatched.response {
             Ok(r) => {

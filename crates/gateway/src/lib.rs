@@ -62,6 +62,7 @@ fn invoke_error_status(error: &InvokeError) -> StatusCode {
         (ErrorKind::Guest, _) => StatusCode::BAD_GATEWAY,
         (ErrorKind::Caller, PAYLOAD_TOO_LARGE) => StatusCode::PAYLOAD_TOO_LARGE,
         (ErrorKind::Caller, t) if is_throttle(t) => StatusCode::TOO_MANY_REQUESTS,
+        (ErrorKind::Caller, CONFLICT) => StatusCode::CONFLICT,
         (ErrorKind::Caller, _) => StatusCode::BAD_REQUEST,
         (ErrorKind::Platform, _) => StatusCode::INTERNAL_SERVER_ERROR,
     }

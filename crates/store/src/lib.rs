@@ -178,8 +178,8 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a batch of delivery outcomes in one transaction.
     async fn settle_events(&self, settlements: Vec<Settlement>) -> Result<()>;
     /// Startup after a stop or crash: every lease is returned to the queue
-    /// and every running idempotency claim released, since their runs died
-    /// with the old process. Returns each function with unleased events and
+    /// and every running idempotency claim marked interrupted, since their
+    /// runs died with the old process (perhaps after their effects). Returns each function with unleased events and
     /// when its first one is due.
     async fn recover_queue(&self) -> Result<Vec<(String, i64)>>;
     async fn queue_stats(&self) -> Result<Vec<QueueStats>>;
@@ -195,6 +195,8 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         expires_ms: i64,
     ) -> Result<Claim>;
+    /// Who holds `key` of `function` now, if anyone (claims nothing).
+    async fn key_holder(&self, function: &str, key: &str, now_ms: i64) -> Result<Option<Claim>>;
     /// Ends the claim `request_id` holds on `key`.
     async fn finish_key(
         &self,

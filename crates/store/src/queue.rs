@@ -112,4 +112,8 @@ pub enum Claim {
     Running { request_id: String },
     /// A call with the key finished; its stored result.
     Done { request_id: String, result: Vec<u8> },
+    /// A call with the key was running when the server stopped (a crash,
+    /// a kill -9): whether its function's effects happened is unknown, so
+    /// the key is held, unrun, until it expires.
+    Interrupted { request_id: String },
 }

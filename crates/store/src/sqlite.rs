@@ -776,7 +776,7 @@ impl Store for SqliteStore {
             let keep_from = first_seq_started_at(&tx, before_ms)?;
             let a = tx.execute("DELETE FROM invocations WHERE seq < ?1", params![keep_from])?;
             let c = tx.execute(
-                "DELETE FROM idempotency WHERE done = 1 AND expires_ms <= ?1",
+                "DELETE FROM idempotency WHERE done <> 0 AND expires_ms <= ?1",
                 params![now_ms],
             )?;
             tx.commit()?;
@@ -834,6 +834,12 @@ impl Store for SqliteStore {
             request_id.to_string(),
         );
         self.write(move |conn| queue::claim(conn, &function, &key, &request_id, now_ms, expires_ms))
+            .await
+    }
+
+    async fn key_holder(&self, function: &str, key: &str, now_ms: i64) -> Result<Option<Claim>> {
+        let (function, key) = (function.to_string(), key.to_string());
+        self.read(move |conn| queue::key_holder(conn, &function, &key, now_ms))
             .await
     }
 
@@ -1130,8 +1136,38 @@ INSERT INTO logs (request_id, function, ts, stream, message) VALUES
         assert_eq!(leased.len(), 1);
         assert_eq!(leased[0].request_id, "a");
         assert_eq!(next, Some(50));
-        // A crash: the lease comes back.
+        // A crash: the lease comes back, and a key that was running stays
+        // held as interrupted (its effects may have happened).
+        assert_eq!(
+            store.claim_key("f", "cut", "q", 10, 5000).await.unwrap(),
+            Claim::Claimed
+        );
         assert_eq!(store.recover_queue().await.unwrap(), vec![("f".into(), 0)]);
+        assert_eq!(
+            store.claim_key("f", "cut", "r", 20, 5000).await.unwrap(),
+            Claim::Interrupted {
+                request_id: "q".into()
+            }
+        );
+        assert!(matches!(
+            store.key_holder("f", "cut", 20).await.unwrap(),
+            Some(Claim::Interrupted { .. })
+        ));
+        assert_eq!(store.key_holder("f", "free", 20).await.unwrap(), None);
+        store
+            .finish_key("f", "cut", "q", KeyOutcome::Release)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.claim_key("f", "cut", "r", 30, 5000).await.unwrap(),
+            Claim::Interrupted { .. }
+        ));
+        // Expired, it is purged and the key is free again.
+        store.purge_before(0, 5000).await.unwrap();
+        assert_eq!(
+            store.claim_key("f", "cut", "r", 5001, 9000).await.unwrap(),
+            Claim::Claimed
+        );
         let (leased, _) = store.lease_events("f", 100, 10).await.unwrap();
         assert_eq!(leased.len(), 2);
         let a = leased.iter().find(|e| e.request_id == "a").unwrap();

@@ -49,8 +49,14 @@ CREATE TABLE idempotency (
 CREATE INDEX idempotency_expiry ON idempotency (expires_ms);
 "#;
 
-/// The live holder of a key: request id, done, result.
-type KeyRow = (String, bool, Option<Vec<u8>>);
+/// `idempotency.done`: the holder runs (0), finished (1), or was running
+/// when the server stopped (2), which `recover` marks.
+const KEY_RUNNING: i64 = 0;
+const KEY_DONE: i64 = 1;
+const KEY_INTERRUPTED: i64 = 2;
+
+/// The live holder of a key: request id, state (`KEY_*`), result.
+type KeyRow = (String, i64, Option<Vec<u8>>);
 
 fn live_key(tx: &Connection, function: &str, key: &str, now_ms: i64) -> Result<Option<KeyRow>> {
     Ok(tx
@@ -62,6 +68,27 @@ fn live_key(tx: &Connection, function: &str, key: &str, now_ms: i64) -> Result<O
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?)
+}
+
+/// What a live key's row says about its holder.
+fn held((request_id, state, result): KeyRow) -> Claim {
+    match state {
+        KEY_DONE => Claim::Done {
+            request_id,
+            result: result.unwrap_or_default(),
+        },
+        KEY_INTERRUPTED => Claim::Interrupted { request_id },
+        _ => Claim::Running { request_id },
+    }
+}
+
+pub(crate) fn key_holder(
+    conn: &Connection,
+    function: &str,
+    key: &str,
+    now_ms: i64,
+) -> Result<Option<Claim>> {
+    Ok(live_key(conn, function, key, now_ms)?.map(held))
 }
 
 fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<bool> {
@@ -179,15 +206,15 @@ fn finish_key_in(
         KeyOutcome::Done { result, expires_ms } => {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO idempotency (function, key, request_id, done, expires_ms, result)
-                 SELECT ?1, ?2, ?3, 1, ?4, ?5 WHERE EXISTS (SELECT 1 FROM functions WHERE name = ?1)",
+                 SELECT ?1, ?2, ?3, ?6, ?4, ?5 WHERE EXISTS (SELECT 1 FROM functions WHERE name = ?1)",
             )?
-            .execute(params![function, key, request_id, expires_ms, result])?;
+            .execute(params![function, key, request_id, expires_ms, result, KEY_DONE])?;
         }
         KeyOutcome::Release => {
             conn.prepare_cached(
-                "DELETE FROM idempotency WHERE function = ?1 AND key = ?2 AND request_id = ?3 AND done = 0",
+                "DELETE FROM idempotency WHERE function = ?1 AND key = ?2 AND request_id = ?3 AND done = ?4",
             )?
-            .execute(params![function, key, request_id])?;
+            .execute(params![function, key, request_id, KEY_RUNNING])?;
         }
     }
     Ok(())
@@ -269,7 +296,12 @@ fn follow_up_undeliverable(e: &NewEvent) -> String {
 pub(crate) fn recover(conn: &mut Connection) -> Result<Vec<(String, i64)>> {
     let tx = conn.transaction()?;
     tx.execute("UPDATE async_events SET leased = 0 WHERE leased = 1", [])?;
-    tx.execute("DELETE FROM idempotency WHERE done = 0", [])?;
+    // A keyed call that was running may or may not have had its effects:
+    // running it again could apply them twice, so its key stays held.
+    tx.execute(
+        "UPDATE idempotency SET done = ?1 WHERE done = ?2",
+        params![KEY_INTERRUPTED, KEY_RUNNING],
+    )?;
     let pending = {
         let mut stmt =
             tx.prepare("SELECT function, MIN(due_ms) FROM async_events GROUP BY function")?;
@@ -339,17 +371,13 @@ pub(crate) fn claim(
 ) -> Result<Claim> {
     let tx = conn.transaction()?;
     let claim = match live_key(&tx, function, key, now_ms)? {
-        Some((request_id, true, result)) => Claim::Done {
-            request_id,
-            result: result.unwrap_or_default(),
-        },
-        Some((request_id, false, _)) => Claim::Running { request_id },
+        Some(row) => held(row),
         None => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO idempotency (function, key, request_id, done, expires_ms, result)
-                 VALUES (?1, ?2, ?3, 0, ?4, NULL)",
+                 VALUES (?1, ?2, ?3, ?5, ?4, NULL)",
             )?
-            .execute(params![function, key, request_id, expires_ms])?;
+            .execute(params![function, key, request_id, expires_ms, KEY_RUNNING])?;
             Claim::Claimed
         }
     };

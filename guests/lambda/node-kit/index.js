@@ -38,6 +38,11 @@ exports.handler = async (event, context) => {
     case 'sleep':
       await new Promise((r) => setTimeout(r, event.ms));
       return 'slept';
+    case 'mark':
+      // Leaves a mark of this run, then runs on: a run to cut off.
+      require('fs').appendFileSync(event.file, `${event.n}\n`);
+      await new Promise((r) => setTimeout(r, event.ms));
+      return 'marked';
     case 'spin':
       for (;;) {}
     case 'throw':

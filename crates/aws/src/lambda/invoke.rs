@@ -10,7 +10,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
-use wisp_core::error::error_types::is_throttle;
+use wisp_core::error::error_types::{self, is_throttle};
 use wisp_core::function::LATEST;
 use wisp_core::idempotency;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
@@ -162,7 +162,11 @@ pub(crate) async fn invoke(
             return Err(ApiError::throttled(&error.error_type))
         }
         Err(error) if error.kind == ErrorKind::Caller => {
-            return Err(ApiError::invalid(error.message))
+            return Err(if error.error_type == error_types::CONFLICT {
+                ApiError::conflict(error.message)
+            } else {
+                ApiError::invalid(error.message)
+            })
         }
         Err(error) => {
             let error_type = match error.error_type.as_str() {

@@ -418,3 +418,69 @@ fn sigkill_while_accepting_loses_no_event_and_runs_keyed_ones_once() {
         .unwrap()
         .is_empty());
 }
+
+/// A run cut off by a SIGKILL of the server has an unknown outcome: an
+/// unkeyed event runs again (at least once), but a keyed one must not
+/// apply twice, so it is given up as `Interrupted`, visibly, and its key
+/// stays held: a resend is a duplicate, a synchronous call a conflict.
+#[test]
+fn a_keyed_run_cut_off_by_sigkill_is_given_up_not_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let mark_file = |name: &str| marks.join(name).to_string_lossy().into_owned();
+    let runs = |name: &str| {
+        std::fs::read_to_string(marks.join(name))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let mut server = Server::start_with(&data, &["--async-backoff", "20ms"]);
+    let zip = zip_dir(&lambda_dir("node-kit"));
+    let mut body = lambda_body("cut", "nodejs20.x", "index.handler", &zip);
+    body["Timeout"] = json!(120);
+    let (status, v) = server.api_json("POST", "/2015-03-31/functions", &body);
+    assert_eq!(status, 201, "{v}");
+
+    let event =
+        |file: &str| json!({ "action": "mark", "n": 1, "file": mark_file(file), "ms": 60_000 });
+    let (status, keyed_id, _) = send_event(&server, "cut", &event("keyed"), Some("pay-1"));
+    assert_eq!(status, 202);
+    let (status, _, _) = send_event(&server, "cut", &event("plain"), None);
+    assert_eq!(status, 202);
+    wait_until("both runs under way", Duration::from_secs(60), || {
+        (runs("keyed") == 1 && runs("plain") == 1).then_some(())
+    });
+    server.kill9();
+    server.stop();
+
+    let server = Server::start_with(&data, &["--async-backoff", "20ms"]);
+    wait_until("the unkeyed run again", Duration::from_secs(60), || {
+        (runs("plain") == 2).then_some(())
+    });
+    let q = wait_until("the keyed event given up", Duration::from_secs(60), || {
+        let q = queue(&server, "cut");
+        (!q["failed_events"].as_array().unwrap().is_empty()).then_some(q)
+    });
+    let kept = &q["failed_events"][0];
+    assert_eq!(kept["request_id"], keyed_id.as_str());
+    assert_eq!(kept["record"]["requestContext"]["condition"], "Interrupted");
+    assert_eq!(runs("keyed"), 1);
+
+    // The key is held: a resend is a duplicate and runs nothing...
+    let (status, first, replayed) = send_event(&server, "cut", &event("keyed"), Some("pay-1"));
+    assert_eq!((status, replayed), (202, true));
+    assert_eq!(first, keyed_id);
+    // ...and a synchronous call with it is refused.
+    let r = server.api(
+        "POST",
+        "/2015-03-31/functions/cut/invocations",
+        event("keyed").to_string().as_bytes(),
+        &[("x-wisp-idempotency-key", "pay-1")],
+    );
+    assert_eq!(r.status(), 409);
+    let text = r.text().unwrap();
+    assert!(text.contains("whether it took effect is unknown"), "{text}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(runs("keyed"), 1);
+}
