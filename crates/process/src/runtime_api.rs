@@ -4,9 +4,9 @@
 
 use std::convert::Infallible;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -69,16 +69,36 @@ fn worker_gone() -> Response<Full<Bytes>> {
     ))
 }
 
-async fn read_body(body: Incoming) -> Result<Posted, Response<Full<Bytes>>> {
-    match Limited::new(body, MAX_SYNC_PAYLOAD_BYTES).collect().await {
-        Ok(c) => Ok(Posted::Body(c.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(Posted::TooLarge),
-        Err(e) => Err(reply(ApiReply::error(
-            400,
-            "InvalidRequest",
-            format!("could not read the body: {e}"),
-        ))),
+/// Past the payload limit a body is still read (and dropped) up to this,
+/// so the connection stays in step and the process hears its 413; beyond
+/// it the connection is closed.
+const DRAIN_LIMIT: usize = 8 * MAX_SYNC_PAYLOAD_BYTES;
+
+async fn read_body(mut body: Incoming) -> Result<Posted, Response<Full<Bytes>>> {
+    let mut kept = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            reply(ApiReply::error(
+                400,
+                "InvalidRequest",
+                format!("could not read the body: {e}"),
+            ))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total <= MAX_SYNC_PAYLOAD_BYTES {
+            kept.extend_from_slice(&data);
+        } else if total > DRAIN_LIMIT {
+            break;
+        }
     }
+    if total > MAX_SYNC_PAYLOAD_BYTES {
+        return Ok(Posted::TooLarge);
+    }
+    Ok(Posted::Body(kept.freeze()))
 }
 
 async fn ask(

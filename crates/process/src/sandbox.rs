@@ -250,22 +250,19 @@ impl WorkerLimits {
         }
     }
 
-    /// The worker's peak memory so far, in bytes.
-    pub(crate) fn peak_bytes(&self, pid: u32) -> u64 {
-        let read = |p: PathBuf| {
-            std::fs::read_to_string(p)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
+    /// Opens what tells the worker's peak memory, once: every invocation
+    /// then costs one read of it, not an open, a read and a close.
+    pub(crate) fn memory_gauge(&self, pid: u32) -> MemoryGauge {
+        let open = |p: PathBuf| std::fs::File::open(p).ok();
+        let (file, status) = match &self.cgroup {
+            Some((dir, CgroupVersion::V2)) => (
+                open(dir.join("memory.peak")).or_else(|| open(dir.join("memory.current"))),
+                false,
+            ),
+            Some((dir, CgroupVersion::V1)) => (open(dir.join("memory.max_usage_in_bytes")), false),
+            None => (open(PathBuf::from(format!("/proc/{pid}/status"))), true),
         };
-        match &self.cgroup {
-            Some((dir, CgroupVersion::V2)) => read(dir.join("memory.peak"))
-                .or_else(|| read(dir.join("memory.current")))
-                .unwrap_or(0),
-            Some((dir, CgroupVersion::V1)) => {
-                read(dir.join("memory.max_usage_in_bytes")).unwrap_or(0)
-            }
-            None => vm_hwm(pid).unwrap_or(0),
-        }
+        MemoryGauge { file, status }
     }
 
     /// Whether the kernel killed a process of this worker for memory.
@@ -310,8 +307,32 @@ impl WorkerLimits {
 }
 
 /// Resident-set high-water mark of a process, from procfs.
-fn vm_hwm(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+/// A worker's peak memory, read from a file kept open: a cgroup's counter
+/// in bytes, or the VmHWM line of the process's status.
+pub(crate) struct MemoryGauge {
+    file: Option<std::fs::File>,
+    status: bool,
+}
+
+impl MemoryGauge {
+    /// The peak so far in bytes; 0 when unknown.
+    pub(crate) fn peak_bytes(&self) -> u64 {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = &self.file else { return 0 };
+        let mut buf = [0u8; 4096];
+        let n = file.read_at(&mut buf, 0).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let value = if self.status {
+            vm_hwm(&text)
+        } else {
+            text.trim().parse().ok()
+        };
+        value.unwrap_or(0)
+    }
+}
+
+/// The VmHWM line of a /proc/PID/status text, in bytes.
+fn vm_hwm(status: &str) -> Option<u64> {
     status.lines().find_map(|l| {
         let kb = l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim();
         kb.parse::<u64>().ok().map(|k| k * 1024)
@@ -323,7 +344,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vm_hwm_reads_our_own_status() {
-        assert!(vm_hwm(std::process::id()).unwrap() > 0);
+    fn the_gauge_reads_our_own_peak_again_and_again() {
+        let gauge = MemoryGauge {
+            file: std::fs::File::open(format!("/proc/{}/status", std::process::id())).ok(),
+            status: true,
+        };
+        let first = gauge.peak_bytes();
+        assert!(first > 0);
+        let grown = vec![1u8; 64 << 20];
+        assert!(gauge.peak_bytes() >= first + (60 << 20), "{}", grown.len());
     }
 }

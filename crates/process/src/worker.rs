@@ -20,13 +20,13 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 use wisp_core::clock::{Clock, SystemClock};
 use wisp_core::error::error_types;
-use wisp_core::logbuf::LogLines;
+use wisp_core::logbuf::{Lines, LogLines};
 use wisp_core::runtime::Completion;
 use wisp_core::{InvokeError, LogStream};
 
 use crate::idle::Idle;
 use crate::runtime_api;
-use crate::sandbox::WorkerLimits;
+use crate::sandbox::{MemoryGauge, WorkerLimits};
 
 /// How long a worker may take from start to its first `invocation/next`.
 pub(crate) const INIT_LIMIT: Duration = Duration::from_secs(10);
@@ -249,6 +249,7 @@ struct Actor {
     child: tokio::process::Child,
     pid: u32,
     limits: WorkerLimits,
+    memory: MemoryGauge,
     out: Pipe,
     err: Pipe,
     logs: LogLines,
@@ -326,6 +327,7 @@ pub(crate) async fn spawn(
         rx,
         child,
         pid,
+        memory: limits.memory_gauge(pid),
         limits,
         out,
         err,
@@ -448,7 +450,9 @@ impl Actor {
             Msg::Kill(error) => self.kill(Some(error)).await,
             Msg::Next(next) => {
                 self.drain();
-                self.finish_current();
+                // The finished job's output is taken now; its completion is
+                // sent once the next job is on its way.
+                let finished = self.current.take().map(|c| (c, self.logs.take()));
                 if !self.initialized {
                     self.initialized = true;
                     // A worker started for a call makes that call cold; one
@@ -459,12 +463,13 @@ impl Actor {
                 }
                 match self.queued.take() {
                     Some((job, _)) => self.start(job, next),
-                    None => {
-                        self.waiting = Some(next);
-                        if !self.idle.push(self.me.clone()) {
-                            return self.kill(None).await;
-                        }
-                    }
+                    None => self.waiting = Some(next),
+                }
+                if let Some((current, logs)) = finished {
+                    self.complete(current, logs);
+                }
+                if self.waiting.is_some() && !self.idle.push(self.me.clone()) {
+                    return self.kill(None).await;
                 }
                 None
             }
@@ -627,17 +632,22 @@ impl Actor {
 
     /// Sends the finished job's completion (its logs are drained by now).
     fn finish_current(&mut self) {
-        let Some(current) = self.current.take() else {
-            return;
-        };
+        if let Some(current) = self.current.take() {
+            let logs = self.logs.take();
+            self.complete(current, logs);
+        }
+    }
+
+    /// Sends a finished job's completion with the output it wrote.
+    fn complete(&self, current: Current, logs: Lines) {
         let ended = current.finished.unwrap_or_else(Instant::now);
         let completion = Completion {
             error: current.error,
             status: None,
             duration: ended.saturating_duration_since(current.started),
             init_duration: current.init_duration,
-            max_memory_bytes: self.limits.peak_bytes(self.pid),
-            logs: self.logs.take(),
+            max_memory_bytes: self.memory.peak_bytes(),
+            logs,
         };
         let _ = current.done.send(completion);
     }
@@ -649,7 +659,7 @@ impl Actor {
         let _ = job.done.send(Completion {
             error: Some(error),
             init_duration: self.init_duration.take().or(Some(self.spawned.elapsed())),
-            max_memory_bytes: self.limits.peak_bytes(self.pid),
+            max_memory_bytes: self.memory.peak_bytes(),
             logs: self.logs.take(),
             ..Completion::default()
         });

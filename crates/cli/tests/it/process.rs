@@ -164,6 +164,20 @@ fn node_context_environment_logs_and_errors() {
     assert_eq!(v["errorMessage"], "bad input: x");
     assert!(v["trace"].is_array() || v["stackTrace"].is_array(), "{v}");
 
+    // A result past the 6 MB limit fails its own call (the Runtime API
+    // answers 413 before taking it all); the same worker serves on.
+    let (_, _, first, _) = invoke(&server, "kit", &json!({"action": "echo"}));
+    let (status, err, v, _) = invoke(
+        &server,
+        "kit",
+        &json!({"action": "big", "bytes": 7_000_000}),
+    );
+    assert_eq!((status, err.as_deref()), (200, Some("Unhandled")), "{v}");
+    assert_eq!(v["errorType"], "Function.ResponseSizeTooLarge", "{v}");
+    let (status, err, again, _) = invoke(&server, "kit", &json!({"action": "echo"}));
+    assert_eq!((status, err), (200, None), "{again}");
+    assert_eq!(again["pid"], first["pid"], "the worker was replaced");
+
     // A callback-style handler in the same file.
     let (status, created) = server.api_json(
         "POST",

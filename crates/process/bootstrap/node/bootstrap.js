@@ -32,10 +32,11 @@ const TRACE_KEY = 'trace';
 // -------------------------------------------------------------- transport --
 // A small HTTP/1.1 client on one kept-alive TCP connection: Node's http
 // module costs a few hundred microseconds per call, more than wisp's whole
-// per-invocation budget; this costs a few tens. One request is on the wire at
-// a time (another waits its turn), each goes out in a single write, and a
-// response is framed by Content-Length, chunked encoding, or the connection's
-// end.
+// per-invocation budget; this costs a few tens. Requests pipeline: whatever
+// is sent in one tick goes out in a single write (a result and the GET /next
+// after it cost one round trip, not two), and the server answers them in
+// order. A response is framed by Content-Length, chunked encoding, or the
+// connection's end.
 
 const MAX_HEAD_BYTES = 64 * 1024; // status line + headers (and any one line)
 const EMPTY = Buffer.alloc(0);
@@ -58,10 +59,9 @@ function protocolError(message) {
 class RuntimeConnection {
   constructor() {
     this.socket = null;
-    this.waiting = []; // request, resolve, reject, ... (flat; rarely more than one)
-    this.busy = false; // a request is on the wire:
-    this.request = this.resolve = this.reject = null;
-    this.retried = false;
+    this.queue = []; // not yet written: { request, resolve, reject, retried }
+    this.inflight = []; // written, answered in order
+    this.flushing = false; // a write of the queue is scheduled
     this.parts = []; // the body's pieces (usually one view of one read)
     this.resetResponse();
   }
@@ -82,42 +82,37 @@ class RuntimeConnection {
   // Resolves to { status, headers, body (a Buffer) }.
   send(request) {
     return new Promise((resolve, reject) => {
-      this.waiting.push(request, resolve, reject);
-      if (!this.busy) this.next();
+      this.queue.push({ request, resolve, reject, retried: false });
+      if (!this.flushing) {
+        this.flushing = true;
+        queueMicrotask(() => this.flush());
+      }
     });
   }
 
-  // Starts the next waiting request, or leaves the connection idle.
-  next() {
-    const q = this.waiting;
-    this.busy = q.length > 0;
-    if (!this.busy) {
-      this.request = this.resolve = this.reject = null;
-      if (this.socket !== null) this.socket.unref(); // an idle connection never holds the process
-      return;
-    }
-    this.request = q.shift();
-    this.resolve = q.shift();
-    this.reject = q.shift();
-    this.retried = false;
-    this.write();
+  // Writes everything queued, in one write.
+  flush() {
+    this.flushing = false;
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    this.queue = [];
+    if (this.socket === null) this.connect();
+    for (const r of batch) this.inflight.push(r);
+    // The idle connection is unref'd (see complete()); while a request is out
+    // it must hold the process, or waiting on GET /next would let it exit.
+    this.socket.ref();
+    this.socket.write(batch.length === 1 ? batch[0].request : Buffer.concat(batch.map((r) => r.request)));
   }
 
-  write() {
-    if (this.socket === null) {
-      const socket = net.connect({ host: HOST, port: PORT, noDelay: true });
-      // Events of a connection already dropped are ignored.
-      socket.on('data', (chunk) => socket === this.socket && this.onData(chunk));
-      socket.on('end', () => socket === this.socket && this.onClosed(null));
-      socket.on('close', () => socket === this.socket && this.onClosed(null));
-      socket.on('error', (err) => socket === this.socket && this.onClosed(err));
-      this.socket = socket;
-    }
+  connect() {
+    const socket = net.connect({ host: HOST, port: PORT, noDelay: true });
+    // Events of a connection already dropped are ignored.
+    socket.on('data', (chunk) => socket === this.socket && this.onData(chunk));
+    socket.on('end', () => socket === this.socket && this.onClosed(null));
+    socket.on('close', () => socket === this.socket && this.onClosed(null));
+    socket.on('error', (err) => socket === this.socket && this.onClosed(err));
+    this.socket = socket;
     this.resetResponse();
-    // The idle connection is unref'd (see next()); while a request is out it
-    // must hold the process, or waiting on GET /next would let it exit.
-    this.socket.ref();
-    this.socket.write(this.request);
   }
 
   drop() {
@@ -127,31 +122,36 @@ class RuntimeConnection {
   }
 
   onData(chunk) {
-    if (!this.busy) {
-      this.drop(); // bytes nobody asked for: the stream is out of step
-      return;
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.inflight.length === 0) {
+        this.drop(); // bytes nobody asked for: the stream is out of step
+        return;
+      }
+      this.sawBytes = true;
+      let end;
+      try {
+        end = this.parse(chunk, i);
+      } catch (err) {
+        this.drop();
+        this.resend(err);
+        return;
+      }
+      if (end < 0) return;
+      this.complete();
+      if (this.socket === null) return; // dropped: the rest of this read is void
+      i = end;
     }
-    this.sawBytes = true;
-    let end;
-    try {
-      end = this.parse(chunk);
-    } catch (err) {
-      this.drop();
-      this.finish(null, err);
-      return;
-    }
-    if (end >= 0) this.complete(end < chunk.length);
   }
 
-  // Consumes a read; returns where the response ended in it, or -1 if more
-  // is to come.
-  parse(chunk) {
+  // Consumes a read from `i` on; returns where the response ended in it, or
+  // -1 if more is to come.
+  parse(chunk, i) {
     const end = chunk.length;
-    let i = 0;
     while (i < end) {
       if (this.state === DATA) {
         const n = Math.min(this.remaining, end - i);
-        this.parts.push(n === end ? chunk : chunk.subarray(i, i + n));
+        this.parts.push(n === end && i === 0 ? chunk : chunk.subarray(i, i + n));
         i += n;
         this.remaining -= n;
         if (this.remaining === 0) {
@@ -247,47 +247,64 @@ class RuntimeConnection {
     return false;
   }
 
-  complete(leftover) {
+  // The response at the head is complete: hand it over.
+  complete() {
     const parts = this.parts;
     const body = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0] : Buffer.concat(parts);
     const res = { status: this.status, headers: this.headers, body };
-    // Drop the connection if the server asked to, sent more than the
-    // response, or answered before taking all of the request (a 413 to a body
-    // too large): anything further on it would be out of step.
+    const { resolve } = this.inflight.shift();
+    const keepAlive = this.keepAlive;
+    this.resetResponse();
+    // Drop the connection if the server asked to, or answered before taking
+    // all of the request (a 413 to a body too large): anything further on it
+    // would be out of step. What is still out goes again on a new one.
     const socket = this.socket;
-    if (socket !== null && (!this.keepAlive || leftover || socket.writableLength > 0)) this.drop();
-    this.finish(res, null);
-  }
-
-  // The request is over: settle it, and move on to the next.
-  finish(res, err) {
-    const { resolve, reject } = this;
-    this.next();
-    if (err === null) resolve(res);
-    else reject(err);
+    if (socket !== null && (!keepAlive || socket.writableLength > 0)) {
+      this.drop();
+      this.resend(null);
+    }
+    if (this.socket !== null && this.inflight.length === 0 && this.queue.length === 0) {
+      this.socket.unref(); // an idle connection never holds the process
+    }
+    resolve(res);
   }
 
   // The connection ended (err null) or failed.
   onClosed(err) {
+    if (err === null && this.inflight.length > 0 && this.state === DATA && this.remaining === Infinity) {
+      this.complete(); // a body framed by the connection's end
+      return;
+    }
     this.drop();
-    if (!this.busy) return; // it was idle: the next request connects anew
-    if (err === null && this.state === DATA && this.remaining === Infinity) {
-      this.complete(false);
-      return;
+    this.resend(err);
+  }
+
+  // The connection is gone. The request cut off mid-answer fails; the others
+  // saw nothing of their answers (say, an idle connection the server dropped
+  // as we reused it), so they go once more on a new connection.
+  resend(err) {
+    const out = this.inflight;
+    this.inflight = [];
+    const again = [];
+    out.forEach((r, k) => {
+      const cutOff = k === 0 && this.sawBytes;
+      if (!cutOff && !r.retried) {
+        r.retried = true;
+        again.push(r);
+        return;
+      }
+      let e = err;
+      if (e === null) {
+        e = new Error(`the Runtime API closed the connection ${cutOff ? 'mid-response' : 'without answering'}`);
+        e.code = 'ECONNRESET';
+      }
+      r.reject(e);
+    });
+    this.resetResponse();
+    if (again.length > 0) {
+      this.queue = again.concat(this.queue);
+      this.flush();
     }
-    // Closed before any byte of the answer (say, an idle connection the
-    // server dropped as we reused it): the request was not served, so send
-    // it once more on a new connection.
-    if (!this.sawBytes && !this.retried) {
-      this.retried = true;
-      this.write();
-      return;
-    }
-    if (err === null) {
-      err = new Error(`the Runtime API closed the connection ${this.sawBytes ? 'mid-response' : 'without answering'}`);
-      err.code = 'ECONNRESET';
-    }
-    this.finish(null, err);
   }
 }
 
@@ -295,7 +312,7 @@ const connection = new RuntimeConnection();
 
 // Posts `body` (a string) as JSON; head and body go out in one buffer, and
 // Content-Length counts the body's UTF-8 bytes.
-function post(urlPath, body, errorType) {
+function post(urlPath, body, errorType, via = connection) {
   // The path holds a request id from the server: nothing may break the line.
   if (/[^\x21-\x7e]/.test(urlPath)) return Promise.reject(new Error(`bad Runtime API path ${JSON.stringify(urlPath)}`));
   const length = Buffer.byteLength(body);
@@ -305,7 +322,7 @@ function post(urlPath, body, errorType) {
   const request = Buffer.allocUnsafe(head.length + length);
   request.latin1Write(head, 0);
   request.utf8Write(body, head.length);
-  return connection.send(request);
+  return via.send(request);
 }
 
 // A header value keeps printable ASCII only (a CR or LF would end it early).
@@ -595,8 +612,9 @@ async function postInvocationError(requestId, err) {
 let inFlight = null;
 
 async function runLoop(handler) {
+  let next = connection.send(NEXT_REQUEST);
   for (;;) {
-    const res = await connection.send(NEXT_REQUEST);
+    const res = await next;
     if (res.status !== 200) throw new Error(`GET /next answered ${res.status}: ${res.body}`);
     const h = res.headers;
     const requestId = h['lambda-runtime-aws-request-id'];
@@ -625,8 +643,11 @@ async function runLoop(handler) {
     if (dying) return;
     // 202 expected; a 413 (response too large) is recorded by the server and
     // we simply go on to the next event.
-    if (failed) await postInvocationError(requestId, value);
-    else await post(`${BASE}/invocation/${requestId}/response`, body);
+    // The GET /next goes out with the result, in the same write.
+    const posted = failed ? postInvocationError(requestId, value) : post(`${BASE}/invocation/${requestId}/response`, body);
+    next = connection.send(NEXT_REQUEST);
+    next.catch(() => {}); // a failure surfaces where it is awaited
+    await posted;
     inFlight = null;
   }
 }
@@ -642,11 +663,14 @@ async function fatal(label, err, code) {
   dying = true;
   logError(label, err);
   const doc = errorDocument(err);
+  // On a connection of its own: the main one may hold a GET /next that the
+  // server answers only with an event.
+  const via = new RuntimeConnection();
   try {
     if (inFlight !== null) {
-      await post(`${BASE}/invocation/${inFlight}/error`, JSON.stringify(doc), doc.errorType);
+      await post(`${BASE}/invocation/${inFlight}/error`, JSON.stringify(doc), doc.errorType, via);
     } else if (!initDone) {
-      await post(`${BASE}/init/error`, JSON.stringify(doc), doc.errorType);
+      await post(`${BASE}/init/error`, JSON.stringify(doc), doc.errorType, via);
     }
   } catch (_) {
     // The Runtime API is gone; nothing more to report to.
