@@ -619,6 +619,11 @@ fn finish(
             .increment(1);
     }
 
-    recorder.record(record.clone(), completion.logs);
-    let _ = record_tx.send(record);
+    // Most callers never look at the record: clone it only for one who does.
+    if record_tx.is_closed() {
+        recorder.record(record, completion.logs);
+    } else {
+        recorder.record(record.clone(), completion.logs);
+        let _ = record_tx.send(record);
+    }
 }
