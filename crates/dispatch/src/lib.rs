@@ -44,12 +44,12 @@ type PreparedCell = Arc<OnceCell<Arc<dyn Prepared>>>;
 /// alias a second version with its share of the calls.
 #[derive(Clone)]
 struct Target {
-    primary: FunctionVersion,
-    additional: Option<(FunctionVersion, f64)>,
+    primary: Arc<FunctionVersion>,
+    additional: Option<(Arc<FunctionVersion>, f64)>,
 }
 
 impl Target {
-    fn pick(&self) -> FunctionVersion {
+    fn pick(&self) -> Arc<FunctionVersion> {
         match &self.additional {
             Some((v, weight)) if rand::random::<f64>() < *weight => v.clone(),
             _ => self.primary.clone(),
@@ -65,7 +65,7 @@ pub struct Dispatcher {
     prepared: Mutex<HashMap<(String, String), (String, PreparedCell)>>,
     /// Resolved (function, qualifier) pairs; writes go through the API, which
     /// calls `forget`, so this never serves a stale version.
-    resolved: Mutex<HashMap<(String, String), Target>>,
+    resolved: Mutex<HashMap<(String, String), Arc<Target>>>,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
     concurrency: Arc<Concurrency>,
@@ -191,8 +191,8 @@ impl Dispatcher {
                 let Ok(target) = self.target(function, Some(&qualifier)).await else {
                     continue;
                 };
-                let versions =
-                    std::iter::once(target.primary).chain(target.additional.map(|a| a.0));
+                let versions = std::iter::once(target.primary.clone())
+                    .chain(target.additional.as_ref().map(|a| a.0.clone()));
                 for version in versions {
                     if !seen.insert(version.version.clone()) {
                         continue;
@@ -247,8 +247,8 @@ impl Dispatcher {
         &self,
         function: &str,
         qualifier: Option<&str>,
-    ) -> Result<FunctionVersion, ResolveError> {
-        Ok(self.target(function, qualifier).await?.primary)
+    ) -> Result<Arc<FunctionVersion>, ResolveError> {
+        Ok(self.target(function, qualifier).await?.primary.clone())
     }
 
     /// Like `resolve`, but a weighted alias picks one of its versions by weight.
@@ -256,7 +256,7 @@ impl Dispatcher {
         &self,
         function: &str,
         qualifier: Option<&str>,
-    ) -> Result<FunctionVersion, ResolveError> {
+    ) -> Result<Arc<FunctionVersion>, ResolveError> {
         Ok(self.target(function, qualifier).await?.pick())
     }
 
@@ -264,7 +264,7 @@ impl Dispatcher {
         &self,
         function: &str,
         qualifier: Option<&str>,
-    ) -> Result<Target, ResolveError> {
+    ) -> Result<Arc<Target>, ResolveError> {
         let key = (
             function.to_string(),
             qualifier.unwrap_or(LATEST).to_string(),
@@ -272,7 +272,7 @@ impl Dispatcher {
         if let Some(t) = self.resolved.lock().ok().and_then(|r| r.get(&key).cloned()) {
             return Ok(t);
         }
-        let target = self.target_uncached(function, qualifier).await?;
+        let target = Arc::new(self.target_uncached(function, qualifier).await?);
         if let Ok(mut resolved) = self.resolved.lock() {
             resolved.insert(key, target.clone());
         }
@@ -290,6 +290,7 @@ impl Dispatcher {
             self.store
                 .get_version(function, &v)
                 .await?
+                .map(Arc::new)
                 .ok_or_else(|| match v.as_str() {
                     LATEST => ResolveError::NotFound(format!("Function not found: {function}")),
                     _ => not_found(&v),

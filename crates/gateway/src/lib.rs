@@ -92,10 +92,11 @@ impl Gateway {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let routes = self.routes.load();
-        let path = request.uri().path().to_string();
-        let (route, params) = match routes.lookup(request.method().as_str(), &path) {
-            RouteMatch::Found { route, params } => (route.clone(), params),
+        // The table stays alive for the request (one reference count), so
+        // the route is borrowed from it, not copied.
+        let routes = self.routes.load_full();
+        let (route, params) = match routes.lookup(request.method().as_str(), request.uri().path()) {
+            RouteMatch::Found { route, params } => (route, params),
             RouteMatch::MethodNotAllowed { allowed } => {
                 let mut r =
                     error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None);
@@ -108,19 +109,14 @@ impl Gateway {
                 return error_response(StatusCode::NOT_FOUND, "Not Found", None)
             }
         };
-        drop(routes);
 
         // Throttle before anything reaches the function: downstream sees at
         // most rate + burst.
         if route.rate_limit.is_some() {
-            let limiter = self
-                .limiters
-                .load()
-                .get(&traffic::route_id(&route))
-                .cloned();
+            let limiter = self.limiters.load().get(&traffic::route_id(route)).cloned();
             if let Some(limiter) = limiter {
                 if let Err(wait) = limiter.check(request.headers(), &remote.ip().to_string()) {
-                    metrics::counter!("wisp_gateway_throttled_total", "route" => traffic::route_id(&route))
+                    metrics::counter!("wisp_gateway_throttled_total", "route" => traffic::route_id(route))
                         .increment(1);
                     return traffic::too_many_requests(wait);
                 }
@@ -128,7 +124,7 @@ impl Gateway {
         }
         let cache_key = route.cache.as_ref().and_then(|policy| {
             traffic::cache_key(
-                &route,
+                route,
                 policy,
                 request.method(),
                 request.uri(),
@@ -143,7 +139,7 @@ impl Gateway {
             }
             metrics::counter!("wisp_gateway_cache_total", "result" => "miss").increment(1);
         }
-        let response = self.route_request(&route, params, request, remote).await;
+        let response = self.route_request(route, params, request, remote).await;
         match (cache_key, &route.cache) {
             (Some(key), Some(policy)) => {
                 self.cache

@@ -369,7 +369,7 @@ async fn resolve(
     state: &ApiState,
     raw: &str,
     query: &QualifierQuery,
-) -> ApiResult<FunctionVersion> {
+) -> ApiResult<Arc<FunctionVersion>> {
     let (name, qualifier) = named(raw, query)?;
     Ok(state
         .dispatcher
@@ -382,7 +382,7 @@ async fn resolve_for_invoke(
     state: &ApiState,
     raw: &str,
     query: &QualifierQuery,
-) -> ApiResult<FunctionVersion> {
+) -> ApiResult<Arc<FunctionVersion>> {
     let (name, qualifier) = named(raw, query)?;
     Ok(state
         .dispatcher
