@@ -502,6 +502,9 @@ impl Actor {
                                     body: error_body("Function.ResponseSizeTooLarge", &message),
                                 });
                             }
+                            // The process goes on to its next event, like
+                            // one that answered.
+                            self.back_to_idle();
                             ApiReply::error(413, "RequestEntityTooLarge", message)
                         }
                     },

@@ -35,6 +35,8 @@ def handler(event, context):
     if action == "sleep":
         time.sleep(event["ms"] / 1000)
         return "slept"
+    if action == "big":
+        return "x" * event["bytes"]
     if action == "throw":
         raise ValueError("bad input: %s" % event.get("what"))
     if action == "crash":

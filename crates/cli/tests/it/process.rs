@@ -308,6 +308,14 @@ fn python_runs_with_context_logs_and_errors() {
     assert_eq!(err.as_deref(), Some("Unhandled"));
     assert_eq!(v["errorType"], "ValueError");
     assert_eq!(v["errorMessage"], "bad input: y");
+    // Past the 6 MB limit: that call fails, the same worker serves on.
+    let (_, _, first, _) = invoke(&server, "py", &json!({"action": "echo"}));
+    let (_, err, v, _) = invoke(&server, "py", &json!({"action": "big", "bytes": 7_000_000}));
+    assert_eq!(err.as_deref(), Some("Unhandled"));
+    assert_eq!(v["errorType"], "Function.ResponseSizeTooLarge", "{v}");
+    let (_, err, again, _) = invoke(&server, "py", &json!({"action": "echo"}));
+    assert_eq!(err, None, "{again}");
+    assert_eq!(again["pid"], first["pid"], "the worker was replaced");
 }
 
 #[test]
