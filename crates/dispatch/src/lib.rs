@@ -42,7 +42,6 @@ type PreparedCell = Arc<OnceCell<Arc<dyn Prepared>>>;
 
 /// What a name and qualifier resolve to: a version, and for a weighted
 /// alias a second version with its share of the calls.
-#[derive(Clone)]
 struct Target {
     primary: Arc<FunctionVersion>,
     additional: Option<(Arc<FunctionVersion>, f64)>,

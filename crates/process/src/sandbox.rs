@@ -306,7 +306,6 @@ impl WorkerLimits {
     }
 }
 
-/// Resident-set high-water mark of a process, from procfs.
 /// A worker's peak memory, read from a file kept open: a cgroup's counter
 /// in bytes, or the VmHWM line of the process's status.
 pub(crate) struct MemoryGauge {

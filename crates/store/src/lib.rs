@@ -179,8 +179,9 @@ pub trait Store: Send + Sync + 'static {
     async fn settle_events(&self, settlements: Vec<Settlement>) -> Result<()>;
     /// Startup after a stop or crash: every lease is returned to the queue
     /// and every running idempotency claim marked interrupted, since their
-    /// runs died with the old process (perhaps after their effects). Returns each function with unleased events and
-    /// when its first one is due.
+    /// runs died with the old process (perhaps after their effects).
+    /// Returns each function with unleased events and when its first one
+    /// is due.
     async fn recover_queue(&self) -> Result<Vec<(String, i64)>>;
     async fn queue_stats(&self) -> Result<Vec<QueueStats>>;
     /// A function's given-up events, newest first.
