@@ -44,6 +44,8 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 3;
 pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 256 * 1024;
 /// Longest single log line kept; longer lines are cut.
 pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+/// Runtime API connections one worker's process may hold open at once.
+pub const MAX_RUNTIME_API_CONNECTIONS: usize = 64;
 /// Most entries of `allowed_outbound_hosts`.
 pub const MAX_OUTBOUND_HOSTS: usize = 100;
 /// Largest `instance_reuse` count.

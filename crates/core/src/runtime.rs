@@ -39,8 +39,9 @@ pub trait Runtime: Send + Sync + 'static {
 #[async_trait::async_trait]
 pub trait Prepared: Send + Sync + 'static {
     /// Runs one request. The response arrives as soon as the function sends
-    /// its head; the completion once it has finished (body sent, logs flushed).
-    async fn invoke(&self, invocation: Invocation) -> Invoked;
+    /// its head; `invocation.done` gets the completion once it has finished
+    /// (body sent, logs flushed).
+    async fn invoke(&self, invocation: Invocation) -> Result<http::Response<Body>, InvokeError>;
 
     /// Keeps `count` workers initialised (provisioned concurrency); a
     /// runtime without workers has nothing to start.
@@ -68,13 +69,62 @@ pub struct Invocation {
     pub request_id: String,
     pub request: http::Request<Body>,
     pub timeout: Duration,
+    /// Takes the completion, after the response body has been produced or
+    /// abandoned.
+    pub done: Done,
 }
 
-/// What `invoke` gives back.
-pub struct Invoked {
-    pub response: Result<http::Response<Body>, InvokeError>,
-    /// Always resolves, after the response body has been produced or abandoned.
-    pub done: tokio::sync::oneshot::Receiver<Completion>,
+/// Where an invocation's completion goes: called exactly once, by the
+/// runtime that finished it, or on drop with a platform error if the
+/// runtime lost it, so every admitted invocation gets its record and
+/// frees its slot. A callback, not a channel: the completion is handled
+/// on the thread that finished the work, with no task to wake.
+pub struct Done(Option<Box<dyn FnOnce(Completion) + Send>>);
+
+impl Done {
+    pub fn new(f: impl FnOnce(Completion) + Send + 'static) -> Done {
+        Done(Some(Box::new(f)))
+    }
+
+    /// A `Done` that drops the completion (for callers that keep no record).
+    pub fn ignore() -> Done {
+        Done(None)
+    }
+
+    pub fn complete(mut self, completion: Completion) {
+        if let Some(f) = self.0.take() {
+            f(completion);
+        }
+    }
+
+    /// Completes with `error` and nothing else.
+    pub fn fail(self, error: InvokeError) {
+        self.complete(Completion {
+            error: Some(error),
+            ..Completion::default()
+        });
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Completion {
+                error: Some(InvokeError::platform("the runtime dropped the invocation")),
+                ..Completion::default()
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Done(pending)"
+        } else {
+            "Done(taken)"
+        })
+    }
 }
 
 /// How an invocation ended, for its record and logs.
@@ -114,4 +164,39 @@ pub async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, Coll
         }
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn catcher() -> (Done, Arc<Mutex<Vec<Completion>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        (Done::new(move |c| s.lock().unwrap().push(c)), seen)
+    }
+
+    #[test]
+    fn done_is_called_once_with_the_completion() {
+        let (done, seen) = catcher();
+        done.complete(Completion {
+            status: Some(201),
+            ..Completion::default()
+        });
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].status, Some(201));
+        assert!(seen[0].error.is_none());
+    }
+
+    #[test]
+    fn a_dropped_done_reports_a_platform_error() {
+        let (done, seen) = catcher();
+        drop(done);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let error = seen[0].error.as_ref().expect("an error");
+        assert_eq!(error.kind, crate::ErrorKind::Platform);
+    }
 }

@@ -5,12 +5,15 @@
 //! the `Runtime` trait without knowing which runtime it is, and writes the
 //! record and logs of every invocation through the batching recorder.
 
+mod by_function;
 mod concurrency;
 mod idempotent;
 mod queue;
 mod recorder;
 
 use std::collections::HashMap;
+
+use by_function::ByFunction;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,8 +21,8 @@ use tokio::sync::OnceCell;
 use wisp_core::clock::Clock;
 use wisp_core::function::LATEST;
 use wisp_core::limits::MAX_PRELOADED_FUNCTIONS;
-use wisp_core::runtime::{Body, Completion, Invocation, Prepared, PreparedStats, Runtime};
-use wisp_core::{ErrorKind, FunctionVersion, InvocationRecord, InvokeError, Outcome, RuntimeKind};
+use wisp_core::runtime::{Body, Completion, Done, Invocation, Prepared, PreparedStats, Runtime};
+use wisp_core::{FunctionVersion, InvocationRecord, InvokeError, Outcome, RuntimeKind};
 use wisp_store::{setting_kinds, Store, StoreError};
 
 pub use concurrency::{Concurrency, Permit, Throttle};
@@ -38,7 +41,56 @@ pub enum ResolveError {
     Store(#[from] StoreError),
 }
 
-type PreparedCell = Arc<OnceCell<Arc<dyn Prepared>>>;
+/// One revision of a version: prepared once, with its metric handles (a
+/// handle is looked up in the registry once, not on every call).
+struct Slot {
+    revision: String,
+    prepared: OnceCell<Arc<dyn Prepared>>,
+    metrics: FunctionMetrics,
+}
+
+/// The per-invocation metrics of one function.
+struct FunctionMetrics {
+    function: String,
+    successes: metrics::Counter,
+    duration: metrics::Histogram,
+    cold_starts: metrics::Counter,
+}
+
+impl FunctionMetrics {
+    fn new(function: &str) -> FunctionMetrics {
+        let f = function.to_string();
+        FunctionMetrics {
+            successes: metrics::counter!(
+                "wisp_invocations_total",
+                "function" => f.clone(),
+                "outcome" => "success",
+                "error_kind" => "none",
+            ),
+            duration: metrics::histogram!("wisp_invocation_duration_seconds", "function" => f.clone()),
+            cold_starts: metrics::counter!("wisp_cold_starts_total", "function" => f.clone()),
+            function: f,
+        }
+    }
+
+    fn count(&self, record: &InvocationRecord, duration: Duration) {
+        match record.error_kind {
+            None => self.successes.increment(1),
+            // Failures are rarer: their handles are looked up per call.
+            Some(kind) => metrics::counter!(
+                "wisp_invocations_total",
+                "function" => self.function.clone(),
+                "outcome" => "error",
+                "error_kind" => kind.as_str(),
+            )
+            .increment(1),
+        }
+        self.duration.record(duration.as_secs_f64());
+        if record.cold {
+            self.cold_starts.increment(1);
+        }
+    }
+}
 
 /// What a name and qualifier resolve to: a version, and for a weighted
 /// alias a second version with its share of the calls.
@@ -60,11 +112,11 @@ impl Target {
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>>,
-    /// Prepared versions by (function, version, revision).
-    prepared: Mutex<HashMap<(String, String), (String, PreparedCell)>>,
+    /// Prepared versions by function and version, of one revision each.
+    prepared: Mutex<ByFunction<Arc<Slot>>>,
     /// Resolved (function, qualifier) pairs; writes go through the API, which
     /// calls `forget`, so this never serves a stale version.
-    resolved: Mutex<HashMap<(String, String), Arc<Target>>>,
+    resolved: Mutex<ByFunction<Arc<Target>>>,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
     concurrency: Arc<Concurrency>,
@@ -115,8 +167,8 @@ impl Dispatcher {
         Dispatcher {
             store,
             runtimes,
-            prepared: Mutex::new(HashMap::new()),
-            resolved: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(ByFunction::default()),
+            resolved: Mutex::new(ByFunction::default()),
             recorder,
             clock,
             concurrency,
@@ -226,13 +278,16 @@ impl Dispatcher {
     /// The workers of `function:qualifier` right now, if it is prepared.
     pub async fn worker_stats(&self, function: &str, qualifier: &str) -> Option<PreparedStats> {
         let version = self.resolve(function, Some(qualifier)).await.ok()?;
-        let prepared = self.prepared.lock().ok()?;
-        let (revision, cell) =
-            prepared.get(&(version.function.clone(), version.version.clone()))?;
-        if *revision != version.revision_id {
+        let slot = self
+            .prepared
+            .lock()
+            .ok()?
+            .get(&version.function, &version.version)?
+            .clone();
+        if slot.revision != version.revision_id {
             return None;
         }
-        cell.get().map(|p| p.stats())
+        slot.prepared.get().map(|p| p.stats())
     }
 
     /// Waits until every record and log line handed to the recorder is stored.
@@ -264,16 +319,18 @@ impl Dispatcher {
         function: &str,
         qualifier: Option<&str>,
     ) -> Result<Arc<Target>, ResolveError> {
-        let key = (
-            function.to_string(),
-            qualifier.unwrap_or(LATEST).to_string(),
-        );
-        if let Some(t) = self.resolved.lock().ok().and_then(|r| r.get(&key).cloned()) {
+        let key = qualifier.unwrap_or(LATEST);
+        if let Some(t) = self
+            .resolved
+            .lock()
+            .ok()
+            .and_then(|r| r.get(function, key).cloned())
+        {
             return Ok(t);
         }
         let target = Arc::new(self.target_uncached(function, qualifier).await?);
         if let Ok(mut resolved) = self.resolved.lock() {
-            resolved.insert(key, target.clone());
+            resolved.insert(function, key, target.clone());
         }
         Ok(target)
     }
@@ -328,27 +385,44 @@ impl Dispatcher {
         &self,
         version: &FunctionVersion,
     ) -> Result<(Arc<dyn Prepared>, Option<Duration>), InvokeError> {
-        let key = (version.function.clone(), version.version.clone());
-        let cell = {
+        let (slot, init) = self.prepare_slot(version).await?;
+        let prepared = slot
+            .prepared
+            .get()
+            .expect("prepare_slot returns a prepared slot")
+            .clone();
+        Ok((prepared, init))
+    }
+
+    async fn prepare_slot(
+        &self,
+        version: &FunctionVersion,
+    ) -> Result<(Arc<Slot>, Option<Duration>), InvokeError> {
+        let slot = {
             let mut prepared = self
                 .prepared
                 .lock()
                 .map_err(|_| InvokeError::platform("prepared cache poisoned"))?;
-            match prepared.get(&key) {
-                Some((revision, cell)) if *revision == version.revision_id => cell.clone(),
+            match prepared.get(&version.function, &version.version) {
+                Some(slot) if slot.revision == version.revision_id => slot.clone(),
                 _ => {
-                    let cell = PreparedCell::default();
-                    prepared.insert(key, (version.revision_id.clone(), cell.clone()));
-                    cell
+                    let slot = Arc::new(Slot {
+                        revision: version.revision_id.clone(),
+                        prepared: OnceCell::new(),
+                        metrics: FunctionMetrics::new(&version.function),
+                    });
+                    prepared.insert(&version.function, &version.version, slot.clone());
+                    slot
                 }
             }
         };
-        if let Some(p) = cell.get() {
-            return Ok((p.clone(), None));
+        if slot.prepared.get().is_some() {
+            return Ok((slot, None));
         }
         let started = Instant::now();
         let mut did_init = false;
-        let prepared = cell
+        let prepared = slot
+            .prepared
             .get_or_try_init(|| async {
                 did_init = true;
                 let kind = RuntimeKind::of(&version.config.runtime).ok_or_else(|| {
@@ -379,7 +453,7 @@ impl Dispatcher {
         if did_init {
             self.restore_provisioned(version, prepared.clone());
         }
-        Ok((prepared.clone(), did_init.then(|| started.elapsed())))
+        Ok((slot, did_init.then(|| started.elapsed())))
     }
 
     /// A freshly prepared revision (new code or configuration, a restart)
@@ -417,7 +491,7 @@ impl Dispatcher {
     /// Drops everything cached of a deleted function.
     pub fn remove(&self, function: &str) {
         if let Ok(mut prepared) = self.prepared.lock() {
-            prepared.retain(|(f, _), _| f != function);
+            prepared.remove(function);
         }
         self.forget(function);
     }
@@ -426,7 +500,7 @@ impl Dispatcher {
     /// or its aliases). Prepared versions stay: they are keyed by revision.
     pub fn forget(&self, function: &str) {
         if let Ok(mut resolved) = self.resolved.lock() {
-            resolved.retain(|(f, _), _| f != function);
+            resolved.remove(function);
         }
         if let Ok(mut idempotency) = self.idempotency.lock() {
             idempotency.remove(function);
@@ -508,7 +582,7 @@ impl Dispatcher {
             status: None,
         };
 
-        let (prepared, init) = match self.prepare(version).await {
+        let (slot, init) = match self.prepare_slot(version).await {
             Ok(p) => p,
             Err(error) => {
                 let completion = Completion {
@@ -516,7 +590,8 @@ impl Dispatcher {
                     duration: started.elapsed(),
                     ..Completion::default()
                 };
-                finish(&self.recorder, record, completion, record_tx);
+                let metrics = FunctionMetrics::new(&version.function);
+                finish(&self.recorder, &metrics, record, completion, record_tx);
                 return Dispatched {
                     request_id,
                     version: version.version.clone(),
@@ -532,28 +607,28 @@ impl Dispatcher {
         if let Ok(value) = http::HeaderValue::from_str(&request_id) {
             request.headers_mut().insert("x-wisp-request-id", value);
         }
-        let invoked = prepared
+        let recorder = self.recorder.clone();
+        let prepared = slot
+            .prepared
+            .get()
+            .expect("prepare_slot returns a prepared slot")
+            .clone();
+        let done = Done::new(move |completion| {
+            finish(&recorder, &slot.metrics, record, completion, record_tx);
+            drop(permit);
+        });
+        let response = prepared
             .invoke(Invocation {
                 request_id: request_id.clone(),
                 request,
                 timeout: Duration::from_millis(version.config.timeout_ms),
+                done,
             })
             .await;
-
-        let recorder = self.recorder.clone();
-        let done = invoked.done;
-        tokio::spawn(async move {
-            let completion = done.await.unwrap_or_else(|_| Completion {
-                error: Some(InvokeError::platform("the runtime dropped the invocation")),
-                ..Completion::default()
-            });
-            finish(&recorder, record, completion, record_tx);
-            drop(permit);
-        });
         Dispatched {
             request_id,
             version: version.version.clone(),
-            response: invoked.response,
+            response,
             record: record_rx,
             replayed: false,
         }
@@ -580,6 +655,7 @@ pub(crate) fn refused(
 /// function's log lines, and hands it to whoever waits.
 fn finish(
     recorder: &Recorder,
+    metrics: &FunctionMetrics,
     mut record: InvocationRecord,
     completion: Completion,
     record_tx: tokio::sync::oneshot::Sender<InvocationRecord>,
@@ -604,20 +680,7 @@ fn finish(
         record.error_message = Some(error.message);
     }
 
-    let kind = record.error_kind.map(ErrorKind::as_str).unwrap_or("none");
-    metrics::counter!(
-        "wisp_invocations_total",
-        "function" => record.function.clone(),
-        "outcome" => if record.outcome == Outcome::Success { "success" } else { "error" },
-        "error_kind" => kind,
-    )
-    .increment(1);
-    metrics::histogram!("wisp_invocation_duration_seconds", "function" => record.function.clone())
-        .record(completion.duration.as_secs_f64());
-    if record.cold {
-        metrics::counter!("wisp_cold_starts_total", "function" => record.function.clone())
-            .increment(1);
-    }
+    metrics.count(&record, completion.duration);
 
     // Most callers never look at the record: clone it only for one who does.
     if record_tx.is_closed() {

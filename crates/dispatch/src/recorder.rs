@@ -76,9 +76,18 @@ impl Recorder {
         match tx.try_send(Item::Record(Box::new(Finished { record, lines }))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(item)) => {
-                tokio::spawn(async move {
-                    let _ = tx.send(item).await;
-                });
+                // Completions may arrive from a runtime's drop glue, outside
+                // any task: wait on the runtime only when there is one.
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn(async move {
+                            let _ = tx.send(item).await;
+                        });
+                    }
+                    Err(_) => tracing::error!(
+                        "recorder full outside the runtime; an invocation record was lost"
+                    ),
+                }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::error!("recorder stopped; an invocation record was lost");

@@ -13,8 +13,7 @@ use tokio::sync::oneshot;
 use wisp_core::error::error_types;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::{
-    collect_limited, full_body, CollectError, Completion, Invocation, Invoked, Prepared,
-    PreparedStats,
+    collect_limited, full_body, Body, CollectError, Invocation, Prepared, PreparedStats,
 };
 use wisp_core::InvokeError;
 
@@ -189,22 +188,14 @@ fn response(
     r
 }
 
-fn done_with(error: InvokeError) -> oneshot::Receiver<Completion> {
-    let (tx, rx) = oneshot::channel();
-    let _ = tx.send(Completion {
-        error: Some(error),
-        ..Completion::default()
-    });
-    rx
-}
-
 #[async_trait::async_trait]
 impl Prepared for Pool {
-    async fn invoke(&self, invocation: Invocation) -> Invoked {
+    async fn invoke(&self, invocation: Invocation) -> Result<http::Response<Body>, InvokeError> {
         let Invocation {
             request_id,
             request,
             timeout,
+            done,
         } = invocation;
         let (parts, body) = request.into_parts();
         let payload = match collect_limited(body, MAX_SYNC_PAYLOAD_BYTES).await {
@@ -214,17 +205,13 @@ impl Prepared for Pool {
                     error_types::PAYLOAD_TOO_LARGE,
                     format!("the payload is larger than {limit} bytes"),
                 );
-                return Invoked {
-                    response: Err(e.clone()),
-                    done: done_with(e),
-                };
+                done.fail(e.clone());
+                return Err(e);
             }
             Err(e @ CollectError::Failed(_)) => {
                 let e = InvokeError::caller("InvalidRequest", e.to_string());
-                return Invoked {
-                    response: Err(e.clone()),
-                    done: done_with(e),
-                };
+                done.fail(e.clone());
+                return Err(e);
             }
         };
         let event = Event {
@@ -237,21 +224,15 @@ impl Prepared for Pool {
             trace_id: header(&parts, "x-amzn-trace-id").unwrap_or_else(trace_id),
         };
 
-        let (mut done_tx, done_rx) = oneshot::channel();
+        let mut done = done;
         for _ in 0..MAX_HANDOFFS {
             let worker = match self.inner.idle.pop() {
                 Some(w) => w,
                 None => match self.inner.start_worker().await {
                     Ok(w) => w,
                     Err(e) => {
-                        let _ = done_tx.send(Completion {
-                            error: Some(e.clone()),
-                            ..Completion::default()
-                        });
-                        return Invoked {
-                            response: Err(e),
-                            done: done_rx,
-                        };
+                        done.fail(e.clone());
+                        return Err(e);
                     }
                 },
             };
@@ -259,10 +240,10 @@ impl Prepared for Pool {
             let job = Job {
                 event: event.clone(),
                 reply: reply_tx,
-                done: done_tx,
+                done,
             };
             if let Err(job) = worker.invoke(job).await {
-                done_tx = job.done;
+                done = job.done;
                 continue;
             }
             // The worker enforces the init limit and the timeout itself; this
@@ -273,36 +254,23 @@ impl Prepared for Pool {
                 Err(_) => {
                     let e = InvokeError::platform("the worker did not answer; it was killed");
                     worker.kill(e.clone()).await;
-                    return Invoked {
-                        response: Err(e),
-                        done: done_rx,
-                    };
+                    return Err(e);
                 }
             };
-            let response = match reply {
+            return match reply {
                 Ok(Reply::Response(body)) => Ok(response(200, body, false)),
                 Ok(Reply::FunctionError { body, .. }) => Ok(response(500, body, true)),
                 Ok(Reply::Failed(e)) => Err(e),
-                Ok(Reply::NotStarted(done)) => {
-                    done_tx = done;
+                Ok(Reply::NotStarted(taken_back)) => {
+                    done = taken_back;
                     continue;
                 }
                 Err(_) => Err(InvokeError::platform("the worker dropped the invocation")),
             };
-            return Invoked {
-                response,
-                done: done_rx,
-            };
         }
         let e = InvokeError::platform("no worker could take the invocation");
-        let _ = done_tx.send(Completion {
-            error: Some(e.clone()),
-            ..Completion::default()
-        });
-        Invoked {
-            response: Err(e),
-            done: done_rx,
-        }
+        done.fail(e.clone());
+        Err(e)
     }
 
     async fn provision(&self, count: usize) -> Result<(), InvokeError> {

@@ -1,6 +1,7 @@
 //! The AWS Lambda Runtime API (`/2018-06-01/runtime/...`) that one
 //! worker's process polls, on its own loopback port. Each call becomes a
-//! message to the worker's task, which answers it.
+//! message to the worker's task, which answers it and drives the
+//! connections too.
 
 use std::convert::Infallible;
 
@@ -17,33 +18,25 @@ use crate::worker::{ApiReply, Msg, NextEvent, Posted};
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
-/// Serves the Runtime API on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, worker: mpsc::Sender<Msg>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors, most likely: back off instead of spinning.
-                tracing::warn!(error = %e, "Runtime API accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+/// Serves the Runtime API on one connection from the worker's process.
+/// The future is polled by the worker's own task, beside everything else
+/// the worker waits on: a call from the process and the worker's answer
+/// wake no other task, so a warm invocation crosses threads only to enter
+/// and to leave the worker.
+pub(crate) fn connection(
+    stream: tokio::net::TcpStream,
+    worker: mpsc::Sender<Msg>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |req| {
         let worker = worker.clone();
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let worker = worker.clone();
-                async move { Ok::<_, Infallible>(handle(req, &worker).await) }
-            });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-        // Reap finished connections so the set stays small.
-        while connections.try_join_next().is_some() {}
+        async move { Ok::<_, Infallible>(handle(req, &worker).await) }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    async move {
+        let _ = conn.await;
     }
 }
 

@@ -15,13 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 use wisp_core::clock::{Clock, SystemClock};
 use wisp_core::error::error_types;
+use wisp_core::limits::MAX_RUNTIME_API_CONNECTIONS;
 use wisp_core::logbuf::{Lines, LogLines};
-use wisp_core::runtime::Completion;
+use wisp_core::runtime::{Completion, Done};
 use wisp_core::{InvokeError, LogStream};
 
 use crate::idle::Idle;
@@ -60,7 +63,7 @@ pub(crate) struct Event {
 pub(crate) struct Job {
     pub event: Event,
     pub reply: oneshot::Sender<Reply>,
-    pub done: oneshot::Sender<Completion>,
+    pub done: Done,
 }
 
 /// How a job ended, as soon as it is known.
@@ -74,7 +77,7 @@ pub(crate) enum Reply {
     Failed(InvokeError),
     /// The worker went away before the process took the job: run it on
     /// another, with the same completion sender.
-    NotStarted(oneshot::Sender<Completion>),
+    NotStarted(Done),
 }
 
 /// The event an `invocation/next` call receives.
@@ -232,7 +235,7 @@ impl Pipe {
 struct Current {
     request_id: String,
     reply: Option<oneshot::Sender<Reply>>,
-    done: oneshot::Sender<Completion>,
+    done: Done,
     started: Instant,
     deadline: Instant,
     finished: Option<Instant>,
@@ -246,6 +249,10 @@ struct Actor {
     spec: Arc<Spec>,
     idle: Arc<Idle>,
     rx: mpsc::Receiver<Msg>,
+    /// The Runtime API's port and the connections the process opened to
+    /// it, driven by this task (dropped with it).
+    listener: tokio::net::TcpListener,
+    connections: FuturesUnordered<BoxFuture<'static, ()>>,
     child: tokio::process::Child,
     pid: u32,
     limits: WorkerLimits,
@@ -317,14 +324,15 @@ pub(crate) async fn spawn(
     )?;
 
     let (tx, rx) = mpsc::channel(16);
-    let me = WorkerHandle { id, tx: tx.clone() };
-    let server = tokio::spawn(runtime_api::serve(listener, tx));
+    let me = WorkerHandle { id, tx };
     let actor = Actor {
         id,
         me: me.clone(),
         spec,
         idle,
         rx,
+        listener,
+        connections: FuturesUnordered::new(),
         child,
         pid,
         memory: limits.memory_gauge(pid),
@@ -340,10 +348,7 @@ pub(crate) async fn spawn(
         queued: None,
         current: None,
     };
-    tokio::spawn(async move {
-        actor.run().await;
-        server.abort();
-    });
+    tokio::spawn(actor.run());
     Ok(me)
 }
 
@@ -390,6 +395,11 @@ impl Actor {
                     Some(msg) => self.handle(msg).await,
                     None => self.kill(None).await,
                 },
+                accepted = self.listener.accept() => {
+                    self.connect(accepted).await;
+                    None
+                }
+                Some(()) = self.connections.next(), if !self.connections.is_empty() => None,
                 _ = self.out.readable() => { self.out.drain(&mut self.logs); None }
                 _ = self.err.readable() => { self.err.drain(&mut self.logs); None }
                 status = self.child.wait() => {
@@ -405,6 +415,29 @@ impl Actor {
         self.idle.gone(self.id);
         let limits = self.limits;
         let _ = tokio::task::spawn_blocking(move || limits.remove()).await;
+    }
+
+    /// Takes a connection from the process to its Runtime API.
+    async fn connect(
+        &mut self,
+        accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    ) {
+        match accepted {
+            Ok((stream, _)) if self.connections.len() < MAX_RUNTIME_API_CONNECTIONS => {
+                let tx = self.me.tx.clone();
+                self.connections
+                    .push(Box::pin(runtime_api::connection(stream, tx)));
+            }
+            Ok(_) => tracing::warn!(
+                worker = self.id,
+                "the process opened more than {MAX_RUNTIME_API_CONNECTIONS} Runtime API connections; refused one"
+            ),
+            Err(e) => {
+                // Out of descriptors, most likely: back off instead of spinning.
+                tracing::warn!(error = %e, "Runtime API accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -652,14 +685,14 @@ impl Actor {
             max_memory_bytes: self.memory.peak_bytes(),
             logs,
         };
-        let _ = current.done.send(completion);
+        current.done.complete(completion);
     }
 
     fn fail_job(&mut self, job: Job, error: InvokeError, body: Bytes) {
         self.logs
             .platform(&format!("{}: {}", error.error_type, error.message));
         let _ = job.reply.send(Reply::FunctionError { body });
-        let _ = job.done.send(Completion {
+        job.done.complete(Completion {
             error: Some(error),
             init_duration: self.init_duration.take().or(Some(self.spawned.elapsed())),
             max_memory_bytes: self.memory.peak_bytes(),

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
+use tokio::sync::oneshot;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -13,7 +14,7 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wisp_core::error::error_types;
 use wisp_core::outbound::OutboundPolicy;
-use wisp_core::runtime::{BoxError, Completion, Invocation, Invoked, Prepared};
+use wisp_core::runtime::{Body, BoxError, Completion, Invocation, Prepared};
 use wisp_core::{FunctionVersion, InvokeError, LogStream};
 
 use crate::engine::EPOCH_TICK;
@@ -243,13 +244,25 @@ fn classify(
     }
 }
 
+/// The function's response head, or why there is none.
+type ResponseSlot = Arc<Mutex<Option<oneshot::Sender<Result<http::Response<Body>, InvokeError>>>>>;
+
+/// Answers the caller once: the guest's response, or the error that ended
+/// it without one.
+fn answer(slot: &ResponseSlot, response: Result<http::Response<Body>, InvokeError>) {
+    if let Some(tx) = slot.lock().ok().and_then(|mut s| s.take()) {
+        let _ = tx.send(response);
+    }
+}
+
 #[async_trait::async_trait]
 impl Prepared for WasmPrepared {
-    async fn invoke(&self, invocation: Invocation) -> Invoked {
+    async fn invoke(&self, invocation: Invocation) -> Result<http::Response<Body>, InvokeError> {
         let Invocation {
             request_id: _,
             mut request,
             timeout,
+            done,
         } = invocation;
         let (mut store, mut proxy, uses) = match self.take_warm() {
             Some(w) => (w.store, Some(w.proxy), w.uses),
@@ -257,7 +270,6 @@ impl Prepared for WasmPrepared {
         };
         arm(&mut store, timeout);
         let logs = store.data().logs.clone();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
 
         if request.uri().authority().is_none()
             && !request.headers().contains_key(http::header::HOST)
@@ -268,21 +280,33 @@ impl Prepared for WasmPrepared {
             );
         }
         let status = Arc::new(AtomicU16::new(0));
-        let (response_tx, response_rx) = tokio::sync::oneshot::channel();
+        let (response_tx, response_rx) = oneshot::channel();
+        let slot: ResponseSlot = Arc::new(Mutex::new(Some(response_tx)));
         let setup = (|| -> wasmtime::Result<_> {
             let req = store
                 .data_mut()
                 .http()
                 .new_incoming_request(Scheme::Http, request.map(|body| body.map_err(body_error)))?;
             let status = status.clone();
+            let slot = slot.clone();
             let out = store
                 .data_mut()
                 .http()
                 .new_response_outparam_from_callback(move |response| {
-                    if let Ok(r) = &response {
-                        status.store(r.status().as_u16(), Ordering::Relaxed);
-                    }
-                    let _ = response_tx.send(response);
+                    let response = match response {
+                        Ok(r) => {
+                            status.store(r.status().as_u16(), Ordering::Relaxed);
+                            Ok(r.map(|body| {
+                                body.map_err(|e| -> BoxError { e.to_string().into() })
+                                    .boxed_unsync()
+                            }))
+                        }
+                        Err(code) => Err(InvokeError::guest(
+                            error_types::FUNCTION_ERROR,
+                            format!("the function answered with an error: {code:?}"),
+                        )),
+                    };
+                    answer(&slot, response);
                 })?;
             Ok((req, out))
         })();
@@ -290,14 +314,8 @@ impl Prepared for WasmPrepared {
             Ok(v) => v,
             Err(e) => {
                 let error = InvokeError::caller("InvalidRequest", format!("{e:#}"));
-                let _ = done_tx.send(Completion {
-                    error: Some(error.clone()),
-                    ..Completion::default()
-                });
-                return Invoked {
-                    response: Err(error),
-                    done: done_rx,
-                };
+                done.fail(error.clone());
+                return Err(error);
             }
         };
 
@@ -337,6 +355,9 @@ impl Prepared for WasmPrepared {
                     "the function returned without setting a response",
                 ));
             }
+            // A guest that ended without answering: its error is the answer
+            // (given after the completion, so the record is queued first).
+            let unanswered = error.clone();
             if error.is_none() && status >= 500 {
                 error = Some(InvokeError::guest(
                     error_types::FUNCTION_ERROR,
@@ -373,40 +394,16 @@ impl Prepared for WasmPrepared {
                     }
                 }
             }
-            let _ = done_tx.send(completion);
+            done.complete(completion);
+            if let Some(e) = unanswered {
+                answer(&slot, Err(e));
+            }
         });
 
-        match response_rx.await {
-            Ok(Ok(response)) => Invoked {
-                response: Ok(response.map(|body| {
-                    body.map_err(|e| -> BoxError { e.to_string().into() })
-                        .boxed_unsync()
-                })),
-                done: done_rx,
-            },
-            Ok(Err(code)) => Invoked {
-                response: Err(InvokeError::guest(
-                    error_types::FUNCTION_ERROR,
-                    format!("the function answered with an error: {code:?}"),
-                )),
-                done: done_rx,
-            },
-            Err(_) => {
-                // The guest ended without a response: its completion says why.
-                let completion = done_rx.await.unwrap_or_default();
-                let error = completion.error.clone().unwrap_or_else(|| {
-                    InvokeError::guest(
-                        error_types::NO_RESPONSE,
-                        "the function returned no response",
-                    )
-                });
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(completion);
-                Invoked {
-                    response: Err(error),
-                    done: rx,
-                }
-            }
-        }
+        response_rx.await.unwrap_or_else(|_| {
+            Err(InvokeError::platform(
+                "the function's task ended without an answer",
+            ))
+        })
     }
 }
