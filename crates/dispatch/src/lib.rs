@@ -12,8 +12,6 @@ mod queue;
 mod recorder;
 
 use std::collections::HashMap;
-
-use by_function::ByFunction;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +22,8 @@ use wisp_core::limits::MAX_PRELOADED_FUNCTIONS;
 use wisp_core::runtime::{Body, Completion, Done, Invocation, Prepared, PreparedStats, Runtime};
 use wisp_core::{FunctionVersion, InvocationRecord, InvokeError, Outcome, RuntimeKind};
 use wisp_store::{setting_kinds, Store, StoreError};
+
+use by_function::ByFunction;
 
 pub use concurrency::{Concurrency, Permit, Throttle};
 pub use idempotent::{config_from_setting, StoredResponse};
@@ -385,19 +385,15 @@ impl Dispatcher {
         &self,
         version: &FunctionVersion,
     ) -> Result<(Arc<dyn Prepared>, Option<Duration>), InvokeError> {
-        let (slot, init) = self.prepare_slot(version).await?;
-        let prepared = slot
-            .prepared
-            .get()
-            .expect("prepare_slot returns a prepared slot")
-            .clone();
+        let (_, prepared, init) = self.prepare_slot(version).await?;
         Ok((prepared, init))
     }
 
+    /// `prepare`, also giving the slot (with the version's metric handles).
     async fn prepare_slot(
         &self,
         version: &FunctionVersion,
-    ) -> Result<(Arc<Slot>, Option<Duration>), InvokeError> {
+    ) -> Result<(Arc<Slot>, Arc<dyn Prepared>, Option<Duration>), InvokeError> {
         let slot = {
             let mut prepared = self
                 .prepared
@@ -416,8 +412,9 @@ impl Dispatcher {
                 }
             }
         };
-        if slot.prepared.get().is_some() {
-            return Ok((slot, None));
+        if let Some(p) = slot.prepared.get() {
+            let p = p.clone();
+            return Ok((slot, p, None));
         }
         let started = Instant::now();
         let mut did_init = false;
@@ -449,11 +446,12 @@ impl Dispatcher {
                     })?;
                 runtime.prepare(version, &artifact).await
             })
-            .await?;
+            .await?
+            .clone();
         if did_init {
             self.restore_provisioned(version, prepared.clone());
         }
-        Ok((slot, did_init.then(|| started.elapsed())))
+        Ok((slot, prepared, did_init.then(|| started.elapsed())))
     }
 
     /// A freshly prepared revision (new code or configuration, a restart)
@@ -582,7 +580,7 @@ impl Dispatcher {
             status: None,
         };
 
-        let (slot, init) = match self.prepare_slot(version).await {
+        let (slot, prepared, init) = match self.prepare_slot(version).await {
             Ok(p) => p,
             Err(error) => {
                 let completion = Completion {
@@ -608,11 +606,6 @@ impl Dispatcher {
             request.headers_mut().insert("x-wisp-request-id", value);
         }
         let recorder = self.recorder.clone();
-        let prepared = slot
-            .prepared
-            .get()
-            .expect("prepare_slot returns a prepared slot")
-            .clone();
         let done = Done::new(move |completion| {
             finish(&recorder, &slot.metrics, record, completion, record_tx);
             drop(permit);

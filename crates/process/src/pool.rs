@@ -195,7 +195,7 @@ impl Prepared for Pool {
             request_id,
             request,
             timeout,
-            done,
+            mut done,
         } = invocation;
         let (parts, body) = request.into_parts();
         let payload = match collect_limited(body, MAX_SYNC_PAYLOAD_BYTES).await {
@@ -224,7 +224,6 @@ impl Prepared for Pool {
             trace_id: header(&parts, "x-amzn-trace-id").unwrap_or_else(trace_id),
         };
 
-        let mut done = done;
         for _ in 0..MAX_HANDOFFS {
             let worker = match self.inner.idle.pop() {
                 Some(w) => w,

@@ -23,21 +23,16 @@ const PREFIX: &str = "/2018-06-01/runtime/";
 /// the worker waits on: a call from the process and the worker's answer
 /// wake no other task, so a warm invocation crosses threads only to enter
 /// and to leave the worker.
-pub(crate) fn connection(
-    stream: tokio::net::TcpStream,
-    worker: mpsc::Sender<Msg>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
+pub(crate) async fn connection(stream: tokio::net::TcpStream, worker: mpsc::Sender<Msg>) {
     let _ = stream.set_nodelay(true);
     let service = hyper::service::service_fn(move |req| {
         let worker = worker.clone();
         async move { Ok::<_, Infallible>(handle(req, &worker).await) }
     });
-    let conn = http1::Builder::new()
+    let _ = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    async move {
-        let _ = conn.await;
-    }
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 fn json_response(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {

@@ -171,7 +171,7 @@ fn insert_invocation_rows(conn: &mut Connection, finished: &[Finished]) -> Resul
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR REPLACE INTO invocations (request_id, function, started_at, record, lines)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for f in finished {
             let r = &f.record;
@@ -696,7 +696,8 @@ impl Store for SqliteStore {
             // Nobody waits on a record being on disk: it goes to the WAL
             // unsynced (a crash of wisp loses none; a power cut, the last
             // few), and is synced by the next synced commit or checkpoint.
-            // An fsync per batch was a good part of what records cost.
+            // This spares an fsync per batch of records; queue events and
+            // idempotency keys are still synced before they are acknowledged.
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             let written = insert_invocation_rows(conn, &finished);
             conn.pragma_update(None, "synchronous", "FULL")?;
