@@ -2,8 +2,10 @@
 # The process runtime, measured in one run:
 #  - warm overhead: gateway -> Lambda event -> Node handler that returns at
 #    once -> response, one connection, sequential (wrk -c1): p50/p99 RTT,
-#    beside the same handler called directly in Node and a bare hyper RTT
-#    (the loopback floor). Target: p50 < 200 µs over the direct call.
+#    beside the same handler called directly in Node, the same handler
+#    behind Node's own http server (the function served without wisp) and
+#    a bare hyper RTT (the loopback floor). Target: p50 < 200 µs over the
+#    direct call.
 #  - cold start of Node and Python (process start to first response, from
 #    the records: init + duration), beside `node -e ''` / `python3 -c ''`.
 set -euo pipefail
@@ -49,7 +51,18 @@ start_wisp "$DATA" --keep-warm 200ms
 HYPER_PORT=$(free_port)
 "$ROOT/target/release/examples/bare-hyper" "127.0.0.1:$HYPER_PORT" >/dev/null &
 PIDS+=($!)
+# The same handler behind Node's own http server: what the function costs
+# served without wisp, client round trip included.
+NODE_PORT=$(free_port)
+(cd "$APP/node" && exec node -e '
+const h = require("./index.js").handler;
+require("http").createServer(async (req, res) => {
+  const r = await h({ rawPath: req.url, headers: req.headers }, {});
+  res.writeHead(r.statusCode, { "content-type": "text/plain" }); res.end(r.body);
+}).listen(Number(process.argv[1]), "127.0.0.1");' "$NODE_PORT") &
+PIDS+=($!)
 wait_http "http://127.0.0.1:$HYPER_PORT/"
+wait_http "http://127.0.0.1:$NODE_PORT/"
 
 echo "== cold starts ($COLD each)" >&2
 for _ in $(seq 1 "$COLD"); do
@@ -76,6 +89,8 @@ echo "== warm: wrk -t1 -c1 -d$DURATION" >&2
 wrk -t1 -c1 -d2s "$GATEWAY/node" >/dev/null
 wrk_run gateway-node "$GATEWAY/node" 1 "$DURATION" > "$WORK/warm.txt"
 wrk_run bare-hyper "http://127.0.0.1:$HYPER_PORT/" 1 "$DURATION" >> "$WORK/warm.txt"
+wrk -t1 -c1 -d2s "http://127.0.0.1:$NODE_PORT/" >/dev/null
+wrk_run node-http "http://127.0.0.1:$NODE_PORT/" 1 "$DURATION" >> "$WORK/warm.txt"
 direct=$(cd "$APP/node" && node -e '
 const h = require("./index.js").handler;
 (async () => {
@@ -99,10 +114,12 @@ for fn in ("node", "python"):
 rows = {}
 for line in open(f"{work}/warm.txt"):
     name, rps, p50, p99, *_ = line.split(); rows[name] = (float(rps), float(p50), float(p99))
-g, h = rows["gateway-node"], rows["bare-hyper"]
+g, h, n = rows["gateway-node"], rows["bare-hyper"], rows["node-http"]
 print("warm, one connection, sequential:")
 print(f"  gateway -> node handler  p50 {g[1]:.0f} µs  p99 {g[2]:.0f} µs  ({g[0]:.0f} req/s)")
+print(f"  node http server         p50 {n[1]:.0f} µs  p99 {n[2]:.0f} µs  (the handler without wisp)")
 print(f"  bare hyper (loopback)    p50 {h[1]:.0f} µs  p99 {h[2]:.0f} µs")
 print(f"  direct handler call      p50 {direct:.1f} µs")
 print(f"  overhead over the direct call: p50 {g[1]-direct:.0f} µs (target < 200 µs)")
+print(f"  overhead over node's own http server: p50 {g[1]-n[1]:.0f} µs")
 PY

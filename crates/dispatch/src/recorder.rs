@@ -3,12 +3,14 @@
 //! Invocations hand their record to a bounded channel; one task drains it
 //! and commits everything waiting in one transaction, so a busy server
 //! does one SQLite commit per batch, not per request. A batch lingers a
-//! few milliseconds to gather more, unless someone waits for a flush:
-//! commits, not rows, are what cost.
+//! few milliseconds to gather more, unless someone waits for a flush or
+//! the batch is already full: commits, not rows, are what cost. While it
+//! lingers the writer does not listen to the channel, so a busy server
+//! wakes it once per batch, not once per record.
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use wisp_core::limits::RECORD_QUEUE_DEPTH;
 use wisp_core::{Finished, InvocationRecord, LogLine};
 use wisp_store::Store;
@@ -22,6 +24,8 @@ enum Item {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Item>,
+    /// Cuts a lingering batch short: a flush, or a batch already full.
+    hurry: Arc<Notify>,
 }
 
 /// Most records committed in one transaction.
@@ -33,18 +37,22 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 impl Recorder {
     pub fn start(store: Arc<dyn Store>) -> Recorder {
         let (tx, mut rx) = mpsc::channel::<Item>(RECORD_QUEUE_DEPTH);
+        let hurry = Arc::new(Notify::new());
+        let woken = hurry.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let deadline = tokio::time::Instant::now() + LINGER;
-                let is_flush = |i: &Item| matches!(i, Item::Flush(_));
-                let mut flushing = batch.iter().any(is_flush);
-                while !flushing && batch.len() < MAX_BATCH {
-                    let seen = batch.len();
-                    let more = rx.recv_many(&mut batch, MAX_BATCH - seen);
-                    match tokio::time::timeout_at(deadline, more).await {
-                        Ok(n) if n > 0 => flushing = batch[seen..].iter().any(is_flush),
-                        _ => break,
+                // Linger without listening to the channel, so the records
+                // that follow the first do not wake this task one by one;
+                // only a flush or a full batch cuts the wait short.
+                let flushing = batch.iter().any(|i| matches!(i, Item::Flush(_)));
+                if !flushing && batch.len() + rx.len() < MAX_BATCH {
+                    let _ = tokio::time::timeout(LINGER, woken.notified()).await;
+                }
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
                     }
                 }
                 let mut finished = Vec::new();
@@ -67,14 +75,18 @@ impl Recorder {
                 }
             }
         });
-        Recorder { tx }
+        Recorder { tx, hurry }
     }
 
     /// Queues a record; waits only when the writer is `RECORD_QUEUE_DEPTH` behind.
     pub fn record(&self, record: InvocationRecord, lines: Vec<LogLine>) {
         let tx = self.tx.clone();
         match tx.try_send(Item::Record(Box::new(Finished { record, lines }))) {
-            Ok(()) => {}
+            Ok(()) => {
+                if RECORD_QUEUE_DEPTH - tx.capacity() >= MAX_BATCH {
+                    self.hurry.notify_one();
+                }
+            }
             Err(mpsc::error::TrySendError::Full(item)) => {
                 // Completions may arrive from a runtime's drop glue, outside
                 // any task: wait on the runtime only when there is one.
@@ -99,7 +111,72 @@ impl Recorder {
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send(Item::Flush(tx)).await.is_ok() {
+            self.hurry.notify_one();
             let _ = rx.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use wisp_core::function::LATEST;
+    use wisp_core::{LogStream, Outcome};
+    use wisp_store::SqliteStore;
+
+    fn record(id: usize) -> InvocationRecord {
+        InvocationRecord {
+            request_id: format!("r{id}"),
+            function: "f".into(),
+            version: LATEST.into(),
+            trigger: "api".into(),
+            started_at_ms: id as i64,
+            cold: false,
+            init_duration_us: None,
+            duration_us: 10,
+            billed_ms: 1,
+            memory_limit_mb: 128,
+            max_memory_bytes: 0,
+            outcome: Outcome::Success,
+            error_kind: None,
+            error_type: None,
+            error_message: None,
+            status: Some(200),
+        }
+    }
+
+    /// More records than a batch holds, then a flush: every one is stored
+    /// by the time the flush returns, with its lines.
+    #[tokio::test]
+    async fn a_flush_returns_once_everything_before_it_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let recorder = Recorder::start(store.clone());
+        let n = MAX_BATCH * 3 + 7;
+        for i in 0..n {
+            recorder.record(record(i), vec![(LogStream::Stdout, 1, format!("line {i}"))]);
+        }
+        recorder.flush().await;
+        assert_eq!(store.list_invocations("f", n + 10).await.unwrap().len(), n);
+        let last = store.get_invocation(&format!("r{}", n - 1)).await.unwrap();
+        assert_eq!(last, Some(record(n - 1)));
+    }
+
+    /// Nobody flushes: a lone record is still stored once its batch has
+    /// lingered.
+    #[tokio::test]
+    async fn a_lone_record_is_stored_without_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let recorder = Recorder::start(store.clone());
+        recorder.record(record(1), Vec::new());
+        for _ in 0..200 {
+            if store.get_invocation("r1").await.unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the record was never stored");
     }
 }

@@ -1,7 +1,11 @@
 //! One prepared version and the per-request store that runs it.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -324,7 +328,7 @@ impl Prepared for WasmPrepared {
         let status_done = status.clone();
         let reuse = self.reuse;
         let warm = self.warm.clone();
-        tokio::spawn(async move {
+        let guest = Box::pin(async move {
             let started = Instant::now();
             let run = async {
                 let proxy = match proxy.take() {
@@ -400,10 +404,59 @@ impl Prepared for WasmPrepared {
             }
         });
 
-        response_rx.await.unwrap_or_else(|_| {
+        // The guest runs on the caller's task until it answers; most finish
+        // in that same poll, with no task spawned and no thread woken.
+        let mut running = Running(Some(guest));
+        let mut response_rx = response_rx;
+        let answered = std::future::poll_fn(|cx| {
+            running.poll(cx);
+            Pin::new(&mut response_rx).poll(cx)
+        })
+        .await;
+        // One still running (a streamed body, work after answering) goes on
+        // by itself when `running` drops.
+        drop(running);
+        answered.unwrap_or_else(|_| {
             Err(InvokeError::platform(
                 "the function's task ended without an answer",
             ))
         })
+    }
+}
+
+/// A guest's run, from instantiation to its completion report.
+type GuestRun = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A guest driven by its caller. Dropped before it finishes (it answered
+/// and goes on streaming, or the caller went away), the rest of the run is
+/// spawned, so it still ends within its timeout and reports its completion.
+struct Running(Option<GuestRun>);
+
+impl Running {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        let Some(run) = self.0.as_mut() else { return };
+        // A panic in the host's part of the run fails this invocation
+        // (the answer and the completion report a platform error), not the
+        // caller's connection.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(())) => self.0 = None,
+            Err(_) => {
+                tracing::error!("a guest's run panicked");
+                self.0 = None;
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(run) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(run)),
+            // No runtime to finish on: dropping the run reports a platform
+            // error through its `Done`.
+            Err(_) => drop(run),
+        }
     }
 }

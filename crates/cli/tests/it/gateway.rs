@@ -164,6 +164,43 @@ fn routes_stream_and_log_per_request_id() {
     assert_eq!(record["error_type"], "FunctionError");
 }
 
+/// A response too large to be written in one go: the guest answers, then
+/// goes on streaming on its own task. The body arrives whole; a client that
+/// leaves halfway still leaves a record, and the server goes on serving.
+#[test]
+fn large_responses_stream_and_a_reader_leaving_early_still_gets_a_record() {
+    let (_tmp, server) = deployed();
+    let r = server.get("/kit/big?kb=4096");
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    assert_eq!(r.bytes().unwrap().len(), 4096 * 1024);
+    assert_eq!(server.record(&id)["outcome"], "success");
+
+    let addr = server.gateway.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /kit/big?kb=16384 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed before the head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-wisp-request-id: "))
+        .expect("the head names the request")
+        .trim()
+        .to_string();
+    drop(stream);
+    let record = server.record(&id);
+    assert_eq!(record["function"], "kit");
+    assert_eq!(server.get("/hello").status(), 200);
+}
+
 #[test]
 fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
     let (_tmp, server) = deployed();
