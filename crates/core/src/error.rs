@@ -23,6 +23,15 @@ impl ErrorKind {
             ErrorKind::Platform => "platform",
         }
     }
+
+    pub fn parse(s: &str) -> Option<ErrorKind> {
+        match s {
+            "guest" => Some(ErrorKind::Guest),
+            "caller" => Some(ErrorKind::Caller),
+            "platform" => Some(ErrorKind::Platform),
+            _ => None,
+        }
+    }
 }
 
 /// Why an invocation failed: whose fault, a stable machine-readable type

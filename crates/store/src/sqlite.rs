@@ -10,7 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use wisp_core::function::LATEST;
 use wisp_core::route::Route;
-use wisp_core::{Alias, Finished, FunctionVersion, InvocationRecord, LogEntry, LogLine};
+use wisp_core::{
+    Alias, ErrorKind, Finished, FunctionVersion, InvocationRecord, LogEntry, LogLine, Outcome,
+};
 
 use crate::sqlite_queue as queue;
 use crate::{
@@ -148,14 +150,14 @@ const RECORD_COLUMNS: &str = "request_id, function, version, trigger, started_at
      duration_us, billed_ms, memory_limit_mb, max_memory_bytes, outcome, error_kind, error_type, \
      error_message, status";
 
-/// A text column holding a serde enum (`outcome`, `error_kind`).
-fn enum_column<T: serde::de::DeserializeOwned>(
-    row: &rusqlite::Row<'_>,
-    i: usize,
-) -> rusqlite::Result<T> {
-    let text: String = row.get(i)?;
-    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+/// A text column holding an enum, read by its `parse`.
+fn enum_column<T>(text: String, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown value `{text}`").into(),
+        )
     })
 }
 
@@ -174,11 +176,10 @@ fn record_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Invoc
         billed_ms: row.get(at + 8)?,
         memory_limit_mb: row.get(at + 9)?,
         max_memory_bytes: row.get(at + 10)?,
-        outcome: enum_column(row, at + 11)?,
-        error_kind: match error_kind {
-            Some(_) => Some(enum_column(row, at + 12)?),
-            None => None,
-        },
+        outcome: enum_column(row.get(at + 11)?, at + 11, Outcome::parse)?,
+        error_kind: error_kind
+            .map(|text| enum_column(text, at + 12, ErrorKind::parse))
+            .transpose()?,
         error_type: row.get(at + 13)?,
         error_message: row.get(at + 14)?,
         status: row.get(at + 15)?,
@@ -272,7 +273,7 @@ fn insert_invocation_rows(conn: &mut Connection, finished: &[Finished]) -> Resul
                 r.billed_ms,
                 r.memory_limit_mb,
                 r.max_memory_bytes,
-                outcome_text(r.outcome),
+                r.outcome.as_str(),
                 r.error_kind.map(|k| k.as_str()),
                 r.error_type,
                 r.error_message,
@@ -283,13 +284,6 @@ fn insert_invocation_rows(conn: &mut Connection, finished: &[Finished]) -> Resul
     }
     tx.commit()?;
     Ok(())
-}
-
-fn outcome_text(outcome: wisp_core::Outcome) -> &'static str {
-    match outcome {
-        wisp_core::Outcome::Success => "success",
-        wisp_core::Outcome::Error => "error",
-    }
 }
 
 impl SqliteStore {

@@ -284,7 +284,7 @@ impl Prepared for WasmPrepared {
             );
         }
         let status = Arc::new(AtomicU16::new(0));
-        let (response_tx, response_rx) = oneshot::channel();
+        let (response_tx, mut response_rx) = oneshot::channel();
         let slot: ResponseSlot = Arc::new(Mutex::new(Some(response_tx)));
         let setup = (|| -> wasmtime::Result<_> {
             let req = store
@@ -407,7 +407,6 @@ impl Prepared for WasmPrepared {
         // The guest runs on the caller's task until it answers; most finish
         // in that same poll, with no task spawned and no thread woken.
         let mut running = Running(Some(guest));
-        let mut response_rx = response_rx;
         let answered = std::future::poll_fn(|cx| {
             running.poll(cx);
             Pin::new(&mut response_rx).poll(cx)
