@@ -87,7 +87,22 @@ records python > "$WORK/python.jsonl"
 
 echo "== warm: wrk -t1 -c1 -d$DURATION" >&2
 wrk -t1 -c1 -d2s "$GATEWAY/node" >/dev/null
+NODE_PID=$(pgrep -P "$WISP_PID" -f bootstrap.js | head -1)
+# Context switches (all threads) and CPU ticks of a process.
+switches() { cat /proc/"$1"/task/*/status | awk '/voluntary_ctxt/ {s += $2} END {print s}'; }
+ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
+before="$(switches "$WISP_PID") $(ticks "$WISP_PID") $(switches "$NODE_PID") $(ticks "$NODE_PID")"
 wrk_run gateway-node "$GATEWAY/node" 1 "$DURATION" > "$WORK/warm.txt"
+after="$(switches "$WISP_PID") $(ticks "$WISP_PID") $(switches "$NODE_PID") $(ticks "$NODE_PID")"
+echo "$before $after $(getconf CLK_TCK)" > "$WORK/costs.txt"
+# The same run with wisp, the worker and wrk on one CPU: what the path
+# costs without a wake-up crossing CPUs (on a VM, the IPI that wakes an
+# idle vCPU can cost tens of µs per hop, four hops per call).
+ALL_CPUS="0-$(($(nproc) - 1))"
+for pid in "$WISP_PID" "$NODE_PID" $$; do taskset -a -p -c 0 "$pid" >/dev/null; done
+wrk -t1 -c1 -d2s "$GATEWAY/node" >/dev/null
+wrk_run one-cpu-node "$GATEWAY/node" 1 "$DURATION" >> "$WORK/warm.txt"
+for pid in "$WISP_PID" "$NODE_PID" $$; do taskset -a -p -c "$ALL_CPUS" "$pid" >/dev/null; done
 wrk_run bare-hyper "http://127.0.0.1:$HYPER_PORT/" 1 "$DURATION" >> "$WORK/warm.txt"
 wrk -t1 -c1 -d2s "http://127.0.0.1:$NODE_PORT/" >/dev/null
 wrk_run node-http "http://127.0.0.1:$NODE_PORT/" 1 "$DURATION" >> "$WORK/warm.txt"
@@ -100,7 +115,7 @@ const h = require("./index.js").handler;
 })();')
 
 python3 - "$WORK" "$direct" "$node_p50" "$node_p99" "$py_p50" "$py_p99" <<'PY'
-import json, sys
+import json, re, sys
 work, direct = sys.argv[1], float(sys.argv[2])
 bare = {"node": (sys.argv[3], sys.argv[4]), "python": (sys.argv[5], sys.argv[6])}
 def p(v, q):
@@ -115,8 +130,14 @@ rows = {}
 for line in open(f"{work}/warm.txt"):
     name, rps, p50, p99, *_ = line.split(); rows[name] = (float(rps), float(p50), float(p99))
 g, h, n = rows["gateway-node"], rows["bare-hyper"], rows["node-http"]
+one = rows["one-cpu-node"]
+ws0, wt0, ns0, nt0, ws1, wt1, ns1, nt1, hz = map(float, open(f"{work}/costs.txt").read().split())
+calls = float(re.search(r"(\d+) requests in", open(f"{work}/wrk-gateway-node.txt").read()).group(1))
 print("warm, one connection, sequential:")
 print(f"  gateway -> node handler  p50 {g[1]:.0f} µs  p99 {g[2]:.0f} µs  ({g[0]:.0f} req/s)")
+print(f"    per call: wisp {(ws1-ws0)/calls:.1f} context switches, {(wt1-wt0)/hz/calls*1e6:.0f} µs CPU;"
+      f" node {(ns1-ns0)/calls:.1f} switches, {(nt1-nt0)/hz/calls*1e6:.0f} µs CPU")
+print(f"  the same on one CPU      p50 {one[1]:.0f} µs  p99 {one[2]:.0f} µs  (no cross-CPU wake-ups)")
 print(f"  node http server         p50 {n[1]:.0f} µs  p99 {n[2]:.0f} µs  (the handler without wisp)")
 print(f"  bare hyper (loopback)    p50 {h[1]:.0f} µs  p99 {h[2]:.0f} µs")
 print(f"  direct handler call      p50 {direct:.1f} µs")

@@ -10,6 +10,7 @@
 //! ship inside wisp (`bootstrap/`); `provided` runs the zip's `bootstrap`.
 
 mod idle;
+mod peer;
 mod pool;
 mod runtime_api;
 pub mod sandbox;

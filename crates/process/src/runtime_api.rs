@@ -35,6 +35,22 @@ pub(crate) async fn connection(stream: tokio::net::TcpStream, worker: mpsc::Send
         .await;
 }
 
+/// Answers a connection from outside the worker 403 and closes it.
+pub(crate) async fn refuse(stream: tokio::net::TcpStream) {
+    let service = hyper::service::service_fn(|_req| async {
+        Ok::<_, Infallible>(reply(ApiReply::error(
+            403,
+            "AccessDeniedException",
+            "this Runtime API serves only its own worker's processes",
+        )))
+    });
+    let answered = http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    // A client that sends nothing is not waited on for long.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), answered).await;
+}
+
 fn json_response(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

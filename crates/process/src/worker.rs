@@ -28,8 +28,8 @@ use wisp_core::runtime::{Completion, Done};
 use wisp_core::{InvokeError, LogStream};
 
 use crate::idle::Idle;
-use crate::runtime_api;
 use crate::sandbox::{MemoryGauge, WorkerLimits};
+use crate::{peer, runtime_api};
 
 /// How long a worker may take from start to its first `invocation/next`.
 pub(crate) const INIT_LIMIT: Duration = Duration::from_secs(10);
@@ -423,7 +423,28 @@ impl Actor {
         accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
     ) {
         match accepted {
-            Ok((stream, _)) if self.connections.len() < MAX_RUNTIME_API_CONNECTIONS => {
+            Ok((stream, peer)) if self.connections.len() < MAX_RUNTIME_API_CONNECTIONS => {
+                // Only the worker's own processes may poll its events or
+                // answer its calls: anyone else on the host gets a 403.
+                let local = self.listener.local_addr().ok();
+                let root = self.pid;
+                let ours = match local {
+                    Some(local) => tokio::task::spawn_blocking(move || {
+                        peer::held_by_tree(peer, local, root)
+                    })
+                    .await
+                    .unwrap_or(false),
+                    None => false,
+                };
+                if !ours {
+                    tracing::warn!(
+                        worker = self.id,
+                        %peer,
+                        "a process outside the worker connected to its Runtime API; refused"
+                    );
+                    tokio::spawn(runtime_api::refuse(stream));
+                    return;
+                }
                 let tx = self.me.tx.clone();
                 self.connections
                     .push(Box::pin(runtime_api::connection(stream, tx)));
@@ -511,7 +532,6 @@ impl Actor {
                 body,
                 reply,
             } => {
-                self.drain();
                 let answer = match self.answer(&request_id) {
                     Err(e) => e,
                     Ok(current) => match body {
@@ -542,6 +562,14 @@ impl Actor {
                         }
                     },
                 };
+                // Let the caller's task write its answer before this one
+                // writes the process its 202 and takes its next poll: those
+                // (a wake-up of the process, the record) are off the
+                // caller's path. The process cannot run on to another
+                // call meanwhile, so what is in its pipes is still this
+                // call's output.
+                tokio::task::yield_now().await;
+                self.drain();
                 let _ = reply.send(answer);
                 None
             }

@@ -27,6 +27,7 @@ exports.handler = async (event, context) => {
         taskRoot: process.env.LAMBDA_TASK_ROOT,
         stage: process.env.STAGE,
         clientContext: context.clientContext,
+        runtimeApi: process.env.AWS_LAMBDA_RUNTIME_API,
       };
     case 'log':
       console.log('hello from node', event.n);
@@ -79,6 +80,18 @@ exports.handler = async (event, context) => {
       };
     case 'plain':
       return { hello: 'world' };
+    case 'poll':
+      // Polls someone's Runtime API for the next event: another
+      // function's must refuse.
+      return new Promise((resolve) => {
+        const req = require('http').get(`http://${event.target}/2018-06-01/runtime/invocation/next`, (res) => {
+          let body = '';
+          res.on('data', (d) => { body += d; });
+          res.on('end', () => resolve({ status: res.statusCode, body }));
+        });
+        req.setTimeout(3000, () => { req.destroy(); resolve({ status: 'timeout' }); });
+        req.on('error', (e) => resolve({ status: 'error', error: e.message }));
+      });
     default:
       throw new Error('unknown action ' + action);
   }

@@ -197,6 +197,48 @@ fn node_context_environment_logs_and_errors() {
     assert_eq!(v["errorMessage"], "callback failed");
 }
 
+/// A worker's Runtime API is on loopback, where any process can reach it:
+/// it serves only the worker's own processes. Another function polling it,
+/// or any other process on the host, gets a 403 and takes nothing.
+#[test]
+fn a_runtime_api_refuses_processes_outside_its_worker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create(&server, "victim", "nodejs20.x", "index.handler", "node-kit");
+    create(&server, "thief", "nodejs20.x", "index.handler", "node-kit");
+    let (status, _, victim, _) = invoke(&server, "victim", &json!({"action": "echo"}));
+    assert_eq!(status, 200, "{victim}");
+    let target = victim["runtimeApi"].as_str().unwrap().to_string();
+
+    let (status, err, stolen, _) = invoke(
+        &server,
+        "thief",
+        &json!({"action": "poll", "target": target}),
+    );
+    assert_eq!((status, err), (200, None), "{stolen}");
+    assert_eq!(stolen["status"], 403, "{stolen}");
+    assert!(
+        stolen["body"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDeniedException"),
+        "{stolen}"
+    );
+
+    // This test process is a stranger too.
+    let r = reqwest::blocking::get(format!(
+        "http://{target}/2018-06-01/runtime/invocation/next"
+    ))
+    .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The victim's worker lost nothing and serves on.
+    let (status, err, again, _) = invoke(&server, "victim", &json!({"action": "echo", "n": 2}));
+    assert_eq!((status, err), (200, None), "{again}");
+    assert_eq!(again["event"]["n"], 2);
+    assert_eq!(again["pid"], victim["pid"], "the worker was replaced");
+}
+
 #[test]
 fn timeouts_kill_the_process_group_and_the_worker_is_replaced() {
     let tmp = tempfile::tempdir().unwrap();
