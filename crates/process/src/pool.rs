@@ -257,7 +257,9 @@ impl Prepared for Pool {
                 }
             };
             return match reply {
-                Ok(Reply::Response(body)) => Ok(response(200, body, false)),
+                // The process hears its 202 as `_ack` drops, after this
+                // task has the result: the caller's answer goes out first.
+                Ok(Reply::Response(body, _ack)) => Ok(response(200, body, false)),
                 Ok(Reply::FunctionError { body, .. }) => Ok(response(500, body, true)),
                 Ok(Reply::Failed(e)) => Err(e),
                 Ok(Reply::NotStarted(taken_back)) => {

@@ -68,16 +68,27 @@ pub(crate) struct Job {
 
 /// How a job ended, as soon as it is known.
 pub(crate) enum Reply {
-    Response(Bytes),
+    /// The result, and the process's 202 for it, sent when dropped.
+    Response(Bytes, Ack),
     /// The function failed; `body` is Lambda's error document.
-    FunctionError {
-        body: Bytes,
-    },
+    FunctionError { body: Bytes },
     /// Stopped by wisp (timeout) or failed in wisp.
     Failed(InvokeError),
     /// The worker went away before the process took the job: run it on
     /// another, with the same completion sender.
     NotStarted(Done),
+}
+
+/// A Runtime API answer to the process, sent when this is dropped (so it
+/// is sent whatever becomes of its holder).
+pub(crate) struct Ack(Option<(oneshot::Sender<ApiReply>, ApiReply)>);
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some((tx, reply)) = self.0.take() {
+            let _ = tx.send(reply);
+        }
+    }
 }
 
 /// The event an `invocation/next` call receives.
@@ -536,11 +547,18 @@ impl Actor {
                     Err(e) => e,
                     Ok(current) => match body {
                         Posted::Body(bytes) => {
+                            // The 202 goes with the result, sent by the
+                            // caller's task once it holds it: the caller's
+                            // answer is on its way before the process is
+                            // woken, and before the record and its next
+                            // poll are dealt with here.
+                            let ack = Ack(Some((reply, ApiReply::accepted())));
                             if let Some(r) = current.reply.take() {
-                                let _ = r.send(Reply::Response(bytes));
+                                let _ = r.send(Reply::Response(bytes, ack));
                             }
                             self.back_to_idle();
-                            ApiReply::accepted()
+                            self.drain();
+                            return None;
                         }
                         Posted::TooLarge => {
                             let limit = wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
@@ -562,13 +580,6 @@ impl Actor {
                         }
                     },
                 };
-                // Let the caller's task write its answer before this one
-                // writes the process its 202 and takes its next poll: those
-                // (a wake-up of the process, the record) are off the
-                // caller's path. The process cannot run on to another
-                // call meanwhile, so what is in its pipes is still this
-                // call's output.
-                tokio::task::yield_now().await;
                 self.drain();
                 let _ = reply.send(answer);
                 None
