@@ -12,6 +12,7 @@
 mod idle;
 mod peer;
 mod pool;
+mod repoll;
 mod runtime_api;
 pub mod sandbox;
 mod unpack;

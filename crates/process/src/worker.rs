@@ -28,6 +28,7 @@ use wisp_core::runtime::{Completion, Done};
 use wisp_core::{InvokeError, LogStream};
 
 use crate::idle::Idle;
+use crate::repoll::Repoll;
 use crate::sandbox::{MemoryGauge, WorkerLimits};
 use crate::{peer, runtime_api};
 
@@ -359,7 +360,9 @@ pub(crate) async fn spawn(
         queued: None,
         current: None,
     };
-    tokio::spawn(actor.run());
+    // The connections' messages to the actor and its answers to them wake
+    // this same task: it polls on instead of being rescheduled.
+    tokio::spawn(Repoll::new(actor.run()));
     Ok(me)
 }
 
