@@ -60,7 +60,8 @@ require("http").createServer(async (req, res) => {
   const r = await h({ rawPath: req.url, headers: req.headers }, {});
   res.writeHead(r.statusCode, { "content-type": "text/plain" }); res.end(r.body);
 }).listen(Number(process.argv[1]), "127.0.0.1");' "$NODE_PORT") &
-PIDS+=($!)
+NODE_HTTP_PID=$!
+PIDS+=("$NODE_HTTP_PID")
 wait_http "http://127.0.0.1:$HYPER_PORT/"
 wait_http "http://127.0.0.1:$NODE_PORT/"
 
@@ -102,7 +103,10 @@ ALL_CPUS="0-$(($(nproc) - 1))"
 for pid in "$WISP_PID" "$NODE_PID" $$; do taskset -a -p -c 0 "$pid" >/dev/null; done
 wrk -t1 -c1 -d2s "$GATEWAY/node" >/dev/null
 wrk_run one-cpu-node "$GATEWAY/node" 1 "$DURATION" >> "$WORK/warm.txt"
-for pid in "$WISP_PID" "$NODE_PID" $$; do taskset -a -p -c "$ALL_CPUS" "$pid" >/dev/null; done
+taskset -a -p -c 0 "$NODE_HTTP_PID" >/dev/null
+wrk -t1 -c1 -d2s "http://127.0.0.1:$NODE_PORT/" >/dev/null
+wrk_run one-cpu-node-http "http://127.0.0.1:$NODE_PORT/" 1 "$DURATION" >> "$WORK/warm.txt"
+for pid in "$WISP_PID" "$NODE_PID" "$NODE_HTTP_PID" $$; do taskset -a -p -c "$ALL_CPUS" "$pid" >/dev/null; done
 wrk_run bare-hyper "http://127.0.0.1:$HYPER_PORT/" 1 "$DURATION" >> "$WORK/warm.txt"
 wrk -t1 -c1 -d2s "http://127.0.0.1:$NODE_PORT/" >/dev/null
 wrk_run node-http "http://127.0.0.1:$NODE_PORT/" 1 "$DURATION" >> "$WORK/warm.txt"
@@ -130,14 +134,15 @@ rows = {}
 for line in open(f"{work}/warm.txt"):
     name, rps, p50, p99, *_ = line.split(); rows[name] = (float(rps), float(p50), float(p99))
 g, h, n = rows["gateway-node"], rows["bare-hyper"], rows["node-http"]
-one = rows["one-cpu-node"]
+one, one_http = rows["one-cpu-node"], rows["one-cpu-node-http"]
 ws0, wt0, ns0, nt0, ws1, wt1, ns1, nt1, hz = map(float, open(f"{work}/costs.txt").read().split())
 calls = float(re.search(r"(\d+) requests in", open(f"{work}/wrk-gateway-node.txt").read()).group(1))
 print("warm, one connection, sequential:")
 print(f"  gateway -> node handler  p50 {g[1]:.0f} µs  p99 {g[2]:.0f} µs  ({g[0]:.0f} req/s)")
 print(f"    per call: wisp {(ws1-ws0)/calls:.1f} context switches, {(wt1-wt0)/hz/calls*1e6:.0f} µs CPU;"
       f" node {(ns1-ns0)/calls:.1f} switches, {(nt1-nt0)/hz/calls*1e6:.0f} µs CPU")
-print(f"  the same on one CPU      p50 {one[1]:.0f} µs  p99 {one[2]:.0f} µs  (no cross-CPU wake-ups)")
+print(f"  the same on one CPU      p50 {one[1]:.0f} µs  p99 {one[2]:.0f} µs  (no cross-CPU wake-ups;"
+      f" node's http server there: p50 {one_http[1]:.0f} µs)")
 print(f"  node http server         p50 {n[1]:.0f} µs  p99 {n[2]:.0f} µs  (the handler without wisp)")
 print(f"  bare hyper (loopback)    p50 {h[1]:.0f} µs  p99 {h[2]:.0f} µs")
 print(f"  direct handler call      p50 {direct:.1f} µs")
