@@ -19,10 +19,11 @@ pub(crate) fn held_by_tree(peer: SocketAddr, local: SocketAddr, root: u32) -> bo
     let Some(inode) = socket_inode(Path::new("/proc/net"), peer, local) else {
         return false;
     };
+    let proc = Path::new("/proc");
     let wanted = format!("socket:[{inode}]");
-    tree(Path::new("/proc"), root)
+    tree(proc, root)
         .into_iter()
-        .any(|pid| holds(pid, &wanted))
+        .any(|pid| holds(proc, pid, &wanted))
 }
 
 /// The inode of the socket whose own address is `peer` and whose far end
@@ -79,26 +80,8 @@ fn parse_endpoint(text: &str) -> Option<SocketAddr> {
 /// `proc` (`/proc`); without those lists (a kernel built without them),
 /// from every process's parent.
 fn tree(proc: &Path, root: u32) -> Vec<u32> {
-    let mut seen = HashSet::from([root]);
-    let mut order = vec![root];
-    let mut i = 0;
-    let mut listed = true;
-    while i < order.len() && listed {
-        let pid = order[i];
-        i += 1;
-        match children(proc, pid) {
-            Some(kids) => {
-                for kid in kids {
-                    if seen.insert(kid) {
-                        order.push(kid);
-                    }
-                }
-            }
-            None => listed = false,
-        }
-    }
-    if listed {
-        return order;
+    if let Some(tree) = walk(root, |pid| children(proc, pid)) {
+        return tree;
     }
     // The slow way: every process's parent, then a walk down from root.
     let parents: Vec<(u32, u32)> = std::fs::read_dir(proc)
@@ -108,19 +91,33 @@ fn tree(proc: &Path, root: u32) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| Some((pid, parent(proc, pid)?)))
         .collect();
-    let mut order = vec![root];
+    let kids = |pid| {
+        Some(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == pid)
+                .map(|(k, _)| *k)
+                .collect(),
+        )
+    };
+    walk(root, kids).unwrap_or_else(|| vec![root])
+}
+
+/// `root` and everything below it, breadth first, by `kids`; None as soon
+/// as `kids` cannot tell.
+fn walk(root: u32, mut kids: impl FnMut(u32) -> Option<Vec<u32>>) -> Option<Vec<u32>> {
     let mut seen = HashSet::from([root]);
+    let mut order = vec![root];
     let mut i = 0;
-    while i < order.len() {
-        let pid = order[i];
+    while let Some(&pid) = order.get(i) {
         i += 1;
-        for &(kid, _) in parents.iter().filter(|(_, p)| *p == pid) {
+        for kid in kids(pid)? {
             if seen.insert(kid) {
                 order.push(kid);
             }
         }
     }
-    order
+    Some(order)
 }
 
 /// The children of every thread of `pid`; None if the kernel keeps no lists.
@@ -150,8 +147,8 @@ fn parent(proc: &Path, pid: u32) -> Option<u32> {
 }
 
 /// Whether one of `pid`'s descriptors is the socket `wanted` (`socket:[N]`).
-fn holds(pid: u32, wanted: &str) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+fn holds(proc: &Path, pid: u32, wanted: &str) -> bool {
+    let Ok(fds) = std::fs::read_dir(proc.join(pid.to_string()).join("fd")) else {
         return false;
     };
     fds.flatten()
@@ -161,7 +158,7 @@ fn holds(pid: u32, wanted: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
+    use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::process::{Command, Stdio};
 
@@ -229,7 +226,7 @@ mod tests {
         stranger.wait().unwrap();
         drop(ours);
 
-        // A child connects, says so, and waits to be told to go.
+        // A child connects, says so, and waits until it is killed.
         let script = format!(
             "import socket,sys\ns=socket.create_connection(('127.0.0.1',{}))\nprint('up',flush=True)\nsys.stdin.read()",
             local.port()
@@ -245,7 +242,6 @@ mod tests {
         let (_accepted, peer) = listener.accept().unwrap();
         assert!(held_by_tree(peer, local, std::process::id()));
         assert!(held_by_tree(peer, local, child.id()));
-        child.stdin.take().unwrap().write_all(b"").unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
     }
