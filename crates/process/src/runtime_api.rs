@@ -4,6 +4,7 @@
 //! connections too.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
@@ -23,16 +24,57 @@ const PREFIX: &str = "/2018-06-01/runtime/";
 /// the worker waits on: a call from the process and the worker's answer
 /// wake no other task, so a warm invocation crosses threads only to enter
 /// and to leave the worker.
+///
+/// A bootstrap that sends its `GET /next` right behind each result, in the
+/// same write, says so with [`NEXT_FOLLOWS`] on the result's post. That
+/// post then counts as the `next` call too, and its 202 is held until the
+/// next event is ready: both answers leave in one write, and the process
+/// wakes once per invocation instead of twice. wisp's own bootstraps do
+/// this; any other client gets Lambda's plain request/answer exchange.
 pub(crate) async fn connection(stream: tokio::net::TcpStream, worker: mpsc::Sender<Msg>) {
     let _ = stream.set_nodelay(true);
+    let pipelined = PipelinedNext::default();
     let service = hyper::service::service_fn(move |req| {
         let worker = worker.clone();
-        async move { Ok::<_, Infallible>(handle(req, &worker).await) }
+        let pipelined = pipelined.clone();
+        async move { Ok::<_, Infallible>(handle(req, &worker, &pipelined).await) }
     });
     let _ = http1::Builder::new()
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service)
         .await;
+}
+
+/// The header on a result's post that announces a pipelined `GET /next`.
+pub(crate) const NEXT_FOLLOWS: &str = "wisp-next-follows";
+
+/// The event for a connection's announced `GET /next`, once its post is
+/// answered: the worker took the post as that call.
+#[derive(Clone, Default)]
+struct PipelinedNext(Arc<Mutex<Option<Announced>>>);
+
+enum Announced {
+    Ready(NextEvent),
+    Waiting(oneshot::Receiver<NextEvent>),
+}
+
+impl PipelinedNext {
+    /// Keeps the call's event unless the worker refused the announcement
+    /// (it dropped the sender).
+    fn set(&self, mut rx: oneshot::Receiver<NextEvent>) {
+        let announced = match rx.try_recv() {
+            Ok(event) => Announced::Ready(event),
+            Err(oneshot::error::TryRecvError::Empty) => Announced::Waiting(rx),
+            Err(oneshot::error::TryRecvError::Closed) => return,
+        };
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(announced);
+        }
+    }
+
+    fn take(&self) -> Option<Announced> {
+        self.0.lock().ok()?.take()
+    }
 }
 
 /// Answers a connection from outside the worker 403 and closes it.
@@ -105,18 +147,28 @@ async fn read_body(mut body: Incoming) -> Result<Posted, Response<Full<Bytes>>> 
     Ok(Posted::Body(kept.freeze()))
 }
 
+/// Sends a post to the worker and waits for its answer. An announced
+/// `GET /next` goes with it; the worker drops that sender unless it takes
+/// the post as the call, and then the real `GET /next` asks it instead.
 async fn ask(
     worker: &mpsc::Sender<Msg>,
-    make: impl FnOnce(oneshot::Sender<ApiReply>) -> Msg,
+    next_follows: bool,
+    pipelined: &PipelinedNext,
+    make: impl FnOnce(oneshot::Sender<ApiReply>, Option<oneshot::Sender<NextEvent>>) -> Msg,
 ) -> Response<Full<Bytes>> {
     let (tx, rx) = oneshot::channel();
-    if worker.send(make(tx)).await.is_err() {
+    let (next_tx, next_rx) = next_follows.then(oneshot::channel).unzip();
+    if worker.send(make(tx, next_tx)).await.is_err() {
         return worker_gone();
     }
-    match rx.await {
+    let answer = match rx.await {
         Ok(r) => reply(r),
-        Err(_) => worker_gone(),
+        Err(_) => return worker_gone(),
+    };
+    if let Some(next) = next_rx {
+        pipelined.set(next);
     }
+    answer
 }
 
 fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
@@ -126,7 +178,11 @@ fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn handle(req: Request<Incoming>, worker: &mpsc::Sender<Msg>) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    worker: &mpsc::Sender<Msg>,
+    pipelined: &PipelinedNext,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let Some(route) = path.strip_prefix(PREFIX) else {
         return reply(ApiReply::error(
@@ -139,10 +195,17 @@ async fn handle(req: Request<Incoming>, worker: &mpsc::Sender<Msg>) -> Response<
     let method = req.method().clone();
     match (method, parts.as_slice()) {
         (Method::GET, ["invocation", "next"]) => {
-            let (tx, rx) = oneshot::channel();
-            if worker.send(Msg::Next(tx)).await.is_err() {
-                return worker_gone();
-            }
+            let rx = match pipelined.take() {
+                Some(Announced::Ready(event)) => return next_response(event),
+                Some(Announced::Waiting(rx)) => rx,
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    if worker.send(Msg::Next(tx)).await.is_err() {
+                        return worker_gone();
+                    }
+                    rx
+                }
+            };
             match rx.await {
                 Ok(event) => next_response(event),
                 Err(_) => worker_gone(),
@@ -150,29 +213,33 @@ async fn handle(req: Request<Incoming>, worker: &mpsc::Sender<Msg>) -> Response<
         }
         (Method::POST, ["invocation", id, "response"]) => {
             let request_id = id.to_string();
+            let follows = req.headers().contains_key(NEXT_FOLLOWS);
             let body = match read_body(req.into_body()).await {
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            ask(worker, |reply| Msg::Response {
+            ask(worker, follows, pipelined, |reply, next| Msg::Response {
                 request_id,
                 body,
                 reply,
+                next,
             })
             .await
         }
         (Method::POST, ["invocation", id, "error"]) => {
             let request_id = id.to_string();
             let error_type = header(&req, "lambda-runtime-function-error-type");
+            let follows = req.headers().contains_key(NEXT_FOLLOWS);
             let body = match read_body(req.into_body()).await {
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            ask(worker, |reply| Msg::Error {
+            ask(worker, follows, pipelined, |reply, next| Msg::Error {
                 request_id,
                 error_type,
                 body,
                 reply,
+                next,
             })
             .await
         }
@@ -182,12 +249,16 @@ async fn handle(req: Request<Incoming>, worker: &mpsc::Sender<Msg>) -> Response<
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            ask(worker, |reply| Msg::InitError {
+            let (tx, rx) = oneshot::channel();
+            let msg = Msg::InitError {
                 error_type,
                 body,
-                reply,
-            })
-            .await
+                reply: tx,
+            };
+            if worker.send(msg).await.is_err() {
+                return worker_gone();
+            }
+            rx.await.map(reply).unwrap_or_else(|_| worker_gone())
         }
         _ => reply(ApiReply::error(
             404,

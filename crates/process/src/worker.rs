@@ -138,16 +138,21 @@ pub(crate) enum Msg {
     /// Kill now; the current job (if any) fails with this error.
     Kill(InvokeError),
     Next(oneshot::Sender<NextEvent>),
+    /// A result; `next` when a `GET /next` follows it on its connection
+    /// (the post then is that call too, and its answer waits for the
+    /// next event).
     Response {
         request_id: String,
         body: Posted,
         reply: oneshot::Sender<ApiReply>,
+        next: Option<oneshot::Sender<NextEvent>>,
     },
     Error {
         request_id: String,
         error_type: Option<String>,
         body: Posted,
         reply: oneshot::Sender<ApiReply>,
+        next: Option<oneshot::Sender<NextEvent>>,
     },
     InitError {
         error_type: Option<String>,
@@ -282,6 +287,9 @@ struct Actor {
     /// it may wait.
     queued: Option<(Job, Instant)>,
     current: Option<Current>,
+    /// The answer to a post whose pipelined `GET /next` is waiting: sent
+    /// just before the next event, so both leave in one write.
+    held: Option<Ack>,
 }
 
 /// Starts a worker's process and its Runtime API.
@@ -359,6 +367,7 @@ pub(crate) async fn spawn(
         waiting: None,
         queued: None,
         current: None,
+        held: None,
     };
     // The connections' messages to the actor and its answers to them wake
     // this same task: it polls on instead of being rescheduled.
@@ -516,105 +525,87 @@ impl Actor {
             }
             Msg::Stop => self.kill(None).await,
             Msg::Kill(error) => self.kill(Some(error)).await,
-            Msg::Next(next) => {
-                self.drain();
-                // The finished job's output is taken now; its completion is
-                // sent once the next job is on its way.
-                let finished = self.current.take().map(|c| (c, self.logs.take()));
-                if !self.initialized {
-                    self.initialized = true;
-                    // A worker started for a call makes that call cold; one
-                    // started ahead (provisioned) does not make anyone wait.
-                    if self.queued.is_some() {
-                        self.init_duration = Some(self.spawned.elapsed());
-                    }
-                }
-                match self.queued.take() {
-                    Some((job, _)) => self.start(job, next),
-                    None => self.waiting = Some(next),
-                }
-                if let Some((current, logs)) = finished {
-                    self.complete(current, logs);
-                }
-                if self.waiting.is_some() && !self.idle.push(self.me.clone()) {
-                    return self.kill(None).await;
-                }
-                None
-            }
+            Msg::Next(next) => self.next_call(next).await,
             Msg::Response {
                 request_id,
                 body,
                 reply,
+                next,
             } => {
-                let answer = match self.answer(&request_id) {
-                    Err(e) => e,
-                    Ok(current) => match body {
-                        Posted::Body(bytes) => {
-                            // The 202 goes with the result, sent by the
-                            // caller's task once it holds it: the caller's
-                            // answer is on its way before the process is
-                            // woken, and before the record and its next
-                            // poll are dealt with here.
-                            let ack = Ack(Some((reply, ApiReply::accepted())));
-                            if let Some(r) = current.reply.take() {
-                                let _ = r.send(Reply::Response(bytes, ack));
-                            }
-                            self.back_to_idle();
-                            self.drain();
-                            return None;
-                        }
-                        Posted::TooLarge => {
-                            let limit = wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
-                            let message = format!("Response payload size exceeded maximum allowed payload size ({limit} bytes).");
-                            let error = InvokeError::guest(
-                                error_types::RESPONSE_TOO_LARGE,
-                                message.clone(),
-                            );
-                            current.error = Some(error.clone());
-                            if let Some(r) = current.reply.take() {
-                                let _ = r.send(Reply::FunctionError {
-                                    body: error_body("Function.ResponseSizeTooLarge", &message),
-                                });
-                            }
-                            // The process goes on to its next event, like
-                            // one that answered.
-                            self.back_to_idle();
-                            ApiReply::error(413, "RequestEntityTooLarge", message)
-                        }
-                    },
+                let pipelined = next.is_some();
+                let current = match self.answer(&request_id) {
+                    Ok(current) => current,
+                    Err(refusal) => {
+                        self.drain();
+                        let _ = reply.send(refusal);
+                        return None;
+                    }
                 };
-                self.drain();
-                let _ = reply.send(answer);
-                None
+                let ack = match body {
+                    Posted::Body(bytes) => {
+                        // Unless it waits for the next event, the 202 goes
+                        // with the result, sent by the caller's task once
+                        // it holds it: the caller's answer is on its way
+                        // before the process is woken, and before the
+                        // record and its next poll are dealt with here.
+                        let ack = Ack(Some((reply, ApiReply::accepted())));
+                        let (with_result, ack) = match pipelined {
+                            true => (Ack(None), ack),
+                            false => (ack, Ack(None)),
+                        };
+                        if let Some(r) = current.reply.take() {
+                            let _ = r.send(Reply::Response(bytes, with_result));
+                        }
+                        ack
+                    }
+                    Posted::TooLarge => {
+                        let limit = wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
+                        let message = format!("Response payload size exceeded maximum allowed payload size ({limit} bytes).");
+                        let error =
+                            InvokeError::guest(error_types::RESPONSE_TOO_LARGE, message.clone());
+                        current.error = Some(error.clone());
+                        if let Some(r) = current.reply.take() {
+                            let _ = r.send(Reply::FunctionError {
+                                body: error_body("Function.ResponseSizeTooLarge", &message),
+                            });
+                        }
+                        // The process goes on to its next event, like one
+                        // that answered.
+                        let refusal = ApiReply::error(413, "RequestEntityTooLarge", message);
+                        Ack(Some((reply, refusal)))
+                    }
+                };
+                self.answered(ack, next).await
             }
             Msg::Error {
                 request_id,
                 error_type,
                 body,
                 reply,
+                next,
             } => {
                 self.drain();
-                let answer = match self.answer(&request_id) {
-                    Err(e) => e,
-                    Ok(current) => {
-                        let body = match body {
-                            Posted::Body(b) => b,
-                            Posted::TooLarge => error_body(
-                                "Runtime.ErrorTooLarge",
-                                "the error document was larger than the payload limit",
-                            ),
-                        };
-                        let (error_type, message) = parse_error(error_type, &body);
-                        current.error = Some(InvokeError::guest(&error_type, message));
-                        if let Some(r) = current.reply.take() {
-                            let _ = r.send(Reply::FunctionError { body });
-                        }
-                        self.back_to_idle();
-                        ApiReply::accepted()
+                let current = match self.answer(&request_id) {
+                    Ok(current) => current,
+                    Err(refusal) => {
+                        let _ = reply.send(refusal);
+                        return None;
                     }
                 };
-                let _ = reply.send(answer);
-                None
+                let body = match body {
+                    Posted::Body(b) => b,
+                    Posted::TooLarge => error_body(
+                        "Runtime.ErrorTooLarge",
+                        "the error document was larger than the payload limit",
+                    ),
+                };
+                let (error_type, message) = parse_error(error_type, &body);
+                current.error = Some(InvokeError::guest(&error_type, message));
+                if let Some(r) = current.reply.take() {
+                    let _ = r.send(Reply::FunctionError { body });
+                }
+                self.answered(Ack(Some((reply, ApiReply::accepted()))), next)
+                    .await
             }
             Msg::InitError {
                 error_type,
@@ -637,6 +628,57 @@ impl Actor {
                 let (error_type, message) = parse_error(error_type, &body);
                 self.init_error = Some((InvokeError::guest(&error_type, message), body));
                 let _ = reply.send(ApiReply::accepted());
+                None
+            }
+        }
+    }
+
+    /// The process asks for its next event (`GET /next`, or a result's
+    /// post with one pipelined behind it): the job it finished is done.
+    async fn next_call(&mut self, next: oneshot::Sender<NextEvent>) -> Option<Exit> {
+        self.drain();
+        // The finished job's output is taken now; its completion is
+        // sent once the next job is on its way.
+        let finished = self.current.take().map(|c| (c, self.logs.take()));
+        if !self.initialized {
+            self.initialized = true;
+            // A worker started for a call makes that call cold; one
+            // started ahead (provisioned) does not make anyone wait.
+            if self.queued.is_some() {
+                self.init_duration = Some(self.spawned.elapsed());
+            }
+        }
+        match self.queued.take() {
+            Some((job, _)) => self.start(job, next),
+            None => self.waiting = Some(next),
+        }
+        if let Some((current, logs)) = finished {
+            self.complete(current, logs);
+        }
+        if self.waiting.is_some() && !self.idle.push(self.me.clone()) {
+            return self.kill(None).await;
+        }
+        None
+    }
+
+    /// The current job's result or error is taken. With a pipelined
+    /// `GET /next` the post's answer `ack` waits for the next event, and
+    /// the post counts as that call; otherwise `ack` is sent now and the
+    /// process's own `GET /next` follows.
+    async fn answered(
+        &mut self,
+        ack: Ack,
+        next: Option<oneshot::Sender<NextEvent>>,
+    ) -> Option<Exit> {
+        match next {
+            Some(next) => {
+                self.held = Some(ack);
+                self.next_call(next).await
+            }
+            None => {
+                self.back_to_idle();
+                self.drain();
+                drop(ack);
                 None
             }
         }
@@ -690,6 +732,8 @@ impl Actor {
             client_context: event.client_context,
             cognito_identity: event.cognito_identity,
         };
+        // A held answer leaves first, in the same write as the event.
+        drop(self.held.take());
         if next.send(next_event).is_err() {
             // The process gave up its `next` call (it is exiting): another
             // worker can run the job.

@@ -419,6 +419,36 @@ fn provided_runtime_runs_awslambdaric() {
     assert_eq!(v, json!({"ric": true, "echo": {"n": 1}, "requestId": id}));
 }
 
+/// A result posted with `Wisp-Next-Follows` and a `GET /next` behind it:
+/// the caller has its answer at once, the post's 202 waits for the next
+/// event and comes with it; plain posts and error posts work beside it.
+#[test]
+fn a_pipelined_next_gets_its_answer_with_the_next_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create(&server, "raw", "provided.al2023", "none", "raw-pipelined");
+    let (status, err, v, id) = invoke(&server, "raw", &json!({"mode": "pipelined"}));
+    assert_eq!((status, err), (200, None), "{v}");
+    assert_eq!(v, json!({"echo": {"mode": "pipelined"}, "requestId": id}));
+    // Longer than the bootstrap looks for an event behind a 202 that was
+    // not held.
+    std::thread::sleep(Duration::from_millis(700));
+    let logs = tail(&server, "raw", &json!({"mode": "plain"}));
+    assert!(logs.contains("answer=202 held=True"), "{logs}");
+    let logs = tail(&server, "raw", &json!({"mode": "pipelined"}));
+    assert!(logs.contains("answer=202 plain"), "{logs}");
+    std::thread::sleep(Duration::from_millis(700));
+    let (status, err, v, _) = invoke(&server, "raw", &json!({"mode": "fail"}));
+    assert_eq!(
+        (status, err.as_deref(), v["errorType"].as_str()),
+        (200, Some("Unhandled"), Some("Raw.Failure")),
+        "{v}"
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let logs = tail(&server, "raw", &json!({"mode": "plain"}));
+    assert!(logs.contains("answer=202 held=True"), "{logs}");
+}
+
 #[test]
 fn idle_workers_scale_to_zero_and_provisioned_ones_stay_warm() {
     let tmp = tempfile::tempdir().unwrap();

@@ -311,13 +311,17 @@ class RuntimeConnection {
 const connection = new RuntimeConnection();
 
 // Posts `body` (a string) as JSON; head and body go out in one buffer, and
-// Content-Length counts the body's UTF-8 bytes.
-function post(urlPath, body, errorType, via = connection) {
+// Content-Length counts the body's UTF-8 bytes. `nextFollows`: a GET /next
+// goes right behind this post on the same connection. wisp then holds the
+// post's answer until the next event and sends both in one write, so the
+// process wakes once per invocation, not twice.
+function post(urlPath, body, errorType, via = connection, nextFollows = false) {
   // The path holds a request id from the server: nothing may break the line.
   if (/[^\x21-\x7e]/.test(urlPath)) return Promise.reject(new Error(`bad Runtime API path ${JSON.stringify(urlPath)}`));
   const length = Buffer.byteLength(body);
   let head = `POST ${urlPath} HTTP/1.1\r\nHost: ${API}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n`;
   if (errorType !== undefined) head += `Lambda-Runtime-Function-Error-Type: ${headerSafe(errorType)}\r\n`;
+  if (nextFollows) head += 'Wisp-Next-Follows: 1\r\n';
   head += '\r\n';
   const request = Buffer.allocUnsafe(head.length + length);
   request.latin1Write(head, 0);
@@ -602,10 +606,11 @@ function invoke(handler, event, headers, requestId) {
   });
 }
 
+// Posts an invocation's error; a GET /next follows it.
 async function postInvocationError(requestId, err) {
   logError('Invoke Error', err);
   const doc = errorDocument(err);
-  await post(`${BASE}/invocation/${requestId}/error`, JSON.stringify(doc), doc.errorType);
+  await post(`${BASE}/invocation/${requestId}/error`, JSON.stringify(doc), doc.errorType, connection, true);
 }
 
 // The request whose handler is running, for the fatal-error hooks.
@@ -643,12 +648,15 @@ async function runLoop(handler) {
     if (dying) return;
     // 202 expected; a 413 (response too large) is recorded by the server and
     // we simply go on to the next event.
-    // The GET /next goes out with the result, in the same write.
-    const posted = failed ? postInvocationError(requestId, value) : post(`${BASE}/invocation/${requestId}/response`, body);
+    // The GET /next goes out with the result, in the same write (both are
+    // queued in this tick); the post's answer comes with the next event.
+    const posted = failed
+      ? postInvocationError(requestId, value)
+      : post(`${BASE}/invocation/${requestId}/response`, body, undefined, connection, true);
     next = connection.send(NEXT_REQUEST);
     next.catch(() => {}); // a failure surfaces where it is awaited
+    inFlight = null; // answered: a crash from here on is not this invocation's
     await posted;
-    inFlight = null;
   }
 }
 

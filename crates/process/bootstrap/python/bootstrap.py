@@ -68,17 +68,27 @@ class RuntimeClient:
         self.start = self.end = 0
         self.got_bytes = False
         self.next_request = f"GET {NEXT_PATH} HTTP/1.1\r\nHost: {address}\r\n\r\n".encode("latin-1")
+        # A GET /next went out behind the last post; its answer is to be read.
+        self.next_sent = False
 
-    def call(self, method, path, body=None, headers=None):
+    def call(self, method, path, body=None, headers=None, next_follows=False):
         """Returns (status, response, body); the body is bytes, or a bytearray
         when it came in several reads. If the connection closes
         before any byte of the answer (say, an idle connection the server
         dropped as we reused it), the request was not served: it is sent once
-        more on a new connection."""
+        more on a new connection. With next_follows a GET /next goes out in
+        the same send, and the next call of it only reads its answer."""
         if method == "GET" and path == NEXT_PATH and body is None and not headers:
+            if self.next_sent:
+                self.next_sent = False
+                answer = self.read_pipelined()
+                if answer is not None:
+                    return answer
             request = self.next_request
         else:
             request = self.encode(method, path, body, headers)
+            if next_follows:
+                request += self.next_request
         for attempt in (0, 1):
             self.got_bytes = False  # any byte of the answer yet?
             try:
@@ -86,7 +96,9 @@ class RuntimeClient:
                     # No timeout: GET /next blocks until there is an event.
                     self.sock = socket.create_connection((self.host, self.port))
                     self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return self.exchange(request)
+                response = self.exchange(request, next_follows)
+                self.next_sent = next_follows and self.sock is not None
+                return response
             except OSError:
                 self.close()
                 if attempt or self.got_bytes:
@@ -95,13 +107,36 @@ class RuntimeClient:
                 self.close()
                 raise
 
-    def post(self, path, payload, error_type=None):
+    def post(self, path, payload, error_type=None, next_follows=False):
+        """next_follows: a GET /next goes right behind the post. wisp then
+        holds the post's answer until the next event and sends both at once,
+        so the process wakes once per invocation, not twice."""
         headers = {"Content-Type": "application/json"}
         if error_type is not None:
             headers["Lambda-Runtime-Function-Error-Type"] = header_safe(error_type)
+        if next_follows:
+            headers["Wisp-Next-Follows"] = "1"
         # 202 expected; a 413 (response too large) is recorded by the server
         # and we simply go on to the next event.
-        return self.call("POST", path, payload.encode("utf-8"), headers)
+        return self.call("POST", path, payload.encode("utf-8"), headers, next_follows)
+
+    def read_pipelined(self):
+        """The answer to the GET /next sent behind a post, or None if the
+        connection ended before any of it (then it is asked for again)."""
+        self.got_bytes = False
+        try:
+            response = self.read_response()
+        except OSError:
+            self.close()
+            if self.got_bytes:
+                raise
+            return None
+        except BaseException:
+            self.close()
+            raise
+        if self.start != self.end:
+            self.close()  # bytes past the response: the stream is out of step
+        return response
 
     def close(self):
         if self.sock is not None:
@@ -121,7 +156,7 @@ class RuntimeClient:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head + body if body else head
 
-    def exchange(self, request):
+    def exchange(self, request, next_follows=False):
         self.start = self.end = 0
         try:
             self.sock.sendall(request)
@@ -137,7 +172,8 @@ class RuntimeClient:
             self.close()
             return response
         response = self.read_response()
-        if self.start != self.end:
+        # Past the response is the pipelined GET /next's answer, if any.
+        if self.start != self.end and not next_follows:
             self.close()  # bytes past the response: the stream is out of step
         return response
 
@@ -516,9 +552,9 @@ def invoke(client, handler):
     except Exception as e:
         doc = exception_document(e)
         log_error(doc)
-        client.post(path + "error", json.dumps(doc), doc["errorType"])
+        client.post(path + "error", json.dumps(doc), doc["errorType"], next_follows=True)
         return
-    client.post(path + "response", payload)
+    client.post(path + "response", payload, next_follows=True)
 
 
 def main():
