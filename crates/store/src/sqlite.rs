@@ -143,6 +143,38 @@ ALTER TABLE invocation_records RENAME TO invocations;
 CREATE UNIQUE INDEX invocations_by_request ON invocations (request_id);
 CREATE INDEX invocations_by_function ON invocations (function, seq);
 "#,
+    // Without AUTOINCREMENT: its bookkeeping row (sqlite_sequence) was
+    // rewritten with every insert, a fifth of what a record cost. `seq`
+    // still only rises: a new row takes max(seq) + 1, and purging always
+    // keeps the newest row, so the max never goes away.
+    r#"
+CREATE TABLE invocations_rowid (
+    seq INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    function TEXT NOT NULL,
+    version TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    cold INTEGER NOT NULL,
+    init_us INTEGER,
+    duration_us INTEGER NOT NULL,
+    billed_ms INTEGER NOT NULL,
+    memory_limit_mb INTEGER NOT NULL,
+    max_memory_bytes INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error_kind TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    status INTEGER,
+    lines TEXT
+);
+INSERT INTO invocations_rowid SELECT * FROM invocations ORDER BY seq;
+DROP TABLE invocations;
+ALTER TABLE invocations_rowid RENAME TO invocations;
+CREATE UNIQUE INDEX invocations_by_request ON invocations (request_id);
+CREATE INDEX invocations_by_function ON invocations (function, seq);
+DELETE FROM sqlite_sequence WHERE name IN ('invocations', 'invocations_rowid');
+"#,
 ];
 
 /// The columns of an invocation record, in the order `record_from_row` reads them.
@@ -879,7 +911,13 @@ impl Store for SqliteStore {
             // `seq` (a long invocation lands a little late): find the first
             // row to keep by bisecting on `seq` instead of indexing time.
             let keep_from = first_seq_started_at(&tx, before_ms)?;
-            let a = tx.execute("DELETE FROM invocations WHERE seq < ?1", params![keep_from])?;
+            // The newest row stays whatever its age: the next row's seq is
+            // max(seq) + 1, and cursors on seq must never see it go back.
+            let a = tx.execute(
+                "DELETE FROM invocations
+                  WHERE seq < min(?1, (SELECT max(seq) FROM invocations))",
+                params![keep_from],
+            )?;
             let c = tx.execute(
                 "DELETE FROM idempotency WHERE done <> 0 AND expires_ms <= ?1",
                 params![now_ms],
@@ -1154,9 +1192,20 @@ mod tests {
         assert!(store.get_invocation("b").await.unwrap().is_none());
         assert!(store.get_invocation("c").await.unwrap().is_some());
         assert_eq!(store.last_log_seq().await.unwrap(), 4);
-        assert_eq!(store.purge_before(1000, 0).await.unwrap(), 2);
-        assert!(store.list_invocations("f", 10).await.unwrap().is_empty());
+        // All are old now, but the newest row stays: seq never goes back.
+        assert_eq!(store.purge_before(1000, 0).await.unwrap(), 1);
+        let left = store.list_invocations("f", 10).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(store.last_log_seq().await.unwrap(), 4);
         assert_eq!(store.purge_before(1000, 0).await.unwrap(), 0);
+        store
+            .insert_invocations(vec![Finished {
+                record: record("d", 2000),
+                lines: vec![],
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.last_log_seq().await.unwrap(), 5);
     }
 
     #[test]
