@@ -415,11 +415,13 @@ impl Prepared for WasmPrepared {
         // One still running (a streamed body, work after answering) goes on
         // by itself when `running` drops.
         drop(running);
-        answered.unwrap_or_else(|_| {
-            Err(InvokeError::platform(
-                "the function's task ended without an answer",
-            ))
-        })
+        answered
+            .unwrap_or_else(|_| {
+                Err(InvokeError::platform(
+                    "the function's task ended without an answer",
+                ))
+            })
+            .map(|response| response.map(crate::settle::settle))
     }
 }
 

@@ -12,5 +12,6 @@ mod engine;
 mod guest;
 mod logs;
 mod outbound;
+mod settle;
 
 pub use engine::{WasmRuntime, WasmStats};
