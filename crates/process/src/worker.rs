@@ -533,14 +533,15 @@ impl Actor {
                 next,
             } => {
                 let pipelined = next.is_some();
-                let current = match self.answer(&request_id) {
-                    Ok(current) => current,
-                    Err(refusal) => {
-                        self.drain();
-                        let _ = reply.send(refusal);
-                        return None;
-                    }
-                };
+                if let Err(refusal) = self.answer(&request_id) {
+                    self.drain();
+                    let _ = reply.send(refusal);
+                    return None;
+                }
+                // Idle again before the caller hears the result: a call
+                // right behind it finds this worker instead of a cold one.
+                self.back_to_idle();
+                let current = self.current.as_mut()?; // there: it was just answered
                 let ack = match body {
                     Posted::Body(bytes) => {
                         // Unless it waits for the next event, the 202 goes
@@ -585,13 +586,12 @@ impl Actor {
                 next,
             } => {
                 self.drain();
-                let current = match self.answer(&request_id) {
-                    Ok(current) => current,
-                    Err(refusal) => {
-                        let _ = reply.send(refusal);
-                        return None;
-                    }
-                };
+                if let Err(refusal) = self.answer(&request_id) {
+                    let _ = reply.send(refusal);
+                    return None;
+                }
+                self.back_to_idle();
+                let current = self.current.as_mut()?; // there: it was just answered
                 let body = match body {
                     Posted::Body(b) => b,
                     Posted::TooLarge => error_body(
@@ -676,7 +676,6 @@ impl Actor {
                 self.next_call(next).await
             }
             None => {
-                self.back_to_idle();
                 self.drain();
                 drop(ack);
                 None
