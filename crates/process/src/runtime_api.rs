@@ -28,9 +28,10 @@ const PREFIX: &str = "/2018-06-01/runtime/";
 /// A bootstrap that sends its `GET /next` right behind each result, in the
 /// same write, says so with [`NEXT_FOLLOWS`] on the result's post. That
 /// post then counts as the `next` call too, and its 202 is held until the
-/// next event is ready: both answers leave in one write, and the process
-/// wakes once per invocation instead of twice. wisp's own bootstraps do
-/// this; any other client gets Lambda's plain request/answer exchange.
+/// next event is ready: both answers leave in the same turn of the
+/// worker's task, and the process wakes once per invocation instead of
+/// twice. wisp's own bootstraps do this; any other client gets Lambda's
+/// plain request/answer exchange.
 pub(crate) async fn connection(stream: tokio::net::TcpStream, worker: mpsc::Sender<Msg>) {
     let _ = stream.set_nodelay(true);
     let pipelined = PipelinedNext::default();
@@ -249,16 +250,12 @@ async fn handle(
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            let (tx, rx) = oneshot::channel();
-            let msg = Msg::InitError {
+            ask(worker, false, pipelined, |reply, _| Msg::InitError {
                 error_type,
                 body,
-                reply: tx,
-            };
-            if worker.send(msg).await.is_err() {
-                return worker_gone();
-            }
-            rx.await.map(reply).unwrap_or_else(|_| worker_gone())
+                reply,
+            })
+            .await
         }
         _ => reply(ApiReply::error(
             404,

@@ -288,7 +288,7 @@ struct Actor {
     queued: Option<(Job, Instant)>,
     current: Option<Current>,
     /// The answer to a post whose pipelined `GET /next` is waiting: sent
-    /// just before the next event, so both leave in one write.
+    /// just before the next event, so the process reads both in one wake.
     held: Option<Ack>,
 }
 
@@ -731,7 +731,7 @@ impl Actor {
             client_context: event.client_context,
             cognito_identity: event.cognito_identity,
         };
-        // A held answer leaves first, in the same write as the event.
+        // A held answer leaves first, in the same turn as the event.
         drop(self.held.take());
         if next.send(next_event).is_err() {
             // The process gave up its `next` call (it is exiting): another

@@ -313,7 +313,7 @@ const connection = new RuntimeConnection();
 // Posts `body` (a string) as JSON; head and body go out in one buffer, and
 // Content-Length counts the body's UTF-8 bytes. `nextFollows`: a GET /next
 // goes right behind this post on the same connection. wisp then holds the
-// post's answer until the next event and sends both in one write, so the
+// post's answer until the next event and sends both together, so the
 // process wakes once per invocation, not twice.
 function post(urlPath, body, errorType, via = connection, nextFollows = false) {
   // The path holds a request id from the server: nothing may break the line.
