@@ -8,6 +8,7 @@ pub mod codezip;
 pub mod duration;
 pub mod error;
 pub mod function;
+pub mod headers;
 pub mod idempotency;
 pub mod limits;
 pub mod logbuf;

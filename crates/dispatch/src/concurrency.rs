@@ -31,7 +31,10 @@ impl Throttle {
 struct State {
     reserved: HashMap<String, usize>,
     reserved_total: usize,
-    in_flight: HashMap<String, usize>,
+    /// Running now, by function. An entry stays at 0 once its last call
+    /// ends (until the function is deleted): a function called one at a
+    /// time would otherwise be inserted, name copied, on every call.
+    in_flight: HashMap<Arc<str>, usize>,
     unreserved_in_flight: usize,
 }
 
@@ -46,7 +49,7 @@ pub struct Concurrency {
 #[derive(Debug)]
 pub struct Permit {
     owner: Arc<Concurrency>,
-    function: String,
+    function: Arc<str>,
     reserved: bool,
 }
 
@@ -55,9 +58,6 @@ impl Drop for Permit {
         if let Ok(mut s) = self.owner.state.lock() {
             if let Some(n) = s.in_flight.get_mut(&self.function) {
                 *n = n.saturating_sub(1);
-                if *n == 0 {
-                    s.in_flight.remove(&self.function);
-                }
             }
             if !self.reserved {
                 s.unreserved_in_flight = s.unreserved_in_flight.saturating_sub(1);
@@ -135,10 +135,14 @@ impl Concurrency {
                 false
             }
         };
-        *s.in_flight.entry(function.to_string()).or_insert(0) += 1;
+        let function = match s.in_flight.get_key_value(function) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(function),
+        };
+        *s.in_flight.entry(function.clone()).or_insert(0) += 1;
         Ok(Permit {
             owner: self.clone(),
-            function: function.to_string(),
+            function,
             reserved,
         })
     }
@@ -156,6 +160,15 @@ impl Concurrency {
     }
 
     /// Invocations of `function` running now.
+    /// Drops what is kept of a deleted function that has nothing running.
+    pub fn forget(&self, function: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            if s.in_flight.get(function) == Some(&0) {
+                s.in_flight.remove(function);
+            }
+        }
+    }
+
     pub fn in_flight(&self, function: &str) -> usize {
         self.state
             .lock()
@@ -168,6 +181,25 @@ impl Concurrency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A function's count goes back to 0 when its calls end, keeps its
+    /// entry while it exists, and loses it once forgotten.
+    #[test]
+    fn finished_calls_free_their_slots_and_forget_drops_the_entry() {
+        let c = Concurrency::new(2);
+        let a = c.admit("f").unwrap();
+        let b = c.admit("f").unwrap();
+        assert_eq!(c.admit("g").unwrap_err(), Throttle::Account);
+        c.forget("f"); // still running: kept
+        assert_eq!(c.in_flight("f"), 2);
+        drop((a, b));
+        assert_eq!(c.in_flight("f"), 0);
+        assert!(c.state.lock().unwrap().in_flight.contains_key("f"));
+        c.forget("f");
+        assert!(!c.state.lock().unwrap().in_flight.contains_key("f"));
+        let _again = c.admit("f").unwrap();
+        assert_eq!(c.in_flight("f"), 1);
+    }
 
     #[test]
     fn reserved_zero_disables_a_function() {

@@ -491,6 +491,7 @@ impl Dispatcher {
         if let Ok(mut prepared) = self.prepared.lock() {
             prepared.remove(function);
         }
+        self.concurrency.forget(function);
         self.forget(function);
     }
 
@@ -603,7 +604,9 @@ impl Dispatcher {
         record.init_duration_us = init.map(|d| d.as_micros() as u64);
 
         if let Ok(value) = http::HeaderValue::from_str(&request_id) {
-            request.headers_mut().insert("x-wisp-request-id", value);
+            request
+                .headers_mut()
+                .insert(wisp_core::headers::REQUEST_ID, value);
         }
         let recorder = self.recorder.clone();
         let done = Done::new(move |completion| {

@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use wisp_core::apigw;
-use wisp_core::idempotency::{self, IdempotencyConfig};
+use wisp_core::headers as wisp_headers;
+use wisp_core::idempotency::IdempotencyConfig;
 use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use wisp_core::route::{PayloadFormat, Route, RouteMatch, RouteTable};
 use wisp_core::runtime::{collect_limited, full_body, Body, BoxError};
@@ -49,7 +50,7 @@ pub fn error_response(
         HeaderValue::from_static("application/json"),
     );
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-        response.headers_mut().insert("x-wisp-request-id", id);
+        response.headers_mut().insert(wisp_headers::REQUEST_ID, id);
     }
     response
 }
@@ -211,7 +212,7 @@ impl Gateway {
         let (mut parts, body) = request.into_parts();
         let headers = &mut parts.headers;
         if let Ok(v) = HeaderValue::from_str(&route.path) {
-            headers.insert("x-wisp-route", v);
+            headers.insert(wisp_headers::ROUTE, v);
         }
         for (name, value) in &params {
             if let (Ok(n), Ok(v)) = (
@@ -223,9 +224,7 @@ impl Gateway {
                 headers.insert(n, v);
             }
         }
-        if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
-            headers.append("x-forwarded-for", v);
-        }
+        headers.append(wisp_headers::FORWARDED_FOR, ip_header(remote.ip()));
         let header_key = idempotency_header(&parts.headers);
         let (body, key): (Body, _) = if idempotency.key_path.is_some() && header_key.is_none() {
             // The key is in the body: read it first.
@@ -258,12 +257,13 @@ impl Gateway {
         match dispatched.response {
             Ok(mut response) => {
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
-                    response.headers_mut().insert("x-wisp-request-id", v);
+                    response.headers_mut().insert(wisp_headers::REQUEST_ID, v);
                 }
                 if dispatched.replayed {
-                    response
-                        .headers_mut()
-                        .insert(REPLAY_HEADER, HeaderValue::from_static("true"));
+                    response.headers_mut().insert(
+                        wisp_headers::IDEMPOTENT_REPLAY,
+                        HeaderValue::from_static("true"),
+                    );
                 }
                 response
             }
@@ -398,10 +398,13 @@ impl Gateway {
                     }
                 }
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
-                    h.insert("x-wisp-request-id", v);
+                    h.insert(wisp_headers::REQUEST_ID, v);
                 }
                 if replayed {
-                    h.insert(REPLAY_HEADER, HeaderValue::from_static("true"));
+                    h.insert(
+                        wisp_headers::IDEMPOTENT_REPLAY,
+                        HeaderValue::from_static("true"),
+                    );
                 }
                 r
             }
@@ -427,12 +430,19 @@ fn store_failure(e: &dyn std::fmt::Display) -> Response<Body> {
     )
 }
 
-/// Set on a response replayed for a repeated idempotency key.
-const REPLAY_HEADER: &str = "x-wisp-idempotent-replay";
+/// The caller's address as a header value, formatted on the stack.
+fn ip_header(ip: std::net::IpAddr) -> HeaderValue {
+    use std::io::Write as _;
+    let mut buf = [0u8; 48]; // the longest IPv6 text is 45 bytes
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    HeaderValue::from_bytes(&buf[..len]).expect("an address is a valid header value")
+}
 
 fn idempotency_header(headers: &http::HeaderMap) -> Option<String> {
     headers
-        .get(idempotency::HEADER)
+        .get(wisp_headers::IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }
@@ -479,4 +489,19 @@ fn failure_response(error: &InvokeError, request_id: &str) -> Response<Body> {
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_of_both_families_become_header_values() {
+        let v4: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(ip_header(v4), "203.0.113.7");
+        let v6: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(ip_header(v6), v6.to_string().as_str());
+    }
 }

@@ -260,7 +260,7 @@ impl ResponseCache {
         }
         let body = buf.freeze();
         let mut headers = parts.headers.clone();
-        headers.remove("x-wisp-request-id");
+        headers.remove(wisp_core::headers::REQUEST_ID);
         if !head_only {
             self.entries.insert(
                 key,

@@ -150,7 +150,7 @@ impl WasmPrepared {
         })
     }
 
-    fn new_store(&self) -> Store<GuestState> {
+    fn new_store(&self, deadline: Instant) -> Store<GuestState> {
         let logs = LogCapture::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(logs.pipe(LogStream::Stdout))
@@ -170,7 +170,7 @@ impl WasmPrepared {
                 exceeded: false,
             },
             logs,
-            deadline: Instant::now(),
+            deadline,
             timed_out: false,
         };
         let mut store = Store::new(&self.engine, state);
@@ -197,9 +197,9 @@ impl WasmPrepared {
 }
 
 /// Starts a request on a store: its deadline and a clean timeout flag.
-fn arm(store: &mut Store<GuestState>, timeout: Duration) {
+fn arm(store: &mut Store<GuestState>, deadline: Instant) {
     let data = store.data_mut();
-    data.deadline = Instant::now() + timeout;
+    data.deadline = deadline;
     data.timed_out = false;
     store.set_epoch_deadline(1);
 }
@@ -268,11 +268,14 @@ impl Prepared for WasmPrepared {
             timeout,
             done,
         } = invocation;
+        // One reading of the clock gives the duration's start and both deadlines.
+        let started = Instant::now();
+        let deadline = started + timeout;
         let (mut store, mut proxy, uses) = match self.take_warm() {
             Some(w) => (w.store, Some(w.proxy), w.uses),
-            None => (self.new_store(), None, 0),
+            None => (self.new_store(deadline), None, 0),
         };
-        arm(&mut store, timeout);
+        arm(&mut store, deadline);
         let logs = store.data().logs.clone();
 
         if request.uri().authority().is_none()
@@ -329,7 +332,6 @@ impl Prepared for WasmPrepared {
         let reuse = self.reuse;
         let warm = self.warm.clone();
         let guest = Box::pin(async move {
-            let started = Instant::now();
             let run = async {
                 let proxy = match proxy.take() {
                     Some(p) => p,
@@ -343,9 +345,8 @@ impl Prepared for WasmPrepared {
             };
             // The epoch deadline stops guest code; this also stops a guest
             // parked in a host call (an outbound request that never answers).
-            let result = tokio::time::timeout(timeout + EPOCH_TICK * 4, run)
-                .await
-                .ok();
+            let hard_stop = tokio::time::Instant::from_std(deadline + EPOCH_TICK * 4);
+            let result = tokio::time::timeout_at(hard_stop, run).await.ok();
             let (result, finished) = match result {
                 Some(Ok(proxy)) => (Some(Ok(())), Some(proxy)),
                 Some(Err(e)) => (Some(Err(e)), None),

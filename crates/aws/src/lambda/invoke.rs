@@ -24,10 +24,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::sigv4::Verified;
 use crate::ApiState;
 
-/// Set on a response that replays an earlier call with the same
-/// idempotency key (or, for Event, that queued nothing new).
-pub(crate) const REPLAY_HEADER: &str = "x-wisp-idempotent-replay";
-
 /// Lambda's tail: the last 4 KB of the invocation's log, base64.
 const LOG_TAIL_BYTES: usize = 4096;
 
@@ -111,9 +107,10 @@ pub(crate) async fn invoke(
             response.headers_mut().insert("x-amzn-RequestId", v);
         }
         if accepted.duplicate {
-            response
-                .headers_mut()
-                .insert(REPLAY_HEADER, HeaderValue::from_static("true"));
+            response.headers_mut().insert(
+                wisp_core::headers::IDEMPOTENT_REPLAY,
+                HeaderValue::from_static("true"),
+            );
         }
         return Ok(response);
     }
@@ -196,7 +193,10 @@ pub(crate) async fn invoke(
         h.insert("x-amzn-RequestId", v);
     }
     if dispatched.replayed {
-        h.insert(REPLAY_HEADER, HeaderValue::from_static("true"));
+        h.insert(
+            wisp_core::headers::IDEMPOTENT_REPLAY,
+            HeaderValue::from_static("true"),
+        );
     }
     if function_error {
         h.insert(
