@@ -204,7 +204,9 @@ async fn invoke(
         headers.push((wisp_core::idempotency::HEADER, k));
     }
     let reply = client.send("POST", &path, payload, &headers).await?;
-    let replayed = reply.headers.contains_key("x-wisp-idempotent-replay");
+    let replayed = reply
+        .headers
+        .contains_key(wisp_core::headers::IDEMPOTENT_REPLAY);
     if reply.status >= 300 {
         let body = reply.json().unwrap_or(json!({}));
         let kind = reply

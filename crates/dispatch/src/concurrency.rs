@@ -159,7 +159,6 @@ impl Concurrency {
         }
     }
 
-    /// Invocations of `function` running now.
     /// Drops what is kept of a deleted function that has nothing running.
     pub fn forget(&self, function: &str) {
         if let Ok(mut s) = self.state.lock() {
@@ -169,6 +168,7 @@ impl Concurrency {
         }
     }
 
+    /// Invocations of `function` running now.
     pub fn in_flight(&self, function: &str) -> usize {
         self.state
             .lock()

@@ -12,7 +12,6 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 use wisp_core::error::error_types::{self, is_throttle};
 use wisp_core::function::LATEST;
-use wisp_core::idempotency;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::{collect_limited, CollectError};
 use wisp_core::ErrorKind;
@@ -79,7 +78,7 @@ pub(crate) async fn invoke(
     let idempotency_key = key
         .key(
             headers
-                .get(idempotency::HEADER)
+                .get(wisp_core::headers::IDEMPOTENCY_KEY)
                 .and_then(|v| v.to_str().ok()),
             &payload,
         )
