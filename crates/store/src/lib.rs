@@ -145,9 +145,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_routes(&self) -> Result<Vec<(String, Route)>>;
 
     /// Writes a batch of finished invocations (record and log lines, one
-    /// row each) in one transaction. A record with a request id already
-    /// stored (a retried async event) replaces the earlier one.
+    /// row each) in one transaction. Each attempt of a retried async event
+    /// is a row of its own, under the same request id.
     async fn insert_invocations(&self, finished: Vec<Finished>) -> Result<()>;
+    /// The record of a request id; of a retried event, its latest attempt.
     async fn get_invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>>;
     /// A function's records, newest first.
     async fn list_invocations(&self, function: &str, limit: usize)

@@ -175,6 +175,13 @@ CREATE UNIQUE INDEX invocations_by_request ON invocations (request_id);
 CREATE INDEX invocations_by_function ON invocations (function, seq);
 DELETE FROM sqlite_sequence WHERE name IN ('invocations', 'invocations_rowid');
 "#,
+    // Every attempt of a retried async event keeps its own row (they share
+    // the request id): the lines of a failed attempt are what explain its
+    // retry, so a later attempt must not replace them.
+    r#"
+DROP INDEX invocations_by_request;
+CREATE INDEX invocations_by_request ON invocations (request_id);
+"#,
 ];
 
 /// The columns of an invocation record, in the order `record_from_row` reads them.
@@ -284,7 +291,7 @@ fn insert_invocation_rows(conn: &mut Connection, finished: &[Finished]) -> Resul
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO invocations ({RECORD_COLUMNS}, lines)
+            "INSERT INTO invocations ({RECORD_COLUMNS}, lines)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ))?;
         for f in finished {
@@ -837,7 +844,10 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             Ok(conn
                 .query_row(
-                    &format!("SELECT {RECORD_COLUMNS} FROM invocations WHERE request_id = ?1"),
+                    &format!(
+                        "SELECT {RECORD_COLUMNS} FROM invocations WHERE request_id = ?1
+                         ORDER BY seq DESC LIMIT 1"
+                    ),
                     params![request_id],
                     |r| record_from_row(r, 0),
                 )
@@ -1164,7 +1174,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(first.len(), 4);
-        // A retried async event keeps one record: the latest.
+        // Each attempt of a retried async event keeps its record; the
+        // request id gives the latest.
         let mut retried = record("a", 400);
         retried.outcome = wisp_core::Outcome::Error;
         retried.error_kind = Some(wisp_core::ErrorKind::Guest);
@@ -1183,10 +1194,26 @@ mod tests {
             .unwrap();
         // Every field comes back as it went in.
         assert_eq!(store.get_invocation("a").await.unwrap(), Some(retried));
+        // The first attempt's lines are still there, before the second's.
+        let a_logs = store.query_logs(q(Some("a"), None)).await.unwrap();
+        let messages: Vec<&str> = a_logs.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages.len(), 7, "{messages:?}");
+        assert_eq!(messages[1], "one");
+        assert!(messages[3].starts_with("REPORT RequestId: a\tDuration: 0.01 ms"));
+        assert_eq!(messages[4], "START RequestId: a Version: $LATEST");
         assert_eq!(
             store.purge_before(150, 0).await.unwrap(),
-            0,
-            "a was retried at 400"
+            1,
+            "a's first attempt, at 100"
+        );
+        assert_eq!(
+            store
+                .get_invocation("a")
+                .await
+                .unwrap()
+                .unwrap()
+                .started_at_ms,
+            400
         );
         assert_eq!(store.purge_before(250, 0).await.unwrap(), 1);
         assert!(store.get_invocation("b").await.unwrap().is_none());

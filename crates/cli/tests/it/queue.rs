@@ -183,6 +183,25 @@ fn async_events_retry_then_reach_their_destinations() {
         "{failure}"
     );
     assert!(failure["timestamp"].as_str().unwrap().ends_with('Z'));
+    // Both attempts keep their record and lines under the event's request
+    // id: the first failure is not overwritten by the retry.
+    let attempts = invocations(&server, "failing");
+    assert_eq!(
+        attempts
+            .iter()
+            .filter(|r| r["request_id"] == failed_id.as_str())
+            .count(),
+        2,
+        "{attempts:?}"
+    );
+    let lines = server.logs(&failed_id);
+    for marker in ["START RequestId", "REPORT RequestId", "bad input: disk"] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(marker)).count(),
+            2,
+            "{marker}: {lines:?}"
+        );
+    }
 
     let success = by_id(&ok_id);
     assert_eq!(success["requestContext"]["condition"], "Success");
