@@ -89,12 +89,11 @@ records python > "$WORK/python.jsonl"
 echo "== warm: wrk -t1 -c1 -d$DURATION" >&2
 wrk -t1 -c1 -d2s "$GATEWAY/node" >/dev/null
 NODE_PID=$(pgrep -P "$WISP_PID" -f bootstrap.js | head -1)
-# Context switches (all threads) and CPU ticks of a process.
+# Context switches of a process, all threads (its CPU ticks: cpu_ticks).
 switches() { cat /proc/"$1"/task/*/status | awk '/voluntary_ctxt/ {s += $2} END {print s}'; }
-ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
-before="$(switches "$WISP_PID") $(ticks "$WISP_PID") $(switches "$NODE_PID") $(ticks "$NODE_PID")"
+before="$(switches "$WISP_PID") $(cpu_ticks "$WISP_PID") $(switches "$NODE_PID") $(cpu_ticks "$NODE_PID")"
 wrk_run gateway-node "$GATEWAY/node" 1 "$DURATION" > "$WORK/warm.txt"
-after="$(switches "$WISP_PID") $(ticks "$WISP_PID") $(switches "$NODE_PID") $(ticks "$NODE_PID")"
+after="$(switches "$WISP_PID") $(cpu_ticks "$WISP_PID") $(switches "$NODE_PID") $(cpu_ticks "$NODE_PID")"
 echo "$before $after $(getconf CLK_TCK)" > "$WORK/costs.txt"
 # The same run with wisp, the worker and wrk on one CPU: what the path
 # costs without a wake-up crossing CPUs (on a VM, the IPI that wakes an
