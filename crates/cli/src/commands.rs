@@ -85,6 +85,7 @@ async fn start_server(data_dir: &Path, listen: &Listen) -> anyhow::Result<Runnin
         concurrency: listen.concurrency,
         async_backoff: listen.async_backoff,
         async_in_flight: listen.async_in_flight,
+        worker_uid_base: listen.worker_uid_base,
     })
     .await?;
     println!("gateway listening on {}", running.gateway_url());

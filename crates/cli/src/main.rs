@@ -52,6 +52,11 @@ struct Listen {
     /// Most async deliveries running at once, over all functions.
     #[arg(long, default_value_t = 64)]
     async_in_flight: usize,
+    /// Run each process function (Node, Python, provided) as an
+    /// unprivileged user of its own: uids BASE, BASE+1, ... (gid the same,
+    /// no passwd entry needed). Needs the server to run as root.
+    #[arg(long, env = "WISP_WORKER_UID_BASE", value_name = "BASE")]
+    worker_uid_base: Option<u32>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -16,6 +16,7 @@ mod repoll;
 mod runtime_api;
 pub mod sandbox;
 mod unpack;
+pub mod users;
 mod worker;
 
 use std::collections::HashMap;
@@ -28,6 +29,8 @@ use wisp_core::runtime::{Prepared, Runtime};
 use wisp_core::{FunctionVersion, InvokeError};
 
 pub use sandbox::Sandbox;
+pub use users::WorkerUsers;
+use users::{check_access, is_root, Need, WorkerUser};
 
 const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.js");
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
@@ -42,6 +45,9 @@ pub struct ProcessConfig {
     /// `AWS_REGION` of the functions.
     pub region: String,
     pub account_id: String,
+    /// Run each function's workers as a uid of its own from this base
+    /// (the server must run as root); `None`: as the server's user.
+    pub worker_uid_base: Option<u32>,
 }
 
 /// Runs Lambda Runtime API processes.
@@ -50,12 +56,18 @@ pub struct ProcessRuntime {
     sandbox: Arc<Sandbox>,
     ids: Arc<AtomicU64>,
     runtime_dir: PathBuf,
+    users: Option<WorkerUsers>,
     /// Interpreter paths by command name, found once.
     interpreters: Mutex<HashMap<&'static str, PathBuf>>,
 }
 
 impl ProcessRuntime {
     pub fn new(config: ProcessConfig) -> std::io::Result<ProcessRuntime> {
+        let users = config
+            .worker_uid_base
+            .map(WorkerUsers::new)
+            .transpose()
+            .map_err(std::io::Error::other)?;
         let runtime_dir = config.dir.join("runtime");
         for (file, text) in [
             ("node/bootstrap.js", NODE_BOOTSTRAP),
@@ -71,6 +83,13 @@ impl ProcessRuntime {
                 std::fs::rename(&tmp, &path)?;
             }
         }
+        if users.is_some() {
+            open_to_workers(&config.dir, &runtime_dir)?;
+        } else if is_root() {
+            tracing::warn!(
+                "process functions run as root, like this server; start it with --worker-uid-base to run each function as an unprivileged user of its own"
+            );
+        }
         let sandbox = Sandbox::detect(&format!("wisp-{}", std::process::id()));
         tracing::info!(memory_limits = %sandbox.describe(), "process runtime ready");
         Ok(ProcessRuntime {
@@ -78,6 +97,7 @@ impl ProcessRuntime {
             sandbox: Arc::new(sandbox),
             ids: Arc::new(AtomicU64::new(1)),
             runtime_dir,
+            users,
             interpreters: Mutex::new(HashMap::new()),
         })
     }
@@ -209,11 +229,22 @@ impl ProcessRuntime {
             "arn:aws:lambda:{region}:{}:function:{}",
             self.config.account_id, version.function
         );
+        let user = match &self.users {
+            Some(users) => {
+                let user = users
+                    .for_function(&version.function)
+                    .map_err(InvokeError::platform)?;
+                reachable(user, &program, &args, task_root)?;
+                Some(user)
+            }
+            None => None,
+        };
         Ok(worker::Spec {
             program,
             args,
             env,
             cwd: task_root.to_path_buf(),
+            user,
             memory_mb: c.memory_mb,
             function_arn: if version.version == wisp_core::function::LATEST {
                 arn
@@ -222,6 +253,71 @@ impl ProcessRuntime {
             },
         })
     }
+}
+
+/// Lets workers of other users reach the bootstraps and task roots under
+/// `dir` (`DATA_DIR/process`) without listing what is there: the server
+/// made the data dir itself enterable only (0711).
+fn open_to_workers(dir: &Path, runtime_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    let tasks = dir.join("tasks");
+    std::fs::create_dir_all(&tasks)?;
+    mode(dir, 0o711)?;
+    mode(&tasks, 0o711)?;
+    mode(runtime_dir, 0o755)?;
+    for entry in std::fs::read_dir(runtime_dir)? {
+        let runtime = entry?.path();
+        if !runtime.is_dir() {
+            continue;
+        }
+        mode(&runtime, 0o755)?;
+        for file in std::fs::read_dir(&runtime)? {
+            mode(&file?.path(), 0o644)?;
+        }
+    }
+    // Fail at start, not at the first invocation, when a parent of the
+    // data dir keeps workers out.
+    let probe = WorkerUser {
+        uid: u32::MAX - 1,
+        gid: u32::MAX - 1,
+    };
+    check_access(&runtime_dir.join("node/bootstrap.js"), probe, Need::Read).map_err(|e| {
+        std::io::Error::other(format!(
+            "workers of their own users cannot reach the data dir: {e}; make its parents enterable by others (chmod o+x) or put the data dir elsewhere"
+        ))
+    })
+}
+
+/// Checks that `user` can run `program` with `args` (the files among them)
+/// in `task_root`; the error says what stops it. Like a missing
+/// interpreter, it is the caller's `InvalidRuntime`: retrying cannot help.
+fn reachable(
+    user: WorkerUser,
+    program: &Path,
+    args: &[String],
+    task_root: &Path,
+) -> Result<(), InvokeError> {
+    let files = args
+        .iter()
+        .map(Path::new)
+        .filter(|p| p.is_absolute() && p.is_file())
+        .map(|p| (p, Need::Read));
+    for (path, need) in [(program, Need::Run), (task_root, Need::Enter)]
+        .into_iter()
+        .chain(files)
+    {
+        check_access(path, user, need).map_err(|e| {
+            InvokeError::caller(
+                "InvalidRuntime",
+                format!(
+                    "this function runs as its own user (--worker-uid-base), which cannot use {}: {e}; install the runtime where every user can run it",
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn find_in_path(command: &str) -> Option<PathBuf> {

@@ -12,6 +12,8 @@ use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
+use crate::users::WorkerUser;
+
 /// How this host lets wisp limit memory.
 #[derive(Debug, Clone)]
 pub enum Sandbox {
@@ -175,8 +177,13 @@ impl WorkerLimits {
     }
 
     /// Sets up `command` to start in its own process group, inside this
-    /// worker's cgroup (or under its rlimit) before it runs any code.
-    pub(crate) fn apply(&self, command: &mut std::process::Command) -> std::io::Result<()> {
+    /// worker's cgroup (or under its rlimit), as `user` when one is given,
+    /// before it runs any code.
+    pub(crate) fn apply(
+        &self,
+        command: &mut std::process::Command,
+        user: Option<WorkerUser>,
+    ) -> std::io::Result<()> {
         command.process_group(0);
         let procs = match &self.cgroup {
             Some((dir, _)) => Some(
@@ -192,7 +199,8 @@ impl WorkerLimits {
         let rlimit = self.rlimit_data;
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe calls (prctl, open, write, close,
-        // setrlimit) on data prepared before the fork.
+        // setrlimit, setgroups, setgid, setuid) on data prepared before the
+        // fork.
         unsafe {
             command.pre_exec(move || {
                 // A worker never outlives the server, even one killed with -9.
@@ -217,6 +225,20 @@ impl WorkerLimits {
                         rlim_max: bytes,
                     };
                     if libc::setrlimit(libc::RLIMIT_DATA, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // Last, once the cgroup (writable by root only) is joined:
+                // no groups, then the gid, then the uid, which gives up root.
+                if let Some(user) = user {
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(user.gid) != 0
+                        || libc::setuid(user.uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // A change of user clears the parent-death signal.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }

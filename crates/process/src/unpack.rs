@@ -20,7 +20,7 @@ pub(crate) fn task_root(root: &Path, sha: &str, zip: &Path) -> std::io::Result<P
     let tmp = root.join(format!(".{sha}.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    if let Err(e) = extract(&bytes, &tmp) {
+    if let Err(e) = extract(&bytes, &tmp).and_then(|()| open_dirs(&tmp)) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -33,6 +33,20 @@ pub(crate) fn task_root(root: &Path, sha: &str, zip: &Path) -> std::io::Result<P
         }
         Err(e) => Err(e),
     }
+}
+
+/// Makes every directory of a task root enterable and readable by all,
+/// whatever the server's umask: workers may run as other users.
+fn open_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            open_dirs(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 const S_IFMT: u32 = 0o170000;

@@ -30,6 +30,7 @@ use wisp_core::{InvokeError, LogStream};
 use crate::idle::Idle;
 use crate::repoll::Repoll;
 use crate::sandbox::{MemoryGauge, WorkerLimits};
+use crate::users::WorkerUser;
 use crate::{peer, runtime_api};
 
 /// How long a worker may take from start to its first `invocation/next`.
@@ -43,6 +44,8 @@ pub(crate) struct Spec {
     /// The whole environment of the process (nothing is inherited).
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+    /// Who the process runs as; `None`: the server's own user.
+    pub user: Option<WorkerUser>,
     pub memory_mb: u32,
     pub function_arn: String,
 }
@@ -318,7 +321,7 @@ pub(crate) async fn spawn(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     limits
-        .apply(&mut command)
+        .apply(&mut command, spec.user)
         .map_err(|e| InvokeError::platform(format!("cannot set up the worker's limits: {e}")))?;
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);

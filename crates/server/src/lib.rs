@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub async_backoff: Duration,
     /// Most async deliveries running at once.
     pub async_in_flight: usize,
+    /// Run each process function as an unprivileged uid of its own, from
+    /// this base (the server must run as root).
+    pub worker_uid_base: Option<u32>,
 }
 
 /// A started server.
@@ -85,6 +88,21 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     // Workers run in their own directories: every path they get is absolute.
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .with_context(|| format!("cannot resolve data dir {}", config.data_dir.display()))?;
+    // Private to the server: it holds the credentials, the functions'
+    // environments and code. Workers of their own users may only enter it,
+    // to reach their task roots.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if config.worker_uid_base.is_some() {
+            0o711
+        } else {
+            0o700
+        };
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(mode))
+            .with_context(|| {
+                format!("cannot make data dir {} private", config.data_dir.display())
+            })?;
+    }
     let credentials = credentials::load_or_create(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.data_dir)
@@ -98,6 +116,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         keep_warm: config.keep_warm,
         region: config.region.clone(),
         account_id: ACCOUNT_ID.into(),
+        worker_uid_base: config.worker_uid_base,
     })
     .context("cannot start the process runtime")?;
     let mut runtimes: HashMap<RuntimeKind, Arc<dyn Runtime>> = HashMap::new();

@@ -259,6 +259,28 @@ fn first_seq_started_at(conn: &Connection, at_ms: i64) -> Result<i64> {
     Ok(lo)
 }
 
+/// The code and the database (functions' environments, payloads in
+/// queues) are the server's alone, whatever the umask or an older wisp
+/// left: the code dir 0700, the database and its WAL files 0600 (SQLite
+/// gives the WAL files the database's mode, so it is made before them).
+fn keep_private(code_dir: &Path, db: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(code_dir, 0o700)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", db.display()));
+        if file.exists() {
+            mode(&file, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -332,6 +354,7 @@ impl SqliteStore {
         let code_dir = data_dir.join("code");
         std::fs::create_dir_all(&code_dir)?;
         let db = data_dir.join("wisp.db");
+        keep_private(&code_dir, &db)?;
         let mut writer = open_connection(&db)?;
         // Every write is synced before it is acknowledged: an accepted
         // async event survives a power cut, not only a crash. Writes are

@@ -70,6 +70,11 @@ impl WasmRuntime {
     /// Builds the engine; compiled artifacts are cached under `cache_dir`.
     pub fn new(cache_dir: &Path) -> wasmtime::Result<WasmRuntime> {
         std::fs::create_dir_all(cache_dir)?;
+        // Compiled code is run as trusted: nobody else may write or read it.
+        std::fs::set_permissions(
+            cache_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
         let engine = Engine::new(&engine_config())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

@@ -537,3 +537,136 @@ fn reserved_concurrency_zero_throttles_with_429() {
     let (status, err, _, _) = invoke(&server, "off", &json!({"action": "echo"}));
     assert_eq!((status, err), (200, None));
 }
+
+/// Runs `wisp serve` expecting it to refuse to start; returns its stderr.
+fn refused_start(data_dir: &std::path::Path, extra: &[&str]) -> String {
+    use std::io::Read;
+    let mut child = std::process::Command::new(crate::harness::bin())
+        .args(["serve", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("wisp started where it should have refused to: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "{err}");
+    err
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The data dir is the server's alone; with `--worker-uid-base` each
+/// function's workers run as an unprivileged user of their own, which can
+/// read its code and /tmp but not the credentials, the database, the data
+/// dir's listing or the server's environment.
+#[test]
+fn workers_run_as_users_of_their_own_and_cannot_read_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    {
+        let _server = Server::start(&plain);
+        assert_eq!(mode(&plain), 0o700);
+        assert_eq!(mode(&plain.join("credentials")), 0o600);
+        assert_eq!(mode(&plain.join("wisp.db")), 0o600);
+        assert_eq!(mode(&plain.join("code")), 0o700);
+        assert_eq!(mode(&plain.join("compiled")), 0o700);
+    }
+
+    let root = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        let err = refused_start(
+            &tmp.path().join("data"),
+            &["--worker-uid-base", "2000000000"],
+        );
+        assert!(err.contains("needs the server to run as root"), "{err}");
+        return;
+    }
+    // A data dir behind a directory others cannot enter: refused at start.
+    let hidden = tmp.path().join("hidden");
+    std::fs::create_dir(&hidden).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let err = refused_start(&hidden.join("data"), &["--worker-uid-base", "2000000000"]);
+    assert!(
+        err.contains("cannot reach the data dir") && err.contains("hidden"),
+        "{err}"
+    );
+    assert!(refused_start(&plain, &["--worker-uid-base", "0"]).contains("out of range"));
+
+    let data = tmp.path().join("data");
+    let server = Server::start_with(&data, &["--worker-uid-base", "2000000000"]);
+    assert_eq!(mode(&data), 0o711);
+    for name in ["a", "b"] {
+        create(&server, name, "nodejs20.x", "index.handler", "node-probe");
+    }
+    let probe = |name: &str| {
+        let (status, err, v, _) = invoke(
+            &server,
+            name,
+            &json!({ "dataDir": data.display().to_string() }),
+        );
+        assert_eq!((status, err), (200, None), "{v}");
+        v
+    };
+    let a = probe("a");
+    assert_eq!(
+        a,
+        json!({
+            "uid": 2_000_000_000u32, "gid": 2_000_000_000u32, "groups": [],
+            "credentials": "EACCES", "database": "EACCES", "listing": "EACCES",
+            "serverEnviron": "EACCES", "ownCode": "ok", "tmp": "ok",
+        })
+    );
+    // Another function, another user; the same function keeps its own.
+    assert_eq!(probe("b")["uid"], json!(2_000_000_001u32));
+    assert_eq!(probe("a")["uid"], json!(2_000_000_000u32));
+
+    // The server still stops a worker that is no longer its own user.
+    let mut body = lambda_body(
+        "spin",
+        "nodejs20.x",
+        "index.handler",
+        &zip_dir(&lambda_dir("node-kit")),
+    );
+    body["Timeout"] = json!(1);
+    assert_eq!(
+        server.api_json("POST", "/2015-03-31/functions", &body).0,
+        201
+    );
+    let (_, _, before, _) = invoke(&server, "spin", &json!({"action": "echo"}));
+    let (status, err, v, _) = invoke(&server, "spin", &json!({"action": "spin"}));
+    assert_eq!((status, err.as_deref()), (200, Some("Unhandled")), "{v}");
+    assert_eq!(v["errorType"], "Sandbox.Timedout", "{v}");
+    let (status, err, after, _) = invoke(&server, "spin", &json!({"action": "echo"}));
+    assert_eq!((status, err), (200, None));
+    assert_ne!(
+        after["pid"], before["pid"],
+        "a new worker serves after a timeout"
+    );
+}
