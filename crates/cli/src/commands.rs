@@ -409,6 +409,10 @@ async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
                 "  start:       {}",
                 if r["cold"] == true { "cold" } else { "warm" }
             );
+            // A retry of an async event: which delivery this was.
+            if let Some(n) = r["attempt"].as_u64().filter(|n| *n > 1) {
+                println!("  attempt:     {n}");
+            }
             if let Some(init) = r["init_duration_us"].as_u64() {
                 println!("  init:        {:.2} ms", init as f64 / 1000.0);
             }

@@ -20,7 +20,9 @@ pub mod runtime;
 
 pub use error::{ErrorKind, InvokeError};
 pub use function::{Alias, FunctionConfig, FunctionVersion, RuntimeKind};
-pub use record::{Finished, InvocationRecord, LogEntry, LogLine, LogStream, Outcome};
+pub use record::{
+    DeliveryAttempt, Finished, InvocationRecord, LogEntry, LogLine, LogStream, Outcome,
+};
 
 /// The account id in every ARN wisp shows (the one LocalStack users know).
 pub const ACCOUNT_ID: &str = "000000000000";

@@ -54,7 +54,21 @@ pub struct InvocationRecord {
     pub error_message: Option<String>,
     /// HTTP status the function answered with, when it answered.
     pub status: Option<u16>,
+    /// Which delivery of its event this was: 1 for the first (and for
+    /// every synchronous call), 2 for the first retry, and so on. Every
+    /// attempt has a record of its own under the event's request id.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
 }
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// Marks an invocation's request with the delivery attempt it is (in the
+/// request's extensions); without it an invocation is attempt 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryAttempt(pub u32);
 
 /// A line an invocation wrote: its stream, capture time (ms since the
 /// epoch) and text.

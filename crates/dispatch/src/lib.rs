@@ -579,6 +579,10 @@ impl Dispatcher {
             error_type: None,
             error_message: None,
             status: None,
+            attempt: request
+                .extensions()
+                .get::<wisp_core::DeliveryAttempt>()
+                .map_or(1, |a| a.0),
         };
 
         let (slot, prepared, init) = match self.prepare_slot(version).await {

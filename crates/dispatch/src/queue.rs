@@ -24,7 +24,7 @@ use wisp_core::error::error_types::is_throttle;
 use wisp_core::function::LATEST;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::collect_limited;
-use wisp_core::ErrorKind;
+use wisp_core::{DeliveryAttempt, ErrorKind};
 use wisp_store::{
     setting_kinds, Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueuedEvent, Settle,
     Settlement, StoreError,
@@ -657,13 +657,17 @@ impl AsyncQueue {
             }
             Err(crate::ResolveError::Store(_)) => return (Attempt::Throttled, None),
         };
-        let Ok(request) = crate::invocation_request(
+        let Ok(mut request) = crate::invocation_request(
             Bytes::from(event.payload.clone()),
             &context.invoked_arn,
             context.client_context.as_deref(),
         ) else {
             return (Attempt::FunctionError, None);
         };
+        // Throttled attempts never ran: the record counts the runs.
+        request
+            .extensions_mut()
+            .insert(DeliveryAttempt(event.errors + 1));
         let trigger = format!("event:{}", context.source);
         let request_id = event.request_id.clone();
         let dispatched = match permit {

@@ -143,6 +143,7 @@ mod tests {
             error_type: None,
             error_message: None,
             status: Some(200),
+            attempt: 1,
         }
     }
 

@@ -37,6 +37,7 @@ async fn main() {
                     error_type: None,
                     error_message: None,
                     status: Some(200),
+                    attempt: 1,
                 },
                 lines: Vec::new(),
             })

@@ -182,12 +182,16 @@ DELETE FROM sqlite_sequence WHERE name IN ('invocations', 'invocations_rowid');
 DROP INDEX invocations_by_request;
 CREATE INDEX invocations_by_request ON invocations (request_id);
 "#,
+    // Which delivery of its event each record is (1 for a sync call).
+    r#"
+ALTER TABLE invocations ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+"#,
 ];
 
 /// The columns of an invocation record, in the order `record_from_row` reads them.
 const RECORD_COLUMNS: &str = "request_id, function, version, trigger, started_at, cold, init_us, \
      duration_us, billed_ms, memory_limit_mb, max_memory_bytes, outcome, error_kind, error_type, \
-     error_message, status";
+     error_message, status, attempt";
 
 /// A text column holding an enum, read by its `parse`.
 fn enum_column<T>(text: String, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
@@ -222,6 +226,7 @@ fn record_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Invoc
         error_type: row.get(at + 13)?,
         error_message: row.get(at + 14)?,
         status: row.get(at + 15)?,
+        attempt: row.get(at + 16)?,
     })
 }
 
@@ -314,7 +319,7 @@ fn insert_invocation_rows(conn: &mut Connection, finished: &[Finished]) -> Resul
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT INTO invocations ({RECORD_COLUMNS}, lines)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ))?;
         for f in finished {
             let r = &f.record;
@@ -339,6 +344,7 @@ fn insert_invocation_rows(conn: &mut Connection, finished: &[Finished]) -> Resul
                 r.error_type,
                 r.error_message,
                 r.status,
+                r.attempt,
                 lines
             ])?;
         }
@@ -1143,6 +1149,7 @@ mod tests {
             error_type: None,
             error_message: None,
             status: Some(200),
+            attempt: 1,
         };
         let line = |at: i64, m: &str| (LogStream::Stdout, at, m.to_string());
         store

@@ -185,15 +185,17 @@ fn async_events_retry_then_reach_their_destinations() {
     assert!(failure["timestamp"].as_str().unwrap().ends_with('Z'));
     // Both attempts keep their record and lines under the event's request
     // id: the first failure is not overwritten by the retry.
+    // Records come newest first; each says which delivery it was, and a
+    // lookup by the id gives the latest.
     let attempts = invocations(&server, "failing");
-    assert_eq!(
-        attempts
-            .iter()
-            .filter(|r| r["request_id"] == failed_id.as_str())
-            .count(),
-        2,
-        "{attempts:?}"
-    );
+    let numbers: Vec<&Value> = attempts
+        .iter()
+        .filter(|r| r["request_id"] == failed_id.as_str())
+        .map(|r| &r["attempt"])
+        .collect();
+    assert_eq!(numbers, [&json!(2), &json!(1)], "{attempts:?}");
+    assert_eq!(server.record(&failed_id)["attempt"], 2);
+    assert_eq!(server.record(&ok_id)["attempt"], 1);
     let lines = server.logs(&failed_id);
     for marker in ["START RequestId", "REPORT RequestId", "bad input: disk"] {
         assert_eq!(
