@@ -286,7 +286,23 @@ fn keep_private(code_dir: &Path, db: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Process-wide SQLite settings, made once before the first connection
+/// (SQLite refuses them after it has initialised). Its allocation
+/// statistics take a global mutex on every malloc and free, and nothing
+/// here reads them.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: MEMSTATUS takes one int; a call after initialisation
+        // only returns SQLITE_MISUSE, which leaves the default in place.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+        }
+    });
+}
+
 fn open_connection(path: &Path) -> Result<Connection> {
+    configure_sqlite();
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
