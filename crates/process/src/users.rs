@@ -27,6 +27,8 @@ const MAX_USERS: u32 = 1 << 20;
 #[derive(Debug)]
 pub struct WorkerUsers {
     base: u32,
+    /// How many uids from `base` may be handed out.
+    limit: u32,
     assigned: Mutex<HashMap<String, u32>>,
 }
 
@@ -50,8 +52,24 @@ impl WorkerUsers {
                 u32::MAX - 1 - MAX_USERS
             ));
         }
+        // In a user namespace only the mapped ids exist: as many
+        // functions get a uid as the extent holding the base has room for.
+        let mut limit = MAX_USERS;
+        for map in ["uid_map", "gid_map"] {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/self/{map}")) else {
+                continue;
+            };
+            let room = mapped_from(&text, base);
+            if room == 0 {
+                return Err(format!(
+                    "--worker-uid-base {base} is not mapped in this user namespace (/proc/self/{map}); pick a base inside a mapped range"
+                ));
+            }
+            limit = limit.min(room);
+        }
         Ok(WorkerUsers {
             base,
+            limit,
             assigned: Mutex::new(HashMap::new()),
         })
     }
@@ -65,19 +83,31 @@ impl WorkerUsers {
         let next = assigned.len() as u32;
         let uid = match assigned.get(function) {
             Some(uid) => *uid,
-            None if next < MAX_USERS => {
+            None if next < self.limit => {
                 let uid = self.base + next;
                 assigned.insert(function.to_string(), uid);
                 uid
             }
-            None => {
-                return Err(format!(
-                    "more than {MAX_USERS} functions need a worker user"
-                ))
-            }
+            None => return Err(format!(
+                "more than {} functions need a worker user of their own from --worker-uid-base {}",
+                self.limit, self.base
+            )),
         };
         Ok(WorkerUser { uid, gid: uid })
     }
+}
+
+/// How many ids from `base` on one extent of a `/proc/self/uid_map`
+/// (lines of `inside outside count`) maps; 0 when none holds `base`.
+fn mapped_from(map: &str, base: u32) -> u32 {
+    let base = u64::from(base);
+    map.lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace().map(|f| f.parse::<u64>().ok());
+            let (inside, _, len) = (fields.next()??, fields.next()??, fields.next()??);
+            (inside <= base && base < inside + len).then(|| inside + len - base)
+        })
+        .map_or(0, |room| room.min(u64::from(u32::MAX)) as u32)
 }
 
 /// Whether this server runs as root.
@@ -195,16 +225,30 @@ mod tests {
     }
 
     #[test]
+    fn the_uids_handed_out_are_the_mapped_ones() {
+        let host = "         0          0 4294967295\n";
+        assert_eq!(mapped_from(host, 2_000_000_000), 2_294_967_295);
+        // A rootless container: 0 and then 100000..165535 of the host.
+        let rootless = "0 1000 1\n1 100000 65536\n";
+        assert_eq!(mapped_from(rootless, 1), 65536);
+        assert_eq!(mapped_from(rootless, 60000), 5537);
+        assert_eq!(mapped_from(rootless, 2_000_000_000), 0);
+        assert_eq!(mapped_from("garbage", 1), 0);
+    }
+
+    #[test]
     fn uids_are_one_per_function_and_stay_in_range() {
         // Built directly: `new` insists on root, which a test may not be.
         let users = WorkerUsers {
             base: 5000,
+            limit: 2,
             assigned: Mutex::new(HashMap::new()),
         };
         let a = users.for_function("a").unwrap();
         let b = users.for_function("b").unwrap();
         assert_eq!((a.uid, a.gid, b.uid), (5000, 5000, 5001));
         assert_eq!(users.for_function("a").unwrap(), a);
+        assert!(users.for_function("c").is_err(), "past the limit");
         if is_root() {
             assert!(WorkerUsers::new(0).is_err());
             assert!(WorkerUsers::new(u32::MAX - 5).is_err());
