@@ -109,7 +109,10 @@ impl InvocationRecord {
                 .into_iter()
                 .map(|(stream, ts, message)| entry(stream, ts, message)),
         );
-        let end_ms = self.started_at_ms + (self.duration_us / 1000) as i64;
+        // A cold invocation starts its handler once init is done: END
+        // follows the lines the handler wrote, not only its duration.
+        let end_us = self.init_duration_us.unwrap_or(0) + self.duration_us;
+        let end_ms = self.started_at_ms + (end_us / 1000) as i64;
         out.push(entry(
             LogStream::Platform,
             end_ms,
@@ -187,4 +190,40 @@ pub struct LogEntry {
     pub ts_ms: i64,
     pub stream: LogStream,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cold start's END and REPORT come after init and the handler, so
+    /// they follow the lines the handler wrote in time as in order.
+    #[test]
+    fn end_follows_init_and_the_handler() {
+        let record = InvocationRecord {
+            request_id: "r".into(),
+            function: "f".into(),
+            version: "$LATEST".into(),
+            trigger: "api".into(),
+            started_at_ms: 1_000,
+            cold: true,
+            init_duration_us: Some(30_000),
+            duration_us: 2_500,
+            billed_ms: 3,
+            memory_limit_mb: 128,
+            max_memory_bytes: 0,
+            outcome: Outcome::Success,
+            error_kind: None,
+            error_type: None,
+            error_message: None,
+            status: None,
+            attempt: 1,
+        };
+        let entries = record.log_entries(7, vec![(LogStream::Stdout, 1_031, "hi".into())]);
+        let times: Vec<i64> = entries.iter().map(|e| e.ts_ms).collect();
+        assert_eq!(times, [1_000, 1_031, 1_032, 1_032]);
+        assert!(entries[2].message.starts_with("END RequestId: r"));
+        assert!(entries[3].message.contains("Init Duration: 30.00 ms"));
+        assert!(entries.iter().all(|e| e.seq == 7));
+    }
 }

@@ -88,10 +88,12 @@ impl WorkerUsers {
                 assigned.insert(function.to_string(), uid);
                 uid
             }
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "more than {} functions need a worker user of their own from --worker-uid-base {}",
                 self.limit, self.base
-            )),
+            ))
+            }
         };
         Ok(WorkerUser { uid, gid: uid })
     }
