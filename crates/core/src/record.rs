@@ -65,6 +65,32 @@ fn first_attempt() -> u32 {
     1
 }
 
+/// A first attempt that has not run yet: a success with no duration,
+/// memory or status, the start of every record.
+impl Default for InvocationRecord {
+    fn default() -> InvocationRecord {
+        InvocationRecord {
+            request_id: String::new(),
+            function: String::new(),
+            version: String::new(),
+            trigger: String::new(),
+            started_at_ms: 0,
+            cold: false,
+            init_duration_us: None,
+            duration_us: 0,
+            billed_ms: 0,
+            memory_limit_mb: 0,
+            max_memory_bytes: 0,
+            outcome: Outcome::Success,
+            error_kind: None,
+            error_type: None,
+            error_message: None,
+            status: None,
+            attempt: first_attempt(),
+        }
+    }
+}
+
 /// Marks an invocation's request with the delivery attempt it is (in the
 /// request's extensions); without it an invocation is attempt 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,13 +237,7 @@ mod tests {
             duration_us: 2_500,
             billed_ms: 3,
             memory_limit_mb: 128,
-            max_memory_bytes: 0,
-            outcome: Outcome::Success,
-            error_kind: None,
-            error_type: None,
-            error_message: None,
-            status: None,
-            attempt: 1,
+            ..InvocationRecord::default()
         };
         let entries = record.log_entries(7, vec![(LogStream::Stdout, 1_031, "hi".into())]);
         let times: Vec<i64> = entries.iter().map(|e| e.ts_ms).collect();

@@ -568,21 +568,12 @@ impl Dispatcher {
             version: version.version.clone(),
             trigger: trigger.to_string(),
             started_at_ms,
-            cold: false,
-            init_duration_us: None,
-            duration_us: 0,
-            billed_ms: 0,
             memory_limit_mb: version.config.memory_mb,
-            max_memory_bytes: 0,
-            outcome: Outcome::Success,
-            error_kind: None,
-            error_type: None,
-            error_message: None,
-            status: None,
             attempt: request
                 .extensions()
                 .get::<wisp_core::DeliveryAttempt>()
                 .map_or(1, |a| a.0),
+            ..InvocationRecord::default()
         };
 
         let (slot, prepared, init) = match self.prepare_slot(version).await {

@@ -122,7 +122,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use wisp_core::function::LATEST;
-    use wisp_core::{LogStream, Outcome};
+    use wisp_core::LogStream;
     use wisp_store::SqliteStore;
 
     fn record(id: usize) -> InvocationRecord {
@@ -132,18 +132,11 @@ mod tests {
             version: LATEST.into(),
             trigger: "api".into(),
             started_at_ms: id as i64,
-            cold: false,
-            init_duration_us: None,
             duration_us: 10,
             billed_ms: 1,
             memory_limit_mb: 128,
-            max_memory_bytes: 0,
-            outcome: Outcome::Success,
-            error_kind: None,
-            error_type: None,
-            error_message: None,
             status: Some(200),
-            attempt: 1,
+            ..InvocationRecord::default()
         }
     }
 

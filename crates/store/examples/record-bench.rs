@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use wisp_core::{Finished, InvocationRecord, Outcome};
+use wisp_core::{Finished, InvocationRecord};
 use wisp_store::{SqliteStore, Store};
 
 #[tokio::main]
@@ -26,18 +26,12 @@ async fn main() {
                     version: "$LATEST".into(),
                     trigger: "gateway".into(),
                     started_at_ms: 1_764_000_000_000 + (n + i) as i64 / 50,
-                    cold: false,
-                    init_duration_us: None,
                     duration_us: 21,
                     billed_ms: 1,
                     memory_limit_mb: 128,
                     max_memory_bytes: 1_179_648,
-                    outcome: Outcome::Success,
-                    error_kind: None,
-                    error_type: None,
-                    error_message: None,
                     status: Some(200),
-                    attempt: 1,
+                    ..InvocationRecord::default()
                 },
                 lines: Vec::new(),
             })

@@ -1154,18 +1154,11 @@ mod tests {
             version: LATEST.into(),
             trigger: "api".into(),
             started_at_ms: at,
-            cold: false,
-            init_duration_us: None,
             duration_us: 10,
             billed_ms: 1,
             memory_limit_mb: 128,
-            max_memory_bytes: 0,
-            outcome: wisp_core::Outcome::Success,
-            error_kind: None,
-            error_type: None,
-            error_message: None,
             status: Some(200),
-            attempt: 1,
+            ..InvocationRecord::default()
         };
         let line = |at: i64, m: &str| (LogStream::Stdout, at, m.to_string());
         store

@@ -10,11 +10,24 @@ use serde_json::{json, Value};
 use crate::harness::{lambda_body, lambda_dir, rust_provided_zip, zip_dir, Server};
 
 fn create(server: &Server, name: &str, runtime: &str, handler: &str, dir: &str) {
-    let (status, body) = server.api_json(
-        "POST",
-        "/2015-03-31/functions",
-        &lambda_body(name, runtime, handler, &zip_dir(&lambda_dir(dir))),
-    );
+    create_with(server, name, runtime, handler, dir, json!({}));
+}
+
+/// Creates a function with `settings` (`Timeout`, `Environment`, ...)
+/// over the defaults of `lambda_body`.
+fn create_with(
+    server: &Server,
+    name: &str,
+    runtime: &str,
+    handler: &str,
+    dir: &str,
+    settings: Value,
+) {
+    let mut body = lambda_body(name, runtime, handler, &zip_dir(&lambda_dir(dir)));
+    for (key, value) in settings.as_object().expect("settings are an object") {
+        body[key] = value.clone();
+    }
+    let (status, body) = server.api_json("POST", "/2015-03-31/functions", &body);
     assert_eq!(status, 201, "creating {name}: {body}");
 }
 
@@ -126,15 +139,14 @@ fn a_relative_data_dir_works_for_process_functions() {
 fn node_context_environment_logs_and_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
-    let mut body = lambda_body(
+    create_with(
+        &server,
         "kit",
         "nodejs20.x",
         "index.handler",
-        &zip_dir(&lambda_dir("node-kit")),
+        "node-kit",
+        json!({ "Environment": { "Variables": { "STAGE": "test" } } }),
     );
-    body["Environment"] = json!({ "Variables": { "STAGE": "test" } });
-    let (status, created) = server.api_json("POST", "/2015-03-31/functions", &body);
-    assert_eq!(status, 201, "{created}");
 
     let (status, err, v, id) = invoke(&server, "kit", &json!({"action": "echo", "n": 1}));
     assert_eq!((status, err), (200, None), "{v}");
@@ -179,17 +191,7 @@ fn node_context_environment_logs_and_errors() {
     assert_eq!(again["pid"], first["pid"], "the worker was replaced");
 
     // A callback-style handler in the same file.
-    let (status, created) = server.api_json(
-        "POST",
-        "/2015-03-31/functions",
-        &lambda_body(
-            "cb",
-            "nodejs20.x",
-            "index.callback",
-            &zip_dir(&lambda_dir("node-kit")),
-        ),
-    );
-    assert_eq!(status, 201, "{created}");
+    create(&server, "cb", "nodejs20.x", "index.callback", "node-kit");
     let (_, err, v, _) = invoke(&server, "cb", &json!({}));
     assert_eq!((err, v["via"].clone()), (None, json!("callback")));
     let (_, err, v, _) = invoke(&server, "cb", &json!({"fail": true}));
@@ -243,16 +245,14 @@ fn a_runtime_api_refuses_processes_outside_its_worker() {
 fn timeouts_kill_the_process_group_and_the_worker_is_replaced() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
-    let mut body = lambda_body(
+    let timeout = json!({ "Timeout": 1 });
+    create_with(
+        &server,
         "slow",
         "nodejs20.x",
         "index.handler",
-        &zip_dir(&lambda_dir("node-kit")),
-    );
-    body["Timeout"] = json!(1);
-    assert_eq!(
-        server.api_json("POST", "/2015-03-31/functions", &body).0,
-        201
+        "node-kit",
+        timeout,
     );
 
     let (_, _, before, _) = invoke(&server, "slow", &json!({"action": "echo"}));
@@ -294,17 +294,13 @@ fn timeouts_kill_the_process_group_and_the_worker_is_replaced() {
 fn out_of_memory_and_crashes_fail_only_their_own_invocation() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
-    let mut body = lambda_body(
+    create_with(
+        &server,
         "hog",
         "python3.11",
         "app.handler",
-        &zip_dir(&lambda_dir("python-kit")),
-    );
-    body["MemorySize"] = json!(64);
-    body["Timeout"] = json!(10);
-    assert_eq!(
-        server.api_json("POST", "/2015-03-31/functions", &body).0,
-        201
+        "python-kit",
+        json!({ "MemorySize": 64, "Timeout": 10 }),
     );
     create(&server, "crashy", "nodejs20.x", "index.handler", "node-kit");
 
@@ -648,16 +644,14 @@ fn workers_run_as_users_of_their_own_and_cannot_read_the_server() {
     assert_eq!(probe("a")["uid"], json!(2_000_000_000u32));
 
     // The server still stops a worker that is no longer its own user.
-    let mut body = lambda_body(
+    let timeout = json!({ "Timeout": 1 });
+    create_with(
+        &server,
         "spin",
         "nodejs20.x",
         "index.handler",
-        &zip_dir(&lambda_dir("node-kit")),
-    );
-    body["Timeout"] = json!(1);
-    assert_eq!(
-        server.api_json("POST", "/2015-03-31/functions", &body).0,
-        201
+        "node-kit",
+        timeout,
     );
     let (_, _, before, _) = invoke(&server, "spin", &json!({"action": "echo"}));
     let (status, err, v, _) = invoke(&server, "spin", &json!({"action": "spin"}));
