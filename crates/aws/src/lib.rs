@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use wisp_core::clock::Clock;
+use wisp_core::error::BodyTimeout;
 use wisp_core::limits::MAX_API_BODY_BYTES;
 use wisp_core::route::RouteTable;
 use wisp_core::runtime::{Body, BoxError};
@@ -231,6 +232,21 @@ impl Api {
         let body = match Limited::new(body, MAX_API_BODY_BYTES).collect().await {
             Ok(c) => c.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Err(e) if e.is::<BodyTimeout>() => {
+                let mut r = boxed(
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "RequestTimeoutException",
+                        BodyTimeout.to_string(),
+                    )
+                    .into_response(),
+                );
+                r.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                return r;
+            }
             Err(e) => {
                 return boxed(
                     ApiError::invalid(format!("could not read the request body: {e}"))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use serde_json::{json, Value};
-use wisp_server::{Running, ServerConfig};
+use wisp_server::{ListenerLimits, Running, ServerConfig};
 
 use crate::client::{segment, Client};
 use crate::{deploy, template, Cli, Command, Listen};
@@ -86,6 +86,8 @@ async fn start_server(data_dir: &Path, listen: &Listen) -> anyhow::Result<Runnin
         async_backoff: listen.async_backoff,
         async_in_flight: listen.async_in_flight,
         worker_uid_base: listen.worker_uid_base,
+        gateway_limits: listen.limits(ListenerLimits::gateway(), listen.max_connections),
+        api_limits: listen.limits(ListenerLimits::api(), listen.max_api_connections),
     })
     .await?;
     println!("gateway listening on {}", running.gateway_url());

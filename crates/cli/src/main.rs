@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use wisp_server::ListenerLimits;
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +58,38 @@ struct Listen {
     /// no passwd entry needed). Needs the server to run as root.
     #[arg(long, env = "WISP_WORKER_UID_BASE", value_name = "BASE")]
     worker_uid_base: Option<u32>,
+    /// Longest a client may take to send a request's head, from its first
+    /// byte (both listeners) [default: 10s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    header_read_timeout: Option<std::time::Duration>,
+    /// Longest a connection may stay open with no request in progress
+    /// (both listeners) [default: 60s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    idle_timeout: Option<std::time::Duration>,
+    /// Time a request body has after its head, plus 1s for every 64 KiB
+    /// that arrives (both listeners) [default: 20s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    body_read_timeout: Option<std::time::Duration>,
+    /// Most open gateway connections; past them new ones get 503 [default: 8192].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most open API connections; past them new ones get 503 [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_api_connections: Option<usize>,
+}
+
+impl Listen {
+    /// A listener's limits: its defaults, with what the flags set.
+    fn limits(&self, defaults: ListenerLimits, max_connections: Option<usize>) -> ListenerLimits {
+        ListenerLimits {
+            header_read_timeout: self
+                .header_read_timeout
+                .unwrap_or(defaults.header_read_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
+            body_read_timeout: self.body_read_timeout.unwrap_or(defaults.body_read_timeout),
+            max_connections: max_connections.unwrap_or(defaults.max_connections).max(1),
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -451,12 +451,7 @@ fn push_header(
 
 /// A name or value for an error message: quoted, escaped, and cut short.
 fn shown(s: &str) -> String {
-    let cut: String = s.chars().take(60).collect();
-    if cut.len() < s.len() {
-        format!("{cut:?}...")
-    } else {
-        format!("{cut:?}")
-    }
+    crate::text::shown(s, 60)
 }
 
 /// What a JSON value is, for error messages.

@@ -66,6 +66,12 @@ impl InvokeError {
     }
 }
 
+/// A request body that did not arrive in time (the listener's body read
+/// timeout): the caller's fault, answered 408 and the connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimeout;
+
 /// The error types wisp itself reports.
 pub mod error_types {
     /// The guest ran past its timeout and was stopped.

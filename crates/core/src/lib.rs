@@ -17,6 +17,8 @@ pub mod outbound;
 pub mod record;
 pub mod route;
 pub mod runtime;
+pub mod runtime_api;
+pub mod text;
 
 pub use error::{ErrorKind, InvokeError};
 pub use function::{Alias, FunctionConfig, FunctionVersion, RuntimeKind};

@@ -3,6 +3,8 @@
 //! Each limit is enforced where the input enters (gateway, API, manifest
 //! loader, zip reader, runtime) and tested at max and max+1.
 
+use std::time::Duration;
+
 /// Largest synchronous invoke payload and response (Lambda: 6 MB).
 pub const MAX_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 /// Largest asynchronous invoke payload (Lambda: 256 KB).
@@ -13,6 +15,21 @@ pub const MAX_GATEWAY_BODY_BYTES: usize = MAX_SYNC_PAYLOAD_BYTES;
 pub const MAX_HEADER_COUNT: usize = 100;
 /// Largest request head (request line and headers) before 431.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Longest a client may take to send a request's head (request line and
+/// headers), from its first byte. Slower clients are disconnected.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a connection may sit with no request in progress (a new one
+/// before its first byte, a kept-alive one between requests).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request body must arrive within this time after its head...
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// ...plus one second for every this many bytes received, so a large
+/// upload on a slow link passes and a trickle does not hold a connection.
+pub const BODY_MIN_BYTES_PER_SEC: u64 = 64 * 1024;
+/// Open connections each listener holds; past them a new connection is
+/// answered 503 and closed, and the open ones carry on.
+pub const MAX_GATEWAY_CONNECTIONS: usize = 8192;
+pub const MAX_API_CONNECTIONS: usize = 1024;
 /// Largest control-plane request body (a base64 zip inside JSON).
 pub const MAX_API_BODY_BYTES: usize = 70 * 1024 * 1024;
 /// Largest zip accepted by CreateFunction / UpdateFunctionCode (Lambda: 50 MB).
@@ -44,6 +61,12 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 3;
 pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 256 * 1024;
 /// Longest single log line kept; longer lines are cut.
 pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+/// Longest error message kept from a function (a thrown error's message,
+/// a trap's); longer ones are cut on a character boundary.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 2048;
+/// Bytes of an invocation's log returned by Invoke with `LogType=Tail`
+/// (Lambda: the last 4 KB).
+pub const LOG_TAIL_BYTES: usize = 4096;
 /// Runtime API connections one worker's process may hold open at once.
 pub const MAX_RUNTIME_API_CONNECTIONS: usize = 64;
 /// Most entries of `allowed_outbound_hosts`.
@@ -86,3 +109,11 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// Most functions loaded into memory when the server starts (their
 /// `$LATEST` and aliased versions); the rest load on their first call.
 pub const MAX_PRELOADED_FUNCTIONS: usize = 2000;
+
+// The longest bodies must fit in their time: at the minimum rate, a
+// maximal API body earns its time on top of the base.
+const _: () = assert!(HEADER_READ_TIMEOUT.as_secs() < IDLE_TIMEOUT.as_secs());
+const _: () = assert!(BODY_MIN_BYTES_PER_SEC > 0);
+const _: () = assert!(MAX_ASYNC_PAYLOAD_BYTES <= MAX_SYNC_PAYLOAD_BYTES);
+const _: () = assert!(MAX_ZIP_BYTES < MAX_API_BODY_BYTES);
+const _: () = assert!(MAX_API_CONNECTIONS <= MAX_GATEWAY_CONNECTIONS);

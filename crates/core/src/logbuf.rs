@@ -27,7 +27,7 @@ impl LogLines {
         if self.truncated {
             return;
         }
-        let cut = &bytes[..bytes.len().min(MAX_LOG_LINE_BYTES)];
+        let cut = crate::text::cut_bytes(bytes, MAX_LOG_LINE_BYTES);
         if self.bytes + cut.len() > MAX_LOG_BYTES_PER_INVOCATION {
             self.truncated = true;
             self.lines.push((

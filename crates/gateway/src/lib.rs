@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use wisp_core::apigw;
+use wisp_core::error::BodyTimeout;
 use wisp_core::headers as wisp_headers;
 use wisp_core::idempotency::IdempotencyConfig;
 use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
@@ -53,6 +54,15 @@ pub fn error_response(
         response.headers_mut().insert(wisp_headers::REQUEST_ID, id);
     }
     response
+}
+
+/// 408 for a body that did not arrive in time; the connection closes, as
+/// the rest of the body may still be on its way.
+pub fn body_timeout_response() -> Response<Body> {
+    let mut r = error_response(StatusCode::REQUEST_TIMEOUT, &BodyTimeout.to_string(), None);
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// The status a failed invocation gets on the gateway.
@@ -460,6 +470,7 @@ where
             "Request Entity Too Large",
             None,
         )),
+        Err(e) if e.is::<BodyTimeout>() => Err(body_timeout_response()),
         Err(e) => Err(error_response(
             StatusCode::BAD_REQUEST,
             &format!("could not read the request body: {e}"),

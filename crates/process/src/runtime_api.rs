@@ -7,17 +7,17 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, oneshot};
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
+use wisp_core::runtime_api::Call;
+use wisp_core::text;
 
 use crate::worker::{ApiReply, Msg, NextEvent, Posted};
-
-const PREFIX: &str = "/2018-06-01/runtime/";
 
 /// Serves the Runtime API on one connection from the worker's process.
 /// The future is polled by the worker's own task, beside everything else
@@ -184,18 +184,9 @@ async fn handle(
     worker: &mpsc::Sender<Msg>,
     pipelined: &PipelinedNext,
 ) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_string();
-    let Some(route) = path.strip_prefix(PREFIX) else {
-        return reply(ApiReply::error(
-            404,
-            "NotFound",
-            format!("no such path {path}"),
-        ));
-    };
-    let parts: Vec<&str> = route.split('/').collect();
-    let method = req.method().clone();
-    match (method, parts.as_slice()) {
-        (Method::GET, ["invocation", "next"]) => {
+    let call = Call::parse(req.method().as_str(), req.uri().path());
+    match call {
+        Call::Next => {
             let rx = match pipelined.take() {
                 Some(Announced::Ready(event)) => return next_response(event),
                 Some(Announced::Waiting(rx)) => rx,
@@ -212,8 +203,8 @@ async fn handle(
                 Err(_) => worker_gone(),
             }
         }
-        (Method::POST, ["invocation", id, "response"]) => {
-            let request_id = id.to_string();
+        Call::Response { request_id } => {
+            let request_id = request_id.to_string();
             let follows = req.headers().contains_key(NEXT_FOLLOWS);
             let body = match read_body(req.into_body()).await {
                 Ok(b) => b,
@@ -227,8 +218,8 @@ async fn handle(
             })
             .await
         }
-        (Method::POST, ["invocation", id, "error"]) => {
-            let request_id = id.to_string();
+        Call::Error { request_id } => {
+            let request_id = request_id.to_string();
             let error_type = header(&req, "lambda-runtime-function-error-type");
             let follows = req.headers().contains_key(NEXT_FOLLOWS);
             let body = match read_body(req.into_body()).await {
@@ -244,7 +235,7 @@ async fn handle(
             })
             .await
         }
-        (Method::POST, ["init", "error"]) => {
+        Call::InitError => {
             let error_type = header(&req, "lambda-runtime-function-error-type");
             let body = match read_body(req.into_body()).await {
                 Ok(b) => b,
@@ -257,10 +248,14 @@ async fn handle(
             })
             .await
         }
-        _ => reply(ApiReply::error(
+        Call::Unknown => reply(ApiReply::error(
             404,
             "NotFound",
-            format!("{} {path} is not a Runtime API call", req.method()),
+            format!(
+                "{} {} is not a Runtime API call",
+                req.method(),
+                text::shown(req.uri().path(), 200)
+            ),
         )),
     }
 }

@@ -25,6 +25,7 @@ use wisp_core::error::error_types;
 use wisp_core::limits::MAX_RUNTIME_API_CONNECTIONS;
 use wisp_core::logbuf::{Lines, LogLines};
 use wisp_core::runtime::{Completion, Done};
+use wisp_core::runtime_api::ErrorDocument;
 use wisp_core::{InvokeError, LogStream};
 
 use crate::idle::Idle;
@@ -395,18 +396,6 @@ pub(crate) fn error_body(error_type: &str, message: &str) -> Bytes {
     Bytes::from(json!({ "errorType": error_type, "errorMessage": message }).to_string())
 }
 
-/// Reads errorType and errorMessage from a posted error document.
-fn parse_error(header_type: Option<String>, body: &Bytes) -> (String, String) {
-    let doc: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let error_type = header_type
-        .filter(|t| !t.is_empty())
-        .or_else(|| doc["errorType"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "Unhandled".to_string());
-    let mut message = doc["errorMessage"].as_str().unwrap_or("").to_string();
-    message.truncate(2048);
-    (error_type, message)
-}
-
 enum Exit {
     /// The process is gone (or killed); the actor ends.
     Done,
@@ -602,8 +591,8 @@ impl Actor {
                         "the error document was larger than the payload limit",
                     ),
                 };
-                let (error_type, message) = parse_error(error_type, &body);
-                current.error = Some(InvokeError::guest(&error_type, message));
+                let doc = ErrorDocument::parse(error_type.as_deref(), &body);
+                current.error = Some(InvokeError::guest(&doc.error_type, doc.message));
                 if let Some(r) = current.reply.take() {
                     let _ = r.send(Reply::FunctionError { body });
                 }
@@ -628,8 +617,8 @@ impl Actor {
                     Posted::Body(b) => b,
                     Posted::TooLarge => error_body("Runtime.InitError", "init failed"),
                 };
-                let (error_type, message) = parse_error(error_type, &body);
-                self.init_error = Some((InvokeError::guest(&error_type, message), body));
+                let doc = ErrorDocument::parse(error_type.as_deref(), &body);
+                self.init_error = Some((InvokeError::guest(&doc.error_type, doc.message), body));
                 let _ = reply.send(ApiReply::accepted());
                 None
             }

@@ -24,6 +24,7 @@ use wisp_store::{SqliteStore, Store};
 use wisp_wasm::WasmRuntime;
 
 pub use credentials::{load_or_create as load_credentials, read_credentials_file};
+pub use listener::ListenerLimits;
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -46,6 +47,10 @@ pub struct ServerConfig {
     /// Run each process function as an unprivileged uid of its own, from
     /// this base (the server must run as root).
     pub worker_uid_base: Option<u32>,
+    /// What a client of the gateway may hold (timeouts, open connections).
+    pub gateway_limits: ListenerLimits,
+    /// What a client of the API may hold.
+    pub api_limits: ListenerLimits,
 }
 
 /// A started server.
@@ -201,15 +206,27 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
 
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let g = gateway.clone();
-    listener::serve(http_listener, shutdown_rx.clone(), move |req, remote| {
-        let g = g.clone();
-        async move { g.handle(req, remote).await }
-    });
-    listener::serve(api_listener, shutdown_rx.clone(), move |req, _remote| {
-        let api = api.clone();
-        let render = render_metrics.clone();
-        async move { api.handle(req, &*render).await }
-    });
+    listener::serve(
+        "gateway",
+        http_listener,
+        config.gateway_limits,
+        shutdown_rx.clone(),
+        move |req, remote| {
+            let g = g.clone();
+            async move { g.handle(req, remote).await }
+        },
+    );
+    listener::serve(
+        "api",
+        api_listener,
+        config.api_limits,
+        shutdown_rx.clone(),
+        move |req, _remote| {
+            let api = api.clone();
+            let render = render_metrics.clone();
+            async move { api.handle(req, &*render).await }
+        },
+    );
 
     let retention_store = store.clone();
     let retention = config.retention;

@@ -17,6 +17,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wisp_core::error::error_types;
+use wisp_core::limits::MAX_ERROR_MESSAGE_BYTES;
 use wisp_core::outbound::OutboundPolicy;
 use wisp_core::runtime::{Body, BoxError, Completion, Invocation, Prepared};
 use wisp_core::{FunctionVersion, InvokeError, LogStream};
@@ -241,7 +242,7 @@ fn classify(
     match result {
         Some(Err(e)) => {
             let mut message = format!("{e:#}");
-            message.truncate(2048);
+            wisp_core::text::cut_owned(&mut message, MAX_ERROR_MESSAGE_BYTES);
             Some(InvokeError::guest(error_types::TRAP, message))
         }
         _ => None,

@@ -23,9 +23,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::sigv4::Verified;
 use crate::ApiState;
 
-/// Lambda's tail: the last 4 KB of the invocation's log, base64.
-const LOG_TAIL_BYTES: usize = 4096;
-
 pub(crate) async fn invoke(
     State(state): State<Arc<ApiState>>,
     verified: Option<Extension<Verified>>,
@@ -222,11 +219,10 @@ pub(crate) async fn invoke(
             text.push_str(&l.message);
             text.push('\n');
         }
-        let mut start = text.len().saturating_sub(LOG_TAIL_BYTES);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        let tail = base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..]);
+        let tail = base64::engine::general_purpose::STANDARD.encode(wisp_core::text::tail(
+            &text,
+            wisp_core::limits::LOG_TAIL_BYTES,
+        ));
         if let Ok(v) = HeaderValue::from_str(&tail) {
             h.insert("x-amz-log-result", v);
         }

@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod apigw;
 mod gateway;
+mod hostile;
 mod lifecycle;
 mod process;
 mod queue;
