@@ -3,6 +3,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
+use wisp_core::{ErrorKind, InvokeError};
 use wisp_store::StoreError;
 
 /// An API error: AWS's type name, status and message.
@@ -82,6 +83,27 @@ impl From<StoreError> for ApiError {
             StoreError::Internal(m) => {
                 tracing::error!(error = %m, "store failure");
                 ApiError::internal("wisp could not complete the request; see the server log")
+            }
+        }
+    }
+}
+
+/// A failed invocation on the Lambda API: its cause decides the status and
+/// AWS's error type. (A function's own failure is not an API error: Invoke
+/// answers 200 with `X-Amz-Function-Error`; it comes here only from
+/// calls that cannot report one, and is then a 502.)
+impl From<InvokeError> for ApiError {
+    fn from(e: InvokeError) -> Self {
+        let cause = e.cause;
+        let error_type = cause.aws_error_type().unwrap_or("ServiceException");
+        match cause.kind() {
+            _ if cause.is_throttle() => ApiError::throttled(cause.error_type()),
+            ErrorKind::Platform => {
+                tracing::error!(error = %e.message, "invocation failed in wisp");
+                ApiError::internal(e.message)
+            }
+            ErrorKind::Caller | ErrorKind::Guest => {
+                ApiError::new(cause.status(), error_type, e.message)
             }
         }
     }

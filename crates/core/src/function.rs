@@ -95,22 +95,9 @@ impl FunctionConfig {
         if self.handler.is_empty() || self.handler.len() > 128 {
             return Err("handler must be 1 to 128 characters".into());
         }
-        if !(limits::MIN_MEMORY_MB..=limits::MAX_MEMORY_MB).contains(&self.memory_mb) {
-            return Err(format!(
-                "memory size {} MB is out of range {}..={}",
-                self.memory_mb,
-                limits::MIN_MEMORY_MB,
-                limits::MAX_MEMORY_MB
-            ));
-        }
-        let secs = self.timeout_ms.div_ceil(1000);
-        if self.timeout_ms == 0 || secs > limits::MAX_TIMEOUT_SECS {
-            return Err(format!(
-                "timeout must be between {}s and {}s",
-                limits::MIN_TIMEOUT_SECS,
-                limits::MAX_TIMEOUT_SECS
-            ));
-        }
+        crate::bounds::MEMORY_MB.check("MemorySize", self.memory_mb.into())?;
+        let secs = i64::try_from(self.timeout_ms.div_ceil(1000)).unwrap_or(i64::MAX);
+        crate::bounds::TIMEOUT_SECS.check("Timeout", secs)?;
         let env_bytes: usize = self
             .environment
             .iter()

@@ -3,6 +3,7 @@
 
 pub mod apigw;
 pub mod async_invoke;
+pub mod bounds;
 pub mod clock;
 pub mod codezip;
 pub mod duration;
@@ -20,7 +21,7 @@ pub mod runtime;
 pub mod runtime_api;
 pub mod text;
 
-pub use error::{ErrorKind, InvokeError};
+pub use error::{Cause, ErrorKind, InvokeError};
 pub use function::{Alias, FunctionConfig, FunctionVersion, RuntimeKind};
 pub use record::{
     DeliveryAttempt, Finished, InvocationRecord, LogEntry, LogLine, LogStream, Outcome,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::async_invoke::Destination;
+use crate::bounds;
 use crate::function::{validate_name, FunctionConfig, RuntimeKind};
 use crate::idempotency::{IdempotencyConfig, JsonPath};
 use crate::limits;
@@ -411,27 +412,22 @@ fn function(
     let mut config = FunctionConfig::new(&runtime, &handler);
     if let Some(m) = &f.memory_mb {
         config.memory_mb = *m.get_ref();
-        if !(limits::MIN_MEMORY_MB..=limits::MAX_MEMORY_MB).contains(&config.memory_mb) {
-            return Err(locate(
-                m.span(),
-                format!("memory_mb = {} is out of range", config.memory_mb),
-                Some(format!(
-                    "use {} to {}",
-                    limits::MIN_MEMORY_MB,
-                    limits::MAX_MEMORY_MB
-                )),
-            ));
-        }
+        bounds::MEMORY_MB
+            .check("memory_mb", config.memory_mb.into())
+            .map_err(|e| locate(m.span(), e, None))?;
     }
     if let Some(t) = &f.timeout {
         let d = crate::duration::parse(t.get_ref()).map_err(|m| locate(t.span(), m, None))?;
-        if d.as_millis() == 0 || d.as_secs() > limits::MAX_TIMEOUT_SECS {
-            return Err(locate(
-                t.span(),
-                format!("timeout `{}` is out of range", t.get_ref()),
-                Some(format!("use 1s to {}s", limits::MAX_TIMEOUT_SECS)),
-            ));
-        }
+        let secs = i64::try_from(d.as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
+        bounds::TIMEOUT_SECS
+            .check("timeout in seconds", secs)
+            .map_err(|e| {
+                locate(
+                    t.span(),
+                    e,
+                    Some("for example `timeout = \"30s\"`".to_string()),
+                )
+            })?;
         config.timeout_ms = d.as_millis() as u64;
     }
     for host in &f.allowed_outbound_hosts {
@@ -521,23 +517,16 @@ fn function(
 
 fn async_policy(raw: &RawAsync) -> Result<ManifestAsync, String> {
     if let Some(n) = raw.max_retries {
-        if n > limits::MAX_ASYNC_RETRIES {
-            return Err(format!(
-                "max_retries = {n} is out of range; use 0 to {}",
-                limits::MAX_ASYNC_RETRIES
-            ));
-        }
+        bounds::ASYNC_RETRIES.check("max_retries", n.into())?;
     }
     let max_event_age_secs = match &raw.max_event_age {
         Some(t) => {
             let d = crate::duration::parse(t)?;
-            let range = limits::MIN_EVENT_AGE_SECS..=limits::MAX_EVENT_AGE_SECS;
-            if !range.contains(&d.as_secs()) || d.subsec_nanos() != 0 {
-                return Err(format!(
-                    "max_event_age `{t}` is out of range; use 1m to 6h in whole seconds"
-                ));
+            if d.subsec_nanos() != 0 {
+                return Err(format!("max_event_age `{t}` must be whole seconds"));
             }
-            Some(d.as_secs())
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            Some(bounds::EVENT_AGE_SECS.check("max_event_age in seconds", secs)?)
         }
         None => None,
     };
@@ -674,7 +663,7 @@ function = "basket"
         let text = GOOD.replace("/basket/{id}", "basket/{id}");
         assert!(err(&text).contains("must start with `/`"));
         let text = GOOD.replace("memory_mb = 64", "memory_mb = 99999");
-        assert!(err(&text).contains("out of range"));
+        assert!(err(&text).contains("memory_mb must be between 16 and 10240; it is 99999"));
     }
 
     #[test]
@@ -696,11 +685,15 @@ function = "basket"
         let bad = |from: &str, to: &str| err(&GOOD.replace(from, to));
         let e = bad("memory_mb = 64", "async = { max_retries = 3 }");
         assert!(
-            e.contains("max_retries = 3 is out of range") && e.contains("wisp.toml:8:9"),
+            e.contains("max_retries must be between 0 and 2; it is 3")
+                && e.contains("wisp.toml:8:9"),
             "{e}"
         );
         let e = bad("memory_mb = 64", "async = { max_event_age = \"10s\" }");
-        assert!(e.contains("use 1m to 6h"), "{e}");
+        assert!(
+            e.contains("max_event_age in seconds must be between 60 and 21600; it is 10"),
+            "{e}"
+        );
         let e = bad(
             "memory_mb = 64",
             "async = { on_failure = \"queue:failed\" }",

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ErrorKind, InvokeError};
+use crate::error::ErrorKind;
 
 /// How an invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,14 +165,6 @@ impl InvocationRecord {
             report.push_str(&format!("\tStatus: error\tError Type: {t}"));
         }
         report
-    }
-
-    pub fn error(&self) -> Option<InvokeError> {
-        Some(InvokeError {
-            kind: self.error_kind?,
-            error_type: self.error_type.clone()?,
-            message: self.error_message.clone().unwrap_or_default(),
-        })
     }
 }
 

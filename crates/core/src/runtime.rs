@@ -197,6 +197,6 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
         let error = seen[0].error.as_ref().expect("an error");
-        assert_eq!(error.kind, crate::ErrorKind::Platform);
+        assert_eq!(error.kind(), crate::ErrorKind::Platform);
     }
 }

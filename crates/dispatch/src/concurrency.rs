@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use wisp_core::error::error_types;
+use wisp_core::Cause;
 
 /// Why an invocation was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,12 +18,17 @@ pub enum Throttle {
 }
 
 impl Throttle {
+    /// Why the call failed.
+    pub fn cause(self) -> Cause {
+        match self {
+            Throttle::Reserved => Cause::ReservedConcurrency,
+            Throttle::Account => Cause::AccountConcurrency,
+        }
+    }
+
     /// Lambda's `Reason` for the 429.
     pub fn reason(self) -> &'static str {
-        match self {
-            Throttle::Reserved => error_types::THROTTLED_RESERVED,
-            Throttle::Account => error_types::THROTTLED_ACCOUNT,
-        }
+        self.cause().error_type()
     }
 }
 

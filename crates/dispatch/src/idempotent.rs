@@ -11,10 +11,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use wisp_core::error::error_types;
 use wisp_core::idempotency::{IdempotencyConfig, JsonPath};
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::{collect_limited, full_body, Body};
+use wisp_core::Cause;
 use wisp_core::{FunctionVersion, InvokeError};
 use wisp_store::{setting_kinds, Claim, KeyOutcome, StoreError};
 
@@ -191,8 +191,8 @@ impl Dispatcher {
                     return refused(
                         &request_id,
                         version,
-                        InvokeError::caller(
-                            error_types::CONFLICT,
+                        InvokeError::new(
+                            Cause::Conflict,
                             format!("the call {first} with this idempotency key is still running"),
                         ),
                     )
@@ -201,8 +201,8 @@ impl Dispatcher {
                     return refused(
                         &request_id,
                         version,
-                        InvokeError::caller(
-                            error_types::CONFLICT,
+                        InvokeError::new(
+                            Cause::Conflict,
                             format!(
                                 "the call {first} with this idempotency key was running when the server \
                                  stopped; whether it took effect is unknown, so it is not run again \
@@ -248,8 +248,8 @@ impl Dispatcher {
                         }
                         Ok(http::Response::from_parts(parts, full_body(bytes)))
                     }
-                    Err(e) => Err(InvokeError::guest(
-                        "Function.ResponseError",
+                    Err(e) => Err(InvokeError::new(
+                        Cause::BadResponse,
                         format!("the function's response failed: {e}"),
                     )),
                 }

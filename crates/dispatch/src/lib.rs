@@ -20,6 +20,7 @@ use wisp_core::clock::Clock;
 use wisp_core::function::LATEST;
 use wisp_core::limits::MAX_PRELOADED_FUNCTIONS;
 use wisp_core::runtime::{Body, Completion, Done, Invocation, Prepared, PreparedStats, Runtime};
+use wisp_core::Cause;
 use wisp_core::{FunctionVersion, InvocationRecord, InvokeError, Outcome, RuntimeKind};
 use wisp_store::{setting_kinds, Store, StoreError};
 
@@ -270,7 +271,7 @@ impl Dispatcher {
         let version = self
             .resolve(function, Some(qualifier))
             .await
-            .map_err(|e| InvokeError::caller("ResourceNotFoundException", e.to_string()))?;
+            .map_err(|e| InvokeError::new(Cause::NotFound, e.to_string()))?;
         let (prepared, _) = self.prepare(&version).await?;
         prepared.provision(count).await
     }
@@ -423,14 +424,14 @@ impl Dispatcher {
             .get_or_try_init(|| async {
                 did_init = true;
                 let kind = RuntimeKind::of(&version.config.runtime).ok_or_else(|| {
-                    InvokeError::caller(
-                        "InvalidRuntime",
+                    InvokeError::new(
+                        Cause::InvalidRuntime,
                         format!("runtime `{}` is not supported", version.config.runtime),
                     )
                 })?;
                 let runtime = self.runtimes.get(&kind).ok_or_else(|| {
-                    InvokeError::caller(
-                        "InvalidRuntime",
+                    InvokeError::new(
+                        Cause::InvalidRuntime,
                         format!(
                             "runtime `{}` is not available on this server",
                             version.config.runtime
@@ -545,7 +546,7 @@ impl Dispatcher {
                 "reason" => throttle.reason(),
             )
             .increment(1);
-            InvokeError::caller(throttle.reason(), "Rate Exceeded.")
+            InvokeError::new(throttle.cause(), "Rate Exceeded.")
         })
     }
 
@@ -666,7 +667,7 @@ fn finish(
     }
     if let Some(error) = completion.error {
         record.outcome = Outcome::Error;
-        record.error_kind = Some(error.kind);
+        record.error_kind = Some(error.kind());
         record.error_type = Some(error.error_type);
         record.error_message = Some(error.message);
     }

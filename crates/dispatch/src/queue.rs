@@ -20,11 +20,11 @@ use wisp_core::async_invoke::{
     EventState, Next, Response,
 };
 use wisp_core::clock::Rng;
-use wisp_core::error::error_types::is_throttle;
 use wisp_core::function::LATEST;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::collect_limited;
-use wisp_core::{DeliveryAttempt, ErrorKind};
+use wisp_core::Cause;
+use wisp_core::DeliveryAttempt;
 use wisp_store::{
     setting_kinds, Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueuedEvent, Settle,
     Settlement, StoreError,
@@ -711,7 +711,7 @@ impl AsyncQueue {
                     ),
                 }
             }
-            Err(e) if is_throttle(&e.error_type) || e.kind == ErrorKind::Platform => {
+            Err(e) if e.cause.is_throttle() || e.cause == Cause::Platform => {
                 (Attempt::Throttled, None)
             }
             Err(e) => {

@@ -21,7 +21,7 @@ use wisp_core::idempotency::IdempotencyConfig;
 use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use wisp_core::route::{PayloadFormat, Route, RouteMatch, RouteTable};
 use wisp_core::runtime::{collect_limited, full_body, Body, BoxError};
-use wisp_core::{ErrorKind, FunctionVersion, InvokeError, RuntimeKind, ACCOUNT_ID};
+use wisp_core::{Cause, ErrorKind, FunctionVersion, InvokeError, RuntimeKind, ACCOUNT_ID};
 use wisp_dispatch::{Dispatched, Dispatcher, ResolveError};
 
 mod traffic;
@@ -63,20 +63,6 @@ pub fn body_timeout_response() -> Response<Body> {
     r.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     r
-}
-
-/// The status a failed invocation gets on the gateway.
-fn invoke_error_status(error: &InvokeError) -> StatusCode {
-    use wisp_core::error::error_types::*;
-    match (error.kind, error.error_type.as_str()) {
-        (ErrorKind::Guest, TIMEOUT) => StatusCode::GATEWAY_TIMEOUT,
-        (ErrorKind::Guest, _) => StatusCode::BAD_GATEWAY,
-        (ErrorKind::Caller, PAYLOAD_TOO_LARGE) => StatusCode::PAYLOAD_TOO_LARGE,
-        (ErrorKind::Caller, t) if is_throttle(t) => StatusCode::TOO_MANY_REQUESTS,
-        (ErrorKind::Caller, CONFLICT) => StatusCode::CONFLICT,
-        (ErrorKind::Caller, _) => StatusCode::BAD_REQUEST,
-        (ErrorKind::Platform, _) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 impl Gateway {
@@ -482,15 +468,13 @@ where
 /// The response to a failed invocation: the status says whose fault it
 /// was; the body never leaks a guest's error details.
 fn failure_response(error: &InvokeError, request_id: &str) -> Response<Body> {
-    let status = invoke_error_status(error);
-    let message = match error.kind {
-        ErrorKind::Guest if status == StatusCode::GATEWAY_TIMEOUT => {
+    let status = error.cause.status();
+    let message = match error.kind() {
+        ErrorKind::Guest if error.cause == Cause::Timeout => {
             "Endpoint request timed out".to_string()
         }
         ErrorKind::Guest => format!("The function failed: {}", error.error_type),
-        ErrorKind::Caller if status == StatusCode::TOO_MANY_REQUESTS => {
-            "Too Many Requests".to_string()
-        }
+        ErrorKind::Caller if error.cause.is_throttle() => "Too Many Requests".to_string(),
         ErrorKind::Caller => error.message.clone(),
         ErrorKind::Platform => "Internal Server Error".to_string(),
     };

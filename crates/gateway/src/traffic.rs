@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use wisp_core::limits::{MAX_CACHE_BYTES, MAX_CACHE_ENTRY_BYTES, MAX_RATE_LIMIT_KEYS};
@@ -23,20 +25,28 @@ pub(crate) fn route_id(route: &Route) -> String {
     format!("{} {}", route.method, route.path)
 }
 
-/// One route's bucket(s).
-pub(crate) struct Limiter {
+/// One route's bucket(s), on a clock that tests can move.
+pub(crate) struct Limiter<C: Clock = DefaultClock> {
     config: RateLimit,
-    buckets: DefaultKeyedRateLimiter<String>,
+    clock: C,
+    buckets: RateLimiter<String, DashMapStateStore<String>, C, NoOpMiddleware<C::Instant>>,
 }
 
 impl Limiter {
     fn new(config: &RateLimit) -> Limiter {
+        Limiter::with_clock(config, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> Limiter<C> {
+    fn with_clock(config: &RateLimit, clock: C) -> Limiter<C> {
         let one = NonZeroU32::MIN;
         let quota = Quota::per_second(NonZeroU32::new(config.rate).unwrap_or(one))
             .allow_burst(NonZeroU32::new(config.burst).unwrap_or(one));
         Limiter {
             config: config.clone(),
-            buckets: DefaultKeyedRateLimiter::keyed(quota),
+            buckets: RateLimiter::dashmap_with_clock(quota, clock.clone()),
+            clock,
         }
     }
 
@@ -57,7 +67,7 @@ impl Limiter {
         }
         self.buckets
             .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
@@ -326,6 +336,34 @@ mod tests {
         }
         let wait = l.check(&h, "1.1.1.1").unwrap_err();
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    }
+
+    /// The refill at its bound, on a clock the test moves: rate 2/s
+    /// means a token every 500 ms, and not a millisecond sooner.
+    #[test]
+    fn the_bucket_refills_at_its_rate() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let config = RateLimit {
+            rate: 2,
+            burst: 3,
+            per: RateKey::Route,
+        };
+        let l = Limiter::with_clock(&config, clock.clone());
+        let h = HeaderMap::new();
+        for _ in 0..3 {
+            assert!(l.check(&h, "ip").is_ok());
+        }
+        assert_eq!(l.check(&h, "ip"), Err(Duration::from_millis(500)));
+        clock.advance(Duration::from_millis(499));
+        assert_eq!(l.check(&h, "ip"), Err(Duration::from_millis(1)));
+        clock.advance(Duration::from_millis(1));
+        assert!(l.check(&h, "ip").is_ok());
+        assert!(l.check(&h, "ip").is_err());
+        // A full second refills two, not the burst.
+        clock.advance(Duration::from_secs(1));
+        assert!(l.check(&h, "ip").is_ok());
+        assert!(l.check(&h, "ip").is_ok());
+        assert!(l.check(&h, "ip").is_err());
     }
 
     #[test]

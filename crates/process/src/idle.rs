@@ -2,7 +2,8 @@
 //! here when it can take the next call; the pool takes the warmest.
 
 use std::sync::Mutex;
-use std::time::Instant;
+// tokio's clock, so tests can move it (paused time).
+use tokio::time::Instant;
 
 use crate::worker::WorkerHandle;
 
@@ -112,5 +113,47 @@ impl Idle {
         };
         inner.closed = true;
         inner.workers.drain(..).map(|(w, _)| w).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const KEEP_WARM: Duration = Duration::from_secs(10);
+
+    /// Keep-warm expiry at its bound, in paused time: a worker idle for
+    /// exactly keep-warm stays, one a tick longer goes, oldest first, and
+    /// the provisioned count is never stopped.
+    #[tokio::test(start_paused = true)]
+    async fn workers_idle_past_keep_warm_expire_and_provisioned_ones_stay() {
+        let idle = Idle::default();
+        let mut channels = Vec::new();
+        for id in 1..=3 {
+            assert!(idle.reserve(10));
+            let (worker, rx) = WorkerHandle::for_test(id);
+            channels.push(rx);
+            assert!(idle.push(worker));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Worker 1 went idle 3 s ago, 2 at 2 s, 3 at 1 s.
+        tokio::time::advance(KEEP_WARM - Duration::from_secs(3)).await;
+        let cutoff = || Instant::now() - KEEP_WARM;
+        assert!(
+            idle.expired(cutoff(), 0).is_empty(),
+            "exactly keep-warm: kept"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let gone: Vec<u64> = idle.expired(cutoff(), 0).iter().map(|w| w.id).collect();
+        assert_eq!(gone, [1]);
+        idle.gone(1);
+        // Two provisioned: past keep-warm, both stay.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(idle.expired(cutoff(), 2).is_empty());
+        let gone: Vec<u64> = idle.expired(cutoff(), 1).iter().map(|w| w.id).collect();
+        assert_eq!(gone, [2]);
+        assert_eq!(idle.pop().map(|w| w.id), Some(3), "the warmest is taken");
     }
 }

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wisp_core::runtime::{Prepared, Runtime};
+use wisp_core::Cause;
 use wisp_core::{FunctionVersion, InvokeError};
 
 pub use sandbox::Sandbox;
@@ -118,8 +119,8 @@ impl ProcessRuntime {
             return Ok(p);
         }
         let missing = || {
-            InvokeError::caller(
-                "InvalidRuntime",
+            InvokeError::new(
+                Cause::InvalidRuntime,
                 format!("this runtime needs `{command}` on the wisp server's PATH"),
             )
         };
@@ -180,8 +181,8 @@ impl ProcessRuntime {
         } else {
             let bootstrap = task_root.join("bootstrap");
             if !bootstrap.is_file() {
-                return Err(InvokeError::caller(
-                    "InvalidCode",
+                return Err(InvokeError::new(
+                    Cause::InvalidCode,
                     format!("runtime `{}` runs the file `bootstrap` at the root of the zip, and there is none", c.runtime),
                 ));
             }
@@ -308,8 +309,8 @@ fn reachable(
         .chain(files)
     {
         check_access(path, user, need).map_err(|e| {
-            InvokeError::caller(
-                "InvalidRuntime",
+            InvokeError::new(
+                Cause::InvalidRuntime,
                 format!(
                     "this function runs as its own user (--worker-uid-base), which cannot use {}: {e}; install the runtime where every user can run it",
                     path.display()
@@ -346,7 +347,7 @@ impl Runtime for ProcessRuntime {
             .map_err(|e| InvokeError::platform(format!("unpack task failed: {e}")))?
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::InvalidData => {
-                    InvokeError::caller("InvalidCode", e.to_string())
+                    InvokeError::new(Cause::InvalidCode, e.to_string())
                 }
                 _ => InvokeError::platform(format!(
                     "cannot unpack the code of `{}`: {e}",

@@ -5,16 +5,16 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use tokio::sync::oneshot;
-use wisp_core::error::error_types;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::{
     collect_limited, full_body, Body, CollectError, Invocation, Prepared, PreparedStats,
 };
+use wisp_core::Cause;
 use wisp_core::InvokeError;
 
 use crate::idle::Idle;
@@ -83,7 +83,7 @@ async fn tend(pool: Weak<PoolInner>) {
         tokio::time::sleep(tick).await;
         let Some(p) = pool.upgrade() else { return };
         let keep = p.provisioned.load(Ordering::Relaxed);
-        if let Some(cutoff) = Instant::now().checked_sub(p.keep_warm) {
+        if let Some(cutoff) = tokio::time::Instant::now().checked_sub(p.keep_warm) {
             for w in p.idle.expired(cutoff, keep) {
                 w.stop();
             }
@@ -107,8 +107,8 @@ impl PoolInner {
 
     async fn start_worker(&self) -> Result<WorkerHandle, InvokeError> {
         if !self.idle.reserve(MAX_WORKERS) {
-            return Err(InvokeError::caller(
-                "TooManyRequestsException",
+            return Err(InvokeError::new(
+                Cause::ReservedConcurrency,
                 format!("the function already runs {MAX_WORKERS} workers"),
             ));
         }
@@ -201,15 +201,15 @@ impl Prepared for Pool {
         let payload = match collect_limited(body, MAX_SYNC_PAYLOAD_BYTES).await {
             Ok(b) => b,
             Err(CollectError::TooLarge(limit)) => {
-                let e = InvokeError::caller(
-                    error_types::PAYLOAD_TOO_LARGE,
+                let e = InvokeError::new(
+                    Cause::PayloadTooLarge,
                     format!("the payload is larger than {limit} bytes"),
                 );
                 done.fail(e.clone());
                 return Err(e);
             }
             Err(e @ CollectError::Failed(_)) => {
-                let e = InvokeError::caller("InvalidRequest", e.to_string());
+                let e = InvokeError::new(Cause::InvalidRequest, e.to_string());
                 done.fail(e.clone());
                 return Err(e);
             }

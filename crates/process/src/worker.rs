@@ -21,11 +21,11 @@ use serde_json::json;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 use wisp_core::clock::{Clock, SystemClock};
-use wisp_core::error::error_types;
 use wisp_core::limits::MAX_RUNTIME_API_CONNECTIONS;
 use wisp_core::logbuf::{Lines, LogLines};
 use wisp_core::runtime::{Completion, Done};
 use wisp_core::runtime_api::ErrorDocument;
+use wisp_core::Cause;
 use wisp_core::{InvokeError, LogStream};
 
 use crate::idle::Idle;
@@ -173,6 +173,13 @@ pub(crate) struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// A handle to no worker, and the channel its messages would reach.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u64) -> (WorkerHandle, mpsc::Receiver<Msg>) {
+        let (tx, rx) = mpsc::channel(1);
+        (WorkerHandle { id, tx }, rx)
+    }
+
     /// Hands over a job; gives it back when the worker is gone.
     pub(crate) async fn invoke(&self, job: Job) -> Result<(), Job> {
         self.tx.send(Msg::Invoke(job)).await.map_err(|e| match e.0 {
@@ -327,7 +334,7 @@ pub(crate) async fn spawn(
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     let mut child = command.spawn().map_err(|e| {
-        InvokeError::guest(
+        InvokeError::unhandled(
             "Runtime.InvalidEntrypoint",
             format!("cannot start `{}`: {e}", spec.program.display()),
         )
@@ -554,8 +561,7 @@ impl Actor {
                     Posted::TooLarge => {
                         let limit = wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
                         let message = format!("Response payload size exceeded maximum allowed payload size ({limit} bytes).");
-                        let error =
-                            InvokeError::guest(error_types::RESPONSE_TOO_LARGE, message.clone());
+                        let error = InvokeError::new(Cause::BadResponse, message.clone());
                         current.error = Some(error.clone());
                         if let Some(r) = current.reply.take() {
                             let _ = r.send(Reply::FunctionError {
@@ -592,7 +598,7 @@ impl Actor {
                     ),
                 };
                 let doc = ErrorDocument::parse(error_type.as_deref(), &body);
-                current.error = Some(InvokeError::guest(&doc.error_type, doc.message));
+                current.error = Some(InvokeError::unhandled(&doc.error_type, doc.message));
                 if let Some(r) = current.reply.take() {
                     let _ = r.send(Reply::FunctionError { body });
                 }
@@ -618,7 +624,8 @@ impl Actor {
                     Posted::TooLarge => error_body("Runtime.InitError", "init failed"),
                 };
                 let doc = ErrorDocument::parse(error_type.as_deref(), &body);
-                self.init_error = Some((InvokeError::guest(&doc.error_type, doc.message), body));
+                self.init_error =
+                    Some((InvokeError::unhandled(&doc.error_type, doc.message), body));
                 let _ = reply.send(ApiReply::accepted());
                 None
             }
@@ -787,11 +794,11 @@ impl Actor {
                     .platform(&format!("{}: {}", error.error_type, error.message));
                 current.error = Some(error.clone());
                 if let Some(r) = current.reply.take() {
-                    let _ = r.send(if error.error_type == error_types::TIMEOUT {
+                    let _ = r.send(if error.cause == Cause::Timeout {
                         Reply::Failed(error.clone())
                     } else {
                         Reply::FunctionError {
-                            body: error_body(&lambda_error_type(&error), &error.message),
+                            body: error_body(error.lambda_error_type(), &error.message),
                         }
                     });
                 }
@@ -808,7 +815,7 @@ impl Actor {
                     Some(init) => init,
                     None => (
                         error.clone(),
-                        error_body(&lambda_error_type(&error), &error.message),
+                        error_body(error.lambda_error_type(), &error.message),
                     ),
                 };
                 self.fail_job(job, error, body);
@@ -824,15 +831,15 @@ impl Actor {
         let oom = self.limits.oom_killed()
             || (self.limits.limited_by_rlimit() && looks_out_of_memory(&self.logs));
         let error = if oom {
-            InvokeError::guest(
-                error_types::OUT_OF_MEMORY,
+            InvokeError::new(
+                Cause::OutOfMemory,
                 format!(
                     "Runtime exited with error: {status}: the function ran out of memory (limit {} MB)",
                     self.spec.memory_mb
                 ),
             )
         } else {
-            InvokeError::guest(
+            InvokeError::unhandled(
                 "Runtime.ExitError",
                 format!("Runtime exited with error: {status}"),
             )
@@ -843,7 +850,7 @@ impl Actor {
 
     async fn deadline_passed(&mut self) -> Exit {
         let error = if !self.initialized {
-            InvokeError::guest(
+            InvokeError::unhandled(
                 "Runtime.InitTimeout",
                 format!(
                     "the runtime did not start polling for invocations within {}s",
@@ -852,8 +859,8 @@ impl Actor {
             )
         } else if let Some(c) = self.current.as_ref().filter(|c| c.finished.is_none()) {
             let timeout = c.deadline - c.started;
-            InvokeError::guest(
-                error_types::TIMEOUT,
+            InvokeError::new(
+                Cause::Timeout,
                 format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
             )
         } else {
@@ -875,15 +882,6 @@ impl Actor {
         });
         self.fail_in_flight(error);
         Some(Exit::Done)
-    }
-}
-
-/// The errorType Lambda shows for a failure wisp detected itself.
-pub(crate) fn lambda_error_type(error: &InvokeError) -> String {
-    match error.error_type.as_str() {
-        error_types::TIMEOUT => "Sandbox.Timedout".into(),
-        error_types::OUT_OF_MEMORY => "Runtime.OutOfMemory".into(),
-        other => other.into(),
     }
 }
 

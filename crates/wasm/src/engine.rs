@@ -11,6 +11,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wisp_core::codezip;
+use wisp_core::Cause;
 use wisp_core::{FunctionVersion, InvokeError};
 
 use crate::guest::{GuestState, WasmPrepared};
@@ -145,13 +146,13 @@ impl Inner {
             InvokeError::platform(format!("cannot read code of `{}`: {e}", version.function))
         })?;
         let wasm = codezip::read_entry(&zip_bytes, &version.config.handler)
-            .map_err(|e| InvokeError::caller("InvalidCode", e.0))?;
+            .map_err(|e| InvokeError::new(Cause::InvalidCode, e.0))?;
         codezip::require_component(&wasm, &version.config.handler)
-            .map_err(|e| InvokeError::caller("InvalidCode", e.0))?;
+            .map_err(|e| InvokeError::new(Cause::InvalidCode, e.0))?;
         let started = Instant::now();
         let compiled = self.engine.precompile_component(&wasm).map_err(|e| {
-            InvokeError::caller(
-                "InvalidCode",
+            InvokeError::new(
+                Cause::InvalidCode,
                 format!(
                     "`{}` is not a valid component: {e:#}",
                     version.config.handler
@@ -199,14 +200,14 @@ impl wisp_core::runtime::Runtime for WasmRuntime {
             let loaded = started.elapsed();
             let handler = &version.config.handler;
             let pre = inner.linker.instantiate_pre(&component).map_err(|e| {
-                InvokeError::caller(
-                    "InvalidCode",
+                InvokeError::new(
+                    Cause::InvalidCode,
                     format!("`{handler}` cannot be linked: {e:#}. wisp provides the wasi:http/proxy world (wasi:http, wasi:cli, wasi:io, wasi:clocks, wasi:random)"),
                 )
             })?;
             let pre = ProxyPre::new(pre).map_err(|e| {
-                InvokeError::caller(
-                    "InvalidCode",
+                InvokeError::new(
+                    Cause::InvalidCode,
                     format!("`{handler}` does not export wasi:http/incoming-handler: {e:#}"),
                 )
             })?;

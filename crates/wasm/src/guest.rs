@@ -16,10 +16,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-use wisp_core::error::error_types;
 use wisp_core::limits::MAX_ERROR_MESSAGE_BYTES;
 use wisp_core::outbound::OutboundPolicy;
 use wisp_core::runtime::{Body, BoxError, Completion, Invocation, Prepared};
+use wisp_core::Cause;
 use wisp_core::{FunctionVersion, InvokeError, LogStream};
 
 use crate::engine::EPOCH_TICK;
@@ -128,7 +128,7 @@ impl WasmPrepared {
     ) -> Result<WasmPrepared, InvokeError> {
         let config = &version.config;
         let policy = OutboundPolicy::new(&config.allowed_outbound_hosts)
-            .map_err(|e| InvokeError::caller("InvalidParameterValue", e))?;
+            .map_err(|e| InvokeError::new(Cause::InvalidRequest, e))?;
         let mut env: Vec<(String, String)> = config
             .environment
             .iter()
@@ -216,8 +216,8 @@ fn body_error(e: BoxError) -> wasmtime_wasi_http::Error {
 }
 
 fn timeout_error(timeout: Duration) -> InvokeError {
-    InvokeError::guest(
-        error_types::TIMEOUT,
+    InvokeError::new(
+        Cause::Timeout,
         format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
     )
 }
@@ -234,8 +234,8 @@ fn classify(
         return Some(timeout_error(timeout));
     }
     if state.limiter.exceeded {
-        return Some(InvokeError::guest(
-            error_types::OUT_OF_MEMORY,
+        return Some(InvokeError::new(
+            Cause::OutOfMemory,
             format!("the function ran out of memory: its limit is {memory_mb} MB"),
         ));
     }
@@ -243,7 +243,7 @@ fn classify(
         Some(Err(e)) => {
             let mut message = format!("{e:#}");
             wisp_core::text::cut_owned(&mut message, MAX_ERROR_MESSAGE_BYTES);
-            Some(InvokeError::guest(error_types::TRAP, message))
+            Some(InvokeError::new(Cause::Trap, message))
         }
         _ => None,
     }
@@ -309,8 +309,8 @@ impl Prepared for WasmPrepared {
                                     .boxed_unsync()
                             }))
                         }
-                        Err(code) => Err(InvokeError::guest(
-                            error_types::FUNCTION_ERROR,
+                        Err(code) => Err(InvokeError::new(
+                            Cause::ErrorStatus,
                             format!("the function answered with an error: {code:?}"),
                         )),
                     };
@@ -321,7 +321,7 @@ impl Prepared for WasmPrepared {
         let (req, out) = match setup {
             Ok(v) => v,
             Err(e) => {
-                let error = InvokeError::caller("InvalidRequest", format!("{e:#}"));
+                let error = InvokeError::new(Cause::InvalidRequest, format!("{e:#}"));
                 done.fail(error.clone());
                 return Err(error);
             }
@@ -356,8 +356,8 @@ impl Prepared for WasmPrepared {
             let mut error = classify(result, store.data(), timeout, memory_mb);
             let status = status_done.load(Ordering::Relaxed);
             if error.is_none() && status == 0 {
-                error = Some(InvokeError::guest(
-                    error_types::NO_RESPONSE,
+                error = Some(InvokeError::new(
+                    Cause::NoResponse,
                     "the function returned without setting a response",
                 ));
             }
@@ -365,13 +365,13 @@ impl Prepared for WasmPrepared {
             // (given after the completion, so the record is queued first).
             let unanswered = error.clone();
             if error.is_none() && status >= 500 {
-                error = Some(InvokeError::guest(
-                    error_types::FUNCTION_ERROR,
+                error = Some(InvokeError::new(
+                    Cause::ErrorStatus,
                     format!("the function answered with status {status}"),
                 ));
             }
             if let Some(e) = &error {
-                if e.error_type != error_types::FUNCTION_ERROR {
+                if e.cause != Cause::ErrorStatus {
                     logs.platform(format!("{}: {}", e.error_type, e.message));
                 }
             }

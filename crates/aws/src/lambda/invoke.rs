@@ -10,7 +10,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
-use wisp_core::error::error_types::{self, is_throttle};
 use wisp_core::function::LATEST;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::{collect_limited, CollectError};
@@ -148,25 +147,10 @@ pub(crate) async fn invoke(
                 ),
             }
         }
-        Err(error) if error.kind == ErrorKind::Platform => {
-            return Err(ApiError::internal(error.message))
-        }
-        Err(error) if is_throttle(&error.error_type) => {
-            return Err(ApiError::throttled(&error.error_type))
-        }
-        Err(error) if error.kind == ErrorKind::Caller => {
-            return Err(if error.error_type == error_types::CONFLICT {
-                ApiError::conflict(error.message)
-            } else {
-                ApiError::invalid(error.message)
-            })
-        }
+        Err(error) if error.kind() != ErrorKind::Guest => return Err(error.into()),
         Err(error) => {
-            let error_type = match error.error_type.as_str() {
-                wisp_core::error::error_types::TIMEOUT => "Sandbox.Timedout".to_string(),
-                other => other.to_string(),
-            };
             let message = format!("RequestId: {request_id} Error: {}", error.message);
+            let error_type = error.lambda_error_type();
             (
                 Bytes::from(
                     json!({ "errorMessage": message, "errorType": error_type }).to_string(),

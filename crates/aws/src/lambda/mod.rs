@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use wisp_core::codezip;
 use wisp_core::function::{validate_name, LATEST};
 use wisp_core::limits::MAX_LIST_ITEMS;
-use wisp_core::{ErrorKind, FunctionConfig, FunctionVersion, RuntimeKind};
+use wisp_core::{FunctionConfig, FunctionVersion, RuntimeKind};
 
 use crate::error::{ApiError, ApiResult};
 use crate::sigv4::Verified;
@@ -254,8 +254,7 @@ async fn store_and_prepare(
 async fn prepare(state: &ApiState, version: &FunctionVersion) -> ApiResult<()> {
     match state.dispatcher.prepare(version).await {
         Ok(_) => Ok(()),
-        Err(e) if e.kind == ErrorKind::Platform => Err(ApiError::internal(e.message)),
-        Err(e) => Err(ApiError::invalid(e.message)),
+        Err(e) => Err(e.into()),
     }
 }
 

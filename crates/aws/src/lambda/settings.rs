@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use wisp_core::bounds;
 use wisp_core::function::LATEST;
 use wisp_store::{setting_kinds, Setting};
 
@@ -368,19 +369,15 @@ fn check_destination(which: &str, config: &Value) -> ApiResult<()> {
 fn event_invoke_value(fields: EventInvokeFields, base: Option<&Value>) -> ApiResult<Value> {
     let mut v = base.cloned().unwrap_or_else(|| json!({}));
     if let Some(n) = fields.maximum_retry_attempts {
-        if !(0..=2).contains(&n) {
-            return Err(ApiError::invalid(
-                "MaximumRetryAttempts must be between 0 and 2",
-            ));
-        }
+        let n = bounds::ASYNC_RETRIES
+            .check("MaximumRetryAttempts", n)
+            .map_err(ApiError::invalid)?;
         v["MaximumRetryAttempts"] = n.into();
     }
     if let Some(n) = fields.maximum_event_age_in_seconds {
-        if !(60..=21600).contains(&n) {
-            return Err(ApiError::invalid(
-                "MaximumEventAgeInSeconds must be between 60 and 21600",
-            ));
-        }
+        let n = bounds::EVENT_AGE_SECS
+            .check("MaximumEventAgeInSeconds", n)
+            .map_err(ApiError::invalid)?;
         v["MaximumEventAgeInSeconds"] = n.into();
     }
     if let Some(d) = fields.destination_config {

@@ -243,12 +243,8 @@ fn rate_limits_let_a_burst_through_then_429_until_refilled() {
         .unwrap();
     assert!((1..=2).contains(&wait), "{wait}");
     assert!(refused.text().unwrap().contains("Too Many Requests"));
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert_eq!(
-        server.get("/limited/count").status(),
-        200,
-        "refilled at 2/s"
-    );
+    // The refill at the route's rate is tested on a moved clock
+    // (gateway::traffic's the_bucket_refills_at_its_rate), not by waiting.
 
     // Per-key buckets: each API key has its own.
     let keyed = |key: &str| {
