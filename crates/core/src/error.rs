@@ -59,6 +59,8 @@ pub enum Cause {
     InvalidRequest,
     /// The request or payload was larger than allowed.
     PayloadTooLarge,
+    /// The request body did not arrive in time.
+    RequestTimeout,
     /// The function's code cannot run (not a component, no handler).
     InvalidCode,
     /// The function's runtime is unknown or not on this server.
@@ -83,8 +85,8 @@ impl Cause {
             Unhandled | Timeout | OutOfMemory | Trap | ErrorStatus | BadResponse | NoResponse => {
                 ErrorKind::Guest
             }
-            InvalidRequest | PayloadTooLarge | InvalidCode | InvalidRuntime | NotFound
-            | ReservedConcurrency | AccountConcurrency | Conflict => ErrorKind::Caller,
+            InvalidRequest | PayloadTooLarge | RequestTimeout | InvalidCode | InvalidRuntime
+            | NotFound | ReservedConcurrency | AccountConcurrency | Conflict => ErrorKind::Caller,
             Platform => ErrorKind::Platform,
         }
     }
@@ -103,6 +105,7 @@ impl Cause {
             NoResponse => error_types::NO_RESPONSE,
             InvalidRequest => "InvalidRequest",
             PayloadTooLarge => error_types::PAYLOAD_TOO_LARGE,
+            RequestTimeout => "RequestTimeout",
             InvalidCode => "InvalidCode",
             InvalidRuntime => "InvalidRuntime",
             NotFound => "ResourceNotFoundException",
@@ -126,6 +129,7 @@ impl Cause {
             }
             InvalidRequest | InvalidCode | InvalidRuntime => S::BAD_REQUEST,
             PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+            RequestTimeout => S::REQUEST_TIMEOUT,
             NotFound => S::NOT_FOUND,
             ReservedConcurrency | AccountConcurrency => S::TOO_MANY_REQUESTS,
             Conflict => S::CONFLICT,
@@ -146,6 +150,7 @@ impl Cause {
             InvalidRequest | InvalidCode | InvalidRuntime => "InvalidParameterValueException",
             // What Lambda sends, though botocore models RequestTooLargeException.
             PayloadTooLarge => "RequestEntityTooLargeException",
+            RequestTimeout => "RequestTimeoutException",
             NotFound => "ResourceNotFoundException",
             ReservedConcurrency | AccountConcurrency => "TooManyRequestsException",
             Conflict => "ResourceConflictException",
@@ -160,7 +165,7 @@ impl Cause {
     }
 
     /// Every cause, for tests and documentation.
-    pub const ALL: [Cause; 16] = {
+    pub const ALL: [Cause; 17] = {
         use Cause::*;
         [
             Unhandled,
@@ -172,6 +177,7 @@ impl Cause {
             NoResponse,
             InvalidRequest,
             PayloadTooLarge,
+            RequestTimeout,
             InvalidCode,
             InvalidRuntime,
             NotFound,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
-use crate::error::InvokeError;
+use crate::error::{Cause, InvokeError};
 use crate::function::FunctionVersion;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -21,6 +21,54 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
     http_body_util::Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// Where a request body streamed to a function notes why it failed, so a
+/// function that failed because its caller's body did not arrive (too
+/// large, too slow, cut off) is not blamed for it: the dispatcher records
+/// the caller's error instead, and the gateway answers with it. Carried in
+/// the request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct BodyFailure(Arc<std::sync::OnceLock<InvokeError>>);
+
+impl BodyFailure {
+    /// The caller's error, once the body has failed.
+    pub fn get(&self) -> Option<&InvokeError> {
+        self.0.get()
+    }
+
+    /// `body`, with its first error noted here.
+    pub fn watch<B>(&self, body: B) -> Body
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        let slot = self.clone();
+        body.map_err(move |e| {
+            let e: BoxError = e.into();
+            let _ = slot.0.set(caller_body_error(e.as_ref()));
+            e
+        })
+        .boxed_unsync()
+    }
+}
+
+/// The caller's error for a body that failed with `e`.
+fn caller_body_error(e: &(dyn std::error::Error + 'static)) -> InvokeError {
+    if e.is::<crate::error::BodyTimeout>() {
+        InvokeError::new(Cause::RequestTimeout, e.to_string())
+    } else if e.is::<http_body_util::LengthLimitError>() {
+        InvokeError::new(
+            Cause::PayloadTooLarge,
+            format!("the request body is too large: {e}"),
+        )
+    } else {
+        InvokeError::new(
+            Cause::InvalidRequest,
+            format!("the request body could not be read: {e}"),
+        )
+    }
 }
 
 /// Runs functions of one kind (wasm components, Lambda Runtime API processes).
@@ -168,6 +216,56 @@ pub async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, Coll
 
 #[cfg(test)]
 mod tests {
+    /// A body whose first frame is an error.
+    struct Failing(Option<BoxError>);
+
+    impl http_body::Body for Failing {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+            std::task::Poll::Ready(self.0.take().map(Err))
+        }
+    }
+
+    fn first_frame(mut body: Body) -> Option<Result<http_body::Frame<Bytes>, BoxError>> {
+        use http_body::Body as _;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+            std::task::Poll::Ready(frame) => frame,
+            std::task::Poll::Pending => panic!("these bodies are ready"),
+        }
+    }
+
+    #[test]
+    fn a_failed_body_names_the_callers_error() {
+        let watched = |f: &BodyFailure, error: &'static str| match error {
+            "timeout" => f.watch(Failing(Some(crate::error::BodyTimeout.into()))),
+            "too large" => f.watch(http_body_util::Limited::new(full_body("too long"), 2)),
+            _ => f.watch(Failing(Some(error.into()))),
+        };
+        for (error, cause) in [
+            ("timeout", Cause::RequestTimeout),
+            ("too large", Cause::PayloadTooLarge),
+            ("connection reset", Cause::InvalidRequest),
+        ] {
+            let failure = BodyFailure::default();
+            assert!(first_frame(watched(&failure, error)).unwrap().is_err());
+            assert_eq!(failure.get().map(|e| e.cause), Some(cause), "{error}");
+            assert_eq!(
+                failure.get().map(InvokeError::kind),
+                Some(crate::ErrorKind::Caller)
+            );
+        }
+        let failure = BodyFailure::default();
+        assert!(first_frame(failure.watch(full_body("fine")))
+            .unwrap()
+            .is_ok());
+        assert!(failure.get().is_none());
+    }
+
     use super::*;
     use std::sync::Mutex;
 

@@ -19,7 +19,9 @@ use tokio::sync::OnceCell;
 use wisp_core::clock::Clock;
 use wisp_core::function::LATEST;
 use wisp_core::limits::MAX_PRELOADED_FUNCTIONS;
-use wisp_core::runtime::{Body, Completion, Done, Invocation, Prepared, PreparedStats, Runtime};
+use wisp_core::runtime::{
+    Body, BodyFailure, Completion, Done, Invocation, Prepared, PreparedStats, Runtime,
+};
 use wisp_core::Cause;
 use wisp_core::{FunctionVersion, InvocationRecord, InvokeError, Outcome, RuntimeKind};
 use wisp_store::{setting_kinds, Store, StoreError};
@@ -605,7 +607,14 @@ impl Dispatcher {
                 .insert(wisp_core::headers::REQUEST_ID, value);
         }
         let recorder = self.recorder.clone();
-        let done = Done::new(move |completion| {
+        let body_failure = request.extensions().get::<BodyFailure>().cloned();
+        let done = Done::new(move |mut completion| {
+            if let Some(caller) = body_failure.as_ref().and_then(BodyFailure::get) {
+                // The function failed on a body its caller never finished.
+                if completion.error.is_some() || completion.status.is_some_and(|s| s >= 500) {
+                    completion.error = Some(caller.clone());
+                }
+            }
             finish(&recorder, &slot.metrics, record, completion, record_tx);
             drop(permit);
         });

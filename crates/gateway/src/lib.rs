@@ -20,7 +20,7 @@ use wisp_core::headers as wisp_headers;
 use wisp_core::idempotency::IdempotencyConfig;
 use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use wisp_core::route::{PayloadFormat, Route, RouteMatch, RouteTable};
-use wisp_core::runtime::{collect_limited, full_body, Body, BoxError};
+use wisp_core::runtime::{collect_limited, full_body, Body, BodyFailure, BoxError};
 use wisp_core::{Cause, ErrorKind, FunctionVersion, InvokeError, RuntimeKind, ACCOUNT_ID};
 use wisp_dispatch::{Dispatched, Dispatcher, ResolveError};
 
@@ -222,6 +222,8 @@ impl Gateway {
         }
         headers.append(wisp_headers::FORWARDED_FOR, ip_header(remote.ip()));
         let header_key = idempotency_header(&parts.headers);
+        let body_failure = BodyFailure::default();
+        parts.extensions.insert(body_failure.clone());
         let (body, key): (Body, _) = if idempotency.key_path.is_some() && header_key.is_none() {
             // The key is in the body: read it first.
             let bytes = match read_body(body).await {
@@ -231,9 +233,9 @@ impl Gateway {
             let key = idempotency.key(None, &bytes);
             (full_body(bytes), key)
         } else {
-            let body = Limited::new(body, MAX_GATEWAY_BODY_BYTES)
-                .map_err(|e| -> BoxError { e })
-                .boxed_unsync();
+            // Streamed to the component: if it breaks off, the caller is
+            // to blame, whatever the component made of it.
+            let body = body_failure.watch(Limited::new(body, MAX_GATEWAY_BODY_BYTES));
             (body, idempotency.key(header_key.as_deref(), b""))
         };
         let key = match key {
@@ -250,6 +252,13 @@ impl Gateway {
             )
             .await;
         let request_id = dispatched.request_id;
+        let failed = match &dispatched.response {
+            Ok(r) => r.status().is_server_error(),
+            Err(_) => true,
+        };
+        if let Some(caller) = body_failure.get().filter(|_| failed) {
+            return failure_response(caller, &request_id);
+        }
         match dispatched.response {
             Ok(mut response) => {
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -479,6 +488,11 @@ fn failure_response(error: &InvokeError, request_id: &str) -> Response<Body> {
         ErrorKind::Platform => "Internal Server Error".to_string(),
     };
     let mut r = error_response(status, &message, Some(request_id));
+    if error.cause == Cause::RequestTimeout {
+        // The rest of the body may still be on its way.
+        r.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if status == StatusCode::TOO_MANY_REQUESTS {
         r.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));

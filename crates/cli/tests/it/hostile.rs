@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{lambda_body, lambda_dir, zip_dir, Server};
+use crate::harness::{create_body, guest, lambda_body, lambda_dir, zip_dir, Server};
 
 /// `bad input: ` and 2036 `a`s fill 2047 bytes: the `é` after them spans
 /// bytes 2047 and 2048, across the 2048-byte cut of error messages.
@@ -132,7 +132,17 @@ fn slow_and_idle_clients_are_cut_off_and_a_full_listener_refuses_new_ones() {
         server.api_json("POST", "/2015-03-31/functions", &body).0,
         201
     );
-    let routes = json!({"routes": [{"method": "POST", "path": "/up", "function": "up"}]});
+    let kit =
+        wisp_core::codezip::single_file("testkit.wasm", &std::fs::read(guest("testkit")).unwrap());
+    let body = create_body("kit", "testkit.wasm", &kit);
+    assert_eq!(
+        server.api_json("POST", "/2015-03-31/functions", &body).0,
+        201
+    );
+    let routes = json!({"routes": [
+        {"method": "POST", "path": "/up", "function": "up"},
+        {"method": "POST", "path": "/echo", "function": "kit"},
+    ]});
     assert_eq!(
         server.api_json("PUT", "/wisp/v1/apps/t/routes", &routes).0,
         200
@@ -172,6 +182,24 @@ fn slow_and_idle_clients_are_cut_off_and_a_full_listener_refuses_new_ones() {
         }
         drop(held);
     }
+    // A component reading a body that stalls fails on it (testkit panics),
+    // but the caller is to blame: 408, and the record says so.
+    let mut s = connect(&server.gateway);
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 102400\r\n\r\nabc")
+        .unwrap();
+    let answer = until_closed(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let id = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("x-wisp-request-id: "))
+        .expect("a request id");
+    let record = server.record(id.trim());
+    assert_eq!(
+        (&record["error_kind"], &record["error_type"]),
+        (&json!("caller"), &json!("RequestTimeout")),
+        "{record}"
+    );
+
     // The server serves on (once it has seen the dropped ones go).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
