@@ -23,6 +23,26 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// An Invoke payload as a function gets it. Like Lambda, a payload that is
+/// not JSON is refused (the caller's error, not the function's: Lambda
+/// answers 400 InvalidRequestContentException); an empty one is `{}` for
+/// Lambda code, whose runtime clients parse every event, and stays empty
+/// for a component, which gets it as an HTTP body.
+pub fn invoke_payload(kind: crate::RuntimeKind, payload: Bytes) -> Result<Bytes, String> {
+    if payload.is_empty() {
+        return Ok(match kind {
+            crate::RuntimeKind::Process => Bytes::from_static(b"{}"),
+            crate::RuntimeKind::Wasm => payload,
+        });
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+        Ok(_) => Ok(payload),
+        Err(e) => Err(format!(
+            "Could not parse request body into json: Could not parse payload into json: {e}"
+        )),
+    }
+}
+
 /// Where a request body streamed to a function notes why it failed, so a
 /// function that failed because its caller's body did not arrive (too
 /// large, too slow, cut off) is not blamed for it: the dispatcher records
@@ -236,6 +256,26 @@ mod tests {
         match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
             std::task::Poll::Ready(frame) => frame,
             std::task::Poll::Pending => panic!("these bodies are ready"),
+        }
+    }
+
+    #[test]
+    fn an_invoke_payload_must_be_json() {
+        use crate::RuntimeKind::{Process, Wasm};
+        let ok = |kind, p: &'static [u8]| invoke_payload(kind, Bytes::from_static(p));
+        assert_eq!(ok(Process, b""), Ok(Bytes::from_static(b"{}")));
+        assert_eq!(ok(Wasm, b""), Ok(Bytes::new()));
+        assert_eq!(
+            ok(Process, b" [1, 2] "),
+            Ok(Bytes::from_static(b" [1, 2] "))
+        );
+        assert_eq!(ok(Wasm, b"\"s\""), Ok(Bytes::from_static(b"\"s\"")));
+        for bad in [&b"not json"[..], b"\xff\xfe", b"{} {}", b"{"] {
+            let e = invoke_payload(Process, Bytes::copy_from_slice(bad)).unwrap_err();
+            assert!(
+                e.starts_with("Could not parse request body into json"),
+                "{e}"
+            );
         }
     }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use wisp_core::function::LATEST;
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime::{collect_limited, CollectError};
-use wisp_core::ErrorKind;
+use wisp_core::{ErrorKind, RuntimeKind};
 use wisp_dispatch::{invocation_request, AcceptError, AsyncRequest};
 use wisp_store::LogQuery;
 
@@ -58,6 +58,9 @@ pub(crate) async fn invoke(
             body.len()
         )));
     }
+    let kind = RuntimeKind::of(&version.config.runtime).unwrap_or(RuntimeKind::Wasm);
+    let body = wisp_core::runtime::invoke_payload(kind, body)
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestContentException", m))?;
     if invocation_type == "DryRun" {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

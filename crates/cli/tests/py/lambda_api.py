@@ -263,6 +263,14 @@ def group_invoke():
         # is what Lambda answers: "Request must be smaller than 6291456 bytes".
         raises("RequestEntityTooLargeException", 413, invoke,
                payload={"action": "echo", "pad": "x" * (7 * 1024 * 1024)})
+    with check("invoke with a payload that is not JSON raises InvalidRequestContentException (400)"):
+        # The caller's fault, as on Lambda: the function is never run, or blamed.
+        raises("InvalidRequestContentException", 400, lam.invoke,
+               FunctionName=NODE, Payload=b"\xff not json")
+    with check("invoke with no payload gives a Lambda function {}"):
+        r = lam.invoke(FunctionName=NODE)
+        eq(r.get("FunctionError"), None, "FunctionError")
+        eq(json.loads(r["Payload"].read())["event"], {}, "event")
     with check("invoke of a missing function raises ResourceNotFoundException (404)"):
         raises("ResourceNotFoundException", 404, invoke, fn=PREFIX + "-missing")
 
