@@ -15,6 +15,7 @@ pub mod limits;
 pub mod logbuf;
 pub mod manifest;
 pub mod outbound;
+pub mod pattern;
 pub mod record;
 pub mod route;
 pub mod runtime;
