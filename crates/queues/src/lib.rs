@@ -2,4 +2,5 @@
 //! the queue engine and event source mappings (issue 24). Sits above
 //! `dispatch`, below `aws`; never parses HTTP.
 
+pub mod attributes;
 pub mod message;
