@@ -3,6 +3,7 @@
 //! `/wisp/v1`, and SigV4 authentication of every request.
 
 mod error;
+pub mod json_protocol;
 mod lambda;
 pub mod sigv4;
 mod wisp_api;
