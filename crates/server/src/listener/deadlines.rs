@@ -78,6 +78,9 @@ impl<S> Guarded<S> {
     }
 
     fn saw_read(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return; // the client closed its side
+        }
         if self.phase == Phase::Idle {
             self.phase = Phase::Head;
             self.since = Instant::now();
@@ -101,7 +104,13 @@ impl<S> Guarded<S> {
         }
     }
 
-    fn saw_write(&mut self, cx: &mut Context<'_>) {
+    /// `first` is the start of what was written.
+    fn saw_write(&mut self, first: &[u8], cx: &mut Context<'_>) {
+        if self.phase == Phase::Request && first.starts_with(b"HTTP/1.1 1") {
+            // An interim answer (`100 Continue`): the body comes next, and
+            // the body's own deadline times it.
+            return;
+        }
         // An answer is going out: what is read next is the next request.
         self.phase = Phase::Idle;
         self.since = Instant::now();
@@ -118,7 +127,12 @@ impl<S> Guarded<S> {
         };
         loop {
             let timer = match &mut self.timer {
-                Some(t) if t.deadline() <= deadline => t,
+                Some(t) => {
+                    if t.deadline() > deadline {
+                        t.as_mut().reset(deadline);
+                    }
+                    t
+                }
                 slot => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
             };
             if timer.as_mut().poll(cx).is_pending() {
@@ -166,7 +180,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.io).poll_write(cx, buf);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.saw_write(cx);
+            self.saw_write(buf, cx);
         }
         written
     }
@@ -178,7 +192,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.saw_write(cx);
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            self.saw_write(first, cx);
         }
         written
     }
