@@ -4,14 +4,17 @@
 //! hyper has a header read timeout, but it starts when the server begins
 //! waiting for a head, so on a kept-alive connection it also cuts the idle
 //! wait at the same length; and it has no body timeout. Here the two
-//! waits have their own limits: the socket wrapper tells them apart by
-//! what it sees go by (no byte read since the last write: idle; bytes
-//! read but no blank line yet: a head), and the body wrapper times the
-//! body from the end of its head.
+//! waits have their own limits: the listener counts the requests in
+//! progress (from the head to the end of the response body); with none, a
+//! connection is idle until a byte arrives, and then in a head until the
+//! next request starts. A request in progress has no deadline here: its
+//! body has its own ([`TimedBody`]) and the function its timeout.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,17 +25,6 @@ use tokio::time::{Instant, Sleep};
 use wisp_core::error::BodyTimeout;
 use wisp_core::runtime::BoxError;
 
-/// What a connection is waiting for when it reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// No request in progress: a new connection, or one that has answered.
-    Idle,
-    /// A request's first bytes have come; its head has not ended.
-    Head,
-    /// The head has ended: the body and the handler take their own time.
-    Request,
-}
-
 /// How long each wait of a connection may last.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionTimeouts {
@@ -40,112 +32,148 @@ pub(crate) struct ConnectionTimeouts {
     pub idle: Duration,
 }
 
+/// The requests in progress on one connection, shared by its socket and
+/// its service.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts a request in until the returned guard drops (with the
+    /// response body).
+    pub(crate) fn start(&self) -> RequestGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        RequestGuard(self.0.clone())
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// A request in progress; dropped with its response body.
+pub(crate) struct RequestGuard(Arc<AtomicUsize>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that holds its request's guard.
+pub(crate) struct Tracked {
+    pub body: wisp_core::runtime::Body,
+    /// Dropped with the body: the request is over.
+    pub _guard: RequestGuard,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A socket that fails its pending read with `TimedOut` once the
 /// connection has been idle, or in a request head, for too long.
 pub(crate) struct Guarded<S> {
     io: S,
     timeouts: ConnectionTimeouts,
-    phase: Phase,
+    in_flight: InFlight,
+    /// Bytes came in while no request was in progress: a head is arriving.
+    in_head: bool,
+    /// When the connection last went idle (its last write), or when the
+    /// current head's first byte came.
     since: Instant,
-    /// Line ends seen in a row (a `\r` neither counts nor breaks the run);
-    /// two end the head.
-    newlines: u8,
-    /// Armed at some deadline not after the current one; when it fires
-    /// early (the deadline moved on) it is armed again. Moving it only
-    /// when a deadline comes closer keeps a busy connection from touching
-    /// the timer on every request.
+    /// Armed at some moment not after the current deadline; when it fires
+    /// early (the deadline moved on, or a request was in progress) it is
+    /// armed again. Moving it only when a deadline comes closer keeps a
+    /// busy connection from touching the timer on every request.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Guarded<S> {
-    pub(crate) fn new(io: S, timeouts: ConnectionTimeouts) -> Guarded<S> {
+    pub(crate) fn new(io: S, timeouts: ConnectionTimeouts, in_flight: InFlight) -> Guarded<S> {
         Guarded {
             io,
             timeouts,
-            phase: Phase::Idle,
+            in_flight,
+            in_head: false,
             since: Instant::now(),
-            newlines: 0,
             timer: None,
         }
     }
 
+    /// When the connection must have moved on; None while a request is in
+    /// progress.
     fn deadline(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Idle => Some(self.since + self.timeouts.idle),
-            Phase::Head => Some(self.since + self.timeouts.header_read),
-            Phase::Request => None,
+        if self.in_flight.any() {
+            None
+        } else if self.in_head {
+            Some(self.since + self.timeouts.header_read)
+        } else {
+            Some(self.since + self.timeouts.idle)
         }
     }
 
     fn saw_read(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return; // the client closed its side
-        }
-        if self.phase == Phase::Idle {
-            self.phase = Phase::Head;
+        if !bytes.is_empty() && !self.in_head && !self.in_flight.any() {
+            self.in_head = true;
             self.since = Instant::now();
-            self.newlines = 0;
-        }
-        if self.phase != Phase::Head {
-            return;
-        }
-        for &b in bytes {
-            match b {
-                b'\n' => {
-                    self.newlines += 1;
-                    if self.newlines == 2 {
-                        self.phase = Phase::Request;
-                        return;
-                    }
-                }
-                b'\r' => {}
-                _ => self.newlines = 0,
-            }
         }
     }
 
-    /// `first` is the start of what was written.
-    fn saw_write(&mut self, first: &[u8], cx: &mut Context<'_>) {
-        if self.phase == Phase::Request && first.starts_with(b"HTTP/1.1 1") {
-            // An interim answer (`100 Continue`): the body comes next, and
-            // the body's own deadline times it.
-            return;
-        }
-        // An answer is going out: what is read next is the next request.
-        self.phase = Phase::Idle;
+    fn saw_write(&mut self, cx: &mut Context<'_>) {
+        // An answer is going out: once it is done, the connection is idle
+        // from here, and what is read next is the next request.
+        self.in_head = false;
         self.since = Instant::now();
         // hyper may not read again before it is woken (its last read is
-        // still pending, from while the request ran): the idle deadline
-        // must be able to wake it. It cannot have passed yet.
+        // still pending, from while the request ran): the timer must be
+        // armed to wake it when the connection has idled too long.
         let _ = self.poll_deadline(cx);
     }
 
     /// Ready with an error once the current deadline has passed.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let Some(deadline) = self.deadline() else {
-            return Poll::Pending;
-        };
         loop {
+            let now = Instant::now();
+            // With a request in progress, look again an idle time later.
+            let deadline = self.deadline();
+            let wake_at = deadline.unwrap_or(now + self.timeouts.idle);
             let timer = match &mut self.timer {
                 Some(t) => {
-                    if t.deadline() > deadline {
-                        t.as_mut().reset(deadline);
+                    if t.deadline() > wake_at {
+                        t.as_mut().reset(wake_at);
                     }
                     t
                 }
-                slot => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+                slot => slot.insert(Box::pin(tokio::time::sleep_until(wake_at))),
             };
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            if Instant::now() >= deadline {
-                let what = match self.phase {
-                    Phase::Head => "the request head did not arrive in time",
-                    _ => "the connection was idle too long",
+            if deadline.is_some_and(|d| now >= d) {
+                let what = if self.in_head {
+                    "the request head did not arrive in time"
+                } else {
+                    "the connection was idle too long"
                 };
                 return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what));
             }
-            timer.as_mut().reset(deadline);
+            timer.as_mut().reset(wake_at);
         }
     }
 }
@@ -180,7 +208,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.io).poll_write(cx, buf);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.saw_write(buf, cx);
+            self.saw_write(cx);
         }
         written
     }
@@ -192,11 +220,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            let first = bufs
-                .iter()
-                .find(|b| !b.is_empty())
-                .map_or(&[][..], |b| &b[..]);
-            self.saw_write(first, cx);
+            self.saw_write(cx);
         }
         written
     }

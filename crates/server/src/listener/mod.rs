@@ -18,7 +18,7 @@ use wisp_core::limits::{self, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 use wisp_core::runtime::Body;
 
 pub(crate) use deadlines::TimedBody;
-use deadlines::{BodyTimeouts, ConnectionTimeouts, Guarded};
+use deadlines::{BodyTimeouts, ConnectionTimeouts, Guarded, InFlight, Tracked};
 
 /// What one listener lets a client hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,14 +122,23 @@ pub(crate) fn serve<F, Fut>(
             let open = open.clone();
             open.increment(1.0);
             tokio::spawn(async move {
+                let in_flight = InFlight::default();
+                let requests = in_flight.clone();
                 let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let handler = handler.clone();
+                    let guard = requests.start();
                     async move {
-                        if let Some(refusal) = header_limits(&req) {
-                            return Ok::<_, std::convert::Infallible>(refusal);
-                        }
-                        let req = req.map(|body| TimedBody::new(body, body_timeouts));
-                        Ok(handler(req, remote).await)
+                        let response = match header_limits(&req) {
+                            Some(refusal) => refusal,
+                            None => {
+                                let req = req.map(|body| TimedBody::new(body, body_timeouts));
+                                handler(req, remote).await
+                            }
+                        };
+                        Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
+                            body,
+                            _guard: guard,
+                        }))
                     }
                 });
                 let result = http1::Builder::new()
@@ -137,7 +146,10 @@ pub(crate) fn serve<F, Fut>(
                     // Parse a little past the limits so `header_limits` can answer 431 itself.
                     .max_headers(MAX_HEADER_COUNT * 2)
                     .max_buf_size(MAX_HEADER_BYTES * 2)
-                    .serve_connection(TokioIo::new(Guarded::new(stream, timeouts)), service)
+                    .serve_connection(
+                        TokioIo::new(Guarded::new(stream, timeouts, in_flight)),
+                        service,
+                    )
                     .await;
                 if let Err(e) = result {
                     tracing::debug!(error = %e, %remote, "connection ended with an error");

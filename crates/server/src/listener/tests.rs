@@ -40,6 +40,10 @@ async fn start(limits: ListenerLimits) -> (SocketAddr, tokio::sync::watch::Sende
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     serve("test", listener, limits, stopped, |req, _| async move {
+        if req.uri().path() == "/slow" {
+            // A function that runs longer than a connection may idle.
+            tokio::time::sleep(LIMITS.idle_timeout * 2).await;
+        }
         match req.into_body().collect().await {
             Ok(body) => {
                 let n = body.to_bytes().len();
@@ -144,6 +148,26 @@ async fn an_idle_connection_is_closed_at_the_idle_timeout() {
     let after = closed(&mut s).await;
     assert!(
         after >= LIMITS.idle_timeout && after < LIMITS.idle_timeout + Duration::from_secs(1),
+        "{after:?}"
+    );
+}
+
+/// A request in progress is not idle: a handler that runs past the idle
+/// timeout still answers on its connection, which is idle from then.
+#[tokio::test(start_paused = true)]
+async fn a_request_in_progress_is_not_idle() {
+    let (addr, _stop) = start(LIMITS).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let r = response(&mut s)
+        .await
+        .expect("answered after twice the idle timeout");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let after = closed(&mut s).await;
+    assert!(
+        after >= LIMITS.idle_timeout - TICK && after < LIMITS.idle_timeout + Duration::from_secs(1),
         "{after:?}"
     );
 }
