@@ -1,7 +1,9 @@
 //! EventBridge's event pattern language, one matcher for every user of it:
 //! event source mapping filters, bus rules and archives. A pattern is
 //! compiled once ([`Pattern::parse`], which refuses what EventBridge
-//! refuses) and then matched against JSON events without allocating.
+//! refuses) and then matched against JSON events; only case-insensitive
+//! and wildcard filters allocate as they compare (a lowercased copy, the
+//! value's characters).
 //!
 //! What a pattern says, as the EventBridge user guide ("Event patterns")
 //! gives it: each field of the pattern names a field of the event; an
