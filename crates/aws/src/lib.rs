@@ -6,6 +6,7 @@ mod error;
 pub mod json_protocol;
 mod lambda;
 pub mod sigv4;
+pub mod sqs;
 mod wisp_api;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub use wisp_api::reload_routes;
 pub struct ApiState {
     pub dispatcher: Arc<Dispatcher>,
     pub queue: Arc<AsyncQueue>,
+    /// The SQS engine.
+    pub sqs: Arc<wisp_queues::Sqs>,
     pub credentials: Credentials,
     pub account_id: String,
     pub gateway_url: String,
@@ -157,6 +160,35 @@ impl Api {
         &self.state
     }
 
+    /// The JSON protocols' services, chosen by `X-Amz-Target`.
+    async fn json_target(
+        &self,
+        target: &http::HeaderValue,
+        parts: &http::request::Parts,
+        verified: &sigv4::Verified,
+        body: &Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        use json_protocol::{JsonError, JsonVersion, Target};
+        let text = target.to_str().unwrap_or("");
+        match Target::parse(text) {
+            Some(t) if t.service == sqs::TARGET => {
+                let host = parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .filter(|h| !h.is_empty());
+                let caller = sqs::Caller {
+                    base_url: host
+                        .map_or_else(|| self.state.api_url.clone(), |h| format!("http://{h}")),
+                    sender_id: verified.access_key_id.clone(),
+                };
+                sqs::handle(&self.state.sqs, &caller, t.operation, body).await
+            }
+            _ => JsonError::unknown_operation(JsonVersion::V1_0, text).into_response(),
+        }
+    }
+
     /// Serves one request. `/health` is open; everything else needs SigV4.
     /// Every response carries `x-amzn-RequestId`, as AWS's do (an
     /// invocation's is its request id).
@@ -273,6 +305,9 @@ impl Api {
                 )
             }
         };
+        if let Some(target) = parts.headers.get("x-amz-target") {
+            return boxed(self.json_target(target, &parts, &verified, &body).await);
+        }
         let mut request = Request::from_parts(parts, Full::new(body));
         request.extensions_mut().insert(verified);
         let response = tower::ServiceExt::oneshot(self.router.clone(), request)

@@ -121,6 +121,25 @@ const BOUNDS: [(&str, u32, u32); 6] = [
 ];
 
 /// Attributes only a FIFO queue has.
+/// Every settable attribute's name.
+pub const ATTRIBUTE_NAMES: [&str; 15] = [
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "KmsDataKeyReusePeriodSeconds",
+    "Policy",
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+    "KmsMasterKeyId",
+    "SqsManagedSseEnabled",
+];
+
 const FIFO_ONLY: [&str; 3] = [
     "ContentBasedDeduplication",
     "DeduplicationScope",

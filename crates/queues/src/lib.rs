@@ -1,6 +1,11 @@
-//! SQS semantics: messages and their attributes, digests, limits; later
-//! the queue engine and event source mappings (issue 24). Sits above
-//! `dispatch`, below `aws`; never parses HTTP.
+//! SQS semantics: messages and their attributes, digests, limits, and
+//! the queue engine over a `QueueStore`. Sits above `dispatch`, below
+//! `aws`; never parses HTTP.
 
 pub mod attributes;
+pub mod engine;
+pub mod error;
 pub mod message;
+
+pub use engine::{Message, Queue, ReceiveOptions, SendEntry, SendResult, Sqs};
+pub use error::SqsError;

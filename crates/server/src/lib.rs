@@ -20,7 +20,8 @@ use wisp_core::{RuntimeKind, ACCOUNT_ID};
 use wisp_dispatch::{AsyncQueue, Concurrency, Dispatcher, QueueOptions};
 use wisp_gateway::Gateway;
 use wisp_process::{ProcessConfig, ProcessRuntime};
-use wisp_store::{SqliteStore, Store};
+use wisp_queues::Sqs;
+use wisp_store::{QueueStore, SqliteStore, Store};
 use wisp_wasm::WasmRuntime;
 
 pub use credentials::{load_or_create as load_credentials, read_credentials_file};
@@ -109,10 +110,12 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
             })?;
     }
     let credentials = credentials::load_or_create(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite = Arc::new(
         SqliteStore::open(&config.data_dir)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
+    let queue_store: Arc<dyn QueueStore> = sqlite;
     let wasm = WasmRuntime::new(&config.data_dir.join("compiled"))
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e:#}"))?;
     let wasm_stats = wasm.stats();
@@ -168,6 +171,8 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     .await
     .context("cannot start the async queue")?;
     let gateway = Gateway::new(dispatcher.clone());
+    let sqs = Sqs::new(queue_store, clock.clone(), &config.region, ACCOUNT_ID);
+    sqs.start_retention(Duration::from_secs(60));
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -182,6 +187,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     let state = Arc::new(ApiState {
         dispatcher: dispatcher.clone(),
         queue,
+        sqs,
         credentials: credentials.clone(),
         account_id: ACCOUNT_ID.into(),
         gateway_url: format!("http://{gateway_addr}"),

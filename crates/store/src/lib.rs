@@ -2,9 +2,12 @@
 //! invocation records and logs. One trait, so the single-node SQLite store
 //! and the clustered JetStream store are interchangeable.
 
+mod group_commit;
 mod queue;
 mod sqlite;
 mod sqlite_queue;
+mod sqlite_sqs;
+pub mod sqs;
 
 use std::path::PathBuf;
 
@@ -15,6 +18,7 @@ pub use queue::{
     Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueueStats, QueuedEvent, Settle, Settlement,
 };
 pub use sqlite::SqliteStore;
+pub use sqs::QueueStore;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]

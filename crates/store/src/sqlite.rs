@@ -14,6 +14,7 @@ use wisp_core::{
     Alias, ErrorKind, Finished, FunctionVersion, InvocationRecord, LogEntry, LogLine, Outcome,
 };
 
+use crate::group_commit::GroupCommit;
 use crate::sqlite_queue as queue;
 use crate::{
     Claim, Enqueued, FailedEvent, KeyOutcome, LogQuery, NewEvent, QueueStats, QueuedEvent, Result,
@@ -186,6 +187,7 @@ CREATE INDEX invocations_by_request ON invocations (request_id);
     r#"
 ALTER TABLE invocations ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
 "#,
+    crate::sqlite_sqs::MIGRATION,
 ];
 
 /// The columns of an invocation record, in the order `record_from_row` reads them.
@@ -235,6 +237,8 @@ pub struct SqliteStore {
     code_dir: PathBuf,
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// Queue messages' writes, committed in groups on `writer`.
+    pub(crate) grouped: GroupCommit,
 }
 
 /// The lowest `seq` of the rows started at or after `at_ms` (one past
@@ -384,9 +388,11 @@ impl SqliteStore {
         writer.pragma_update(None, "synchronous", "FULL")?;
         migrate(&mut writer)?;
         let reader = open_connection(&db)?;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(SqliteStore {
             code_dir,
-            writer: Arc::new(Mutex::new(writer)),
+            grouped: GroupCommit::start(writer.clone())?,
+            writer,
             reader: Arc::new(Mutex::new(reader)),
         })
     }
@@ -414,7 +420,7 @@ impl SqliteStore {
         Self::with(&self.writer, f).await
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {

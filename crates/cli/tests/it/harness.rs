@@ -234,6 +234,26 @@ impl Server {
             .send()
     }
 
+    /// An SQS operation (AWS JSON 1.0); `Err` when no answer came.
+    pub fn try_sqs(&self, operation: &str, input: &Value) -> reqwest::Result<(u16, Value)> {
+        let target = format!("AmazonSQS.{operation}");
+        let r = self.try_api(
+            "POST",
+            "/",
+            input.to_string().as_bytes(),
+            &[
+                ("x-amz-target", &target),
+                ("content-type", "application/x-amz-json-1.0"),
+            ],
+        )?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().unwrap_or(Value::Null)))
+    }
+
+    pub fn sqs(&self, operation: &str, input: &Value) -> (u16, Value) {
+        self.try_sqs(operation, input).expect("the API answers")
+    }
+
     pub fn api_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
         let r = self.api(method, path, body.to_string().as_bytes(), &[]);
         let status = r.status().as_u16();

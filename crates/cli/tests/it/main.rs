@@ -11,3 +11,4 @@ mod lifecycle;
 mod process;
 mod queue;
 mod sdk;
+mod sqs;

@@ -1,5 +1,5 @@
-//! boto3 and the AWS CLI against the Lambda API: the shapes botocore
-//! parses, the errors it raises, exactly as SDK users see them.
+//! boto3 and the AWS CLI against the Lambda and SQS APIs: the shapes
+//! botocore parses, the errors it raises, exactly as SDK users see them.
 
 use std::process::Command;
 
@@ -7,9 +7,19 @@ use crate::harness::{lambda_dir, repo_root, Server};
 
 #[test]
 fn boto3_and_the_aws_cli_drive_the_lambda_api() {
+    run_checks("lambda_api.py");
+}
+
+#[test]
+fn boto3_and_the_aws_cli_drive_the_sqs_api() {
+    run_checks("sqs_api.py");
+}
+
+/// Runs one of the `tests/py` check scripts against a fresh server.
+fn run_checks(script: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
-    let script = repo_root().join("crates/cli/tests/py/lambda_api.py");
+    let script = repo_root().join("crates/cli/tests/py").join(script);
     let out = Command::new("python3")
         .arg(&script)
         .env("WISP_API", &server.api)

@@ -25,6 +25,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+import checks
+from checks import Abort, check, eq, expect, status  # noqa: F401
+
 API = os.environ["WISP_API"]
 FIXTURES = os.environ["WISP_FIXTURES"]
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
@@ -40,68 +43,11 @@ lam = boto3.client("lambda", endpoint_url=API, region_name=REGION, config=Config
 raw = boto3.client("lambda", endpoint_url=API, region_name=REGION,
                    config=Config(parameter_validation=False, **_config))
 
-passed, failed = [], []
 state = {}  # what earlier groups learned (ARNs, versions)
 
 
-class Abort(Exception):
-    """Ends the current group after a failed check."""
-
-
-class Failure(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def check(name, critical=False):
-    """One named check. A failed `critical` check ends its group, because the
-    checks after it need what it sets up; other failures are only recorded."""
-    try:
-        yield
-    except Exception as e:  # noqa: BLE001 - every failure is reported
-        failed.append(name)
-        msg = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
-        if isinstance(e, ClientError):
-            msg += "\n    response: " + json.dumps(e.response, default=str)
-        print(f"not ok - {name}\n    " + msg.replace("\n", "\n    "), flush=True)
-        if critical:
-            raise Abort from None
-    else:
-        passed.append(name)
-        print(f"ok - {name}", flush=True)
-
-
-def expect(cond, what, got):
-    if not cond:
-        raise Failure(f"expected {what}\n    got: {got!r}")
-
-
-def eq(got, want, what):
-    expect(got == want, f"{what} == {want!r}", got)
-
-
-def status(resp):
-    return resp["ResponseMetadata"]["HTTPStatusCode"]
-
-
 def raises(code, http_status, fn, /, **kwargs):
-    """Calls fn and checks it fails with AWS error `code` and `http_status`,
-    as the exception class botocore generates from the model when it has one."""
-    try:
-        resp = fn(**kwargs)
-    except ClientError as e:
-        got = (e.response.get("Error", {}).get("Code"), status(e.response))
-        if got != (code, http_status):
-            raise Failure(f"expected {code} ({http_status})\n    got: {got}\n"
-                          f"    response: {json.dumps(e.response, default=str)}") from None
-        cls = getattr(lam.exceptions, code, None)
-        if cls is not None:
-            expect(isinstance(e, cls), f"an instance of client.exceptions.{code}", type(e))
-        return e
-    resp = resp[0] if isinstance(resp, tuple) else resp
-    resp.pop("Payload", None)
-    raise Failure(f"expected {code} ({http_status})\n    got success: "
-                  f"{json.dumps(resp, default=str)}")
+    return checks.raises(code, http_status, fn, exceptions=lam.exceptions, **kwargs)
 
 
 def zip_dir(path, replace=None):
@@ -508,24 +454,9 @@ def cleanup():
 
 def main():
     print(f"# wisp Lambda API at {API}, functions {PREFIX}-*", flush=True)
-    groups = [group_create, group_get, group_invoke, group_update_config, group_versions,
-              group_aliases, group_concurrency, group_provisioned, group_event_invoke,
-              group_account, group_cli, group_delete]
-    try:
-        for g in groups:
-            try:
-                g()
-            except Abort:
-                print(f"# {g.__name__}: stopped after the failure above", flush=True)
-            except Exception as e:  # noqa: BLE001 - a failure outside any check
-                failed.append(g.__name__)
-                print(f"not ok - {g.__name__}\n    {type(e).__name__}: {e}", flush=True)
-    finally:
-        cleanup()
-    if failed:
-        print("# failed: " + "; ".join(failed))
-    print(f"{len(passed)} passed, {len(failed)} failed")
-    sys.exit(1 if failed else 0)
+    checks.run([group_create, group_get, group_invoke, group_update_config, group_versions,
+                group_aliases, group_concurrency, group_provisioned, group_event_invoke,
+                group_account, group_cli, group_delete], cleanup)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""What the SDK check scripts share: named checks that report `ok - <name>`
+/ `not ok - <name>` and continue, expectations, and AWS error assertions."""
+import contextlib
+import json
+import sys
+
+from botocore.exceptions import ClientError
+
+passed, failed = [], []
+
+
+class Abort(Exception):
+    """Ends the current group after a failed check."""
+
+
+class Failure(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def check(name, critical=False):
+    """One named check. A failed `critical` check ends its group, because the
+    checks after it need what it sets up; other failures are only recorded."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - every failure is reported
+        failed.append(name)
+        msg = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
+        if isinstance(e, ClientError):
+            msg += "\n    response: " + json.dumps(e.response, default=str)
+        print(f"not ok - {name}\n    " + msg.replace("\n", "\n    "), flush=True)
+        if critical:
+            raise Abort from None
+    else:
+        passed.append(name)
+        print(f"ok - {name}", flush=True)
+
+
+def expect(cond, what, got):
+    if not cond:
+        raise Failure(f"expected {what}\n    got: {got!r}")
+
+
+def eq(got, want, what):
+    expect(got == want, f"{what} == {want!r}", got)
+
+
+def status(resp):
+    return resp["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def raises(code, http_status, fn, /, exceptions=None, **kwargs):
+    """Calls fn and checks it fails with AWS error `code` and `http_status`,
+    as the exception class botocore generates from the model when it has one
+    (from `exceptions`, else the client fn is a method of)."""
+    if exceptions is None:
+        exceptions = getattr(getattr(fn, "__self__", None), "exceptions", None)
+    try:
+        resp = fn(**kwargs)
+    except ClientError as e:
+        err = e.response.get("Error", {})
+        # Query-compatible services (SQS) also send their old code; botocore
+        # keeps the modeled name in QueryErrorCode and raises its class.
+        got = (err.get("QueryErrorCode") or err.get("Code"), status(e.response))
+        if got != (code, http_status):
+            raise Failure(f"expected {code} ({http_status})\n    got: {got}\n"
+                          f"    response: {json.dumps(e.response, default=str)}") from None
+        cls = getattr(exceptions, code, None) if exceptions is not None else None
+        if cls is not None:
+            expect(isinstance(e, cls), f"an instance of client.exceptions.{code}", type(e))
+        return e
+    resp = resp[0] if isinstance(resp, tuple) else resp
+    if isinstance(resp, dict):
+        resp.pop("Payload", None)
+    raise Failure(f"expected {code} ({http_status})\n    got success: "
+                  f"{json.dumps(resp, default=str)}")
+
+
+def run(groups, cleanup=lambda: None):
+    """Runs each group, then `cleanup`; prints the tally and exits 0 only if
+    nothing failed."""
+    try:
+        for g in groups:
+            try:
+                g()
+            except Abort:
+                print(f"# {g.__name__}: stopped after the failure above", flush=True)
+            except Exception as e:  # noqa: BLE001 - a failure outside any check
+                failed.append(g.__name__)
+                print(f"not ok - {g.__name__}\n    {type(e).__name__}: {e}", flush=True)
+    finally:
+        cleanup()
+    if failed:
+        print("# failed: " + "; ".join(failed))
+    print(f"{len(passed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
