@@ -33,6 +33,8 @@ pub struct ApiState {
     pub queue: Arc<AsyncQueue>,
     /// The SQS engine.
     pub sqs: Arc<wisp_queues::Sqs>,
+    /// Event source mappings and their pollers.
+    pub mappings: Arc<wisp_queues::Mappings>,
     pub credentials: Credentials,
     pub account_id: String,
     pub gateway_url: String,
@@ -81,6 +83,20 @@ impl Api {
                     .delete(lambda::delete_alias),
             )
             .route(&format!("{f}/invocations"), post(lambda::invoke))
+            .route(
+                "/2015-03-31/event-source-mappings/",
+                post(lambda::create_event_source_mapping).get(lambda::list_event_source_mappings),
+            )
+            .route(
+                "/2015-03-31/event-source-mappings",
+                post(lambda::create_event_source_mapping).get(lambda::list_event_source_mappings),
+            )
+            .route(
+                "/2015-03-31/event-source-mappings/{uuid}",
+                get(lambda::get_event_source_mapping)
+                    .put(lambda::update_event_source_mapping)
+                    .delete(lambda::delete_event_source_mapping),
+            )
             .route(
                 "/2017-10-31/functions/{name}/concurrency",
                 put(lambda::put_function_concurrency).delete(lambda::delete_function_concurrency),

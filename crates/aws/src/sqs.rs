@@ -490,6 +490,7 @@ async fn call(
                             max_messages: i.max_number_of_messages,
                             visibility_timeout: i.visibility_timeout,
                             wait_seconds: i.wait_time_seconds,
+                            wait_ms: None,
                         },
                     )
                     .await?;

@@ -88,6 +88,9 @@ pub struct ReceiveOptions {
     pub max_messages: Option<i64>,
     pub visibility_timeout: Option<i64>,
     pub wait_seconds: Option<i64>,
+    /// For callers inside wisp: a wait in ms, instead of `wait_seconds`
+    /// (a batching window ends between seconds).
+    pub wait_ms: Option<i64>,
 }
 
 /// A received message, with everything SQS may show of it.
@@ -887,7 +890,8 @@ impl Sqs {
                 max_receive_count: p.max_receive_count,
             })
         });
-        let deadline = self.clock.now_ms() + wait as i64 * 1000;
+        let wait_ms = options.wait_ms.map_or(wait as i64 * 1000, |ms| ms.max(0));
+        let deadline = self.clock.now_ms() + wait_ms;
         let notify = self.waiter(name);
         loop {
             let notified = notify.notified();

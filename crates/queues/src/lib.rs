@@ -5,7 +5,9 @@
 pub mod attributes;
 pub mod engine;
 pub mod error;
+pub mod mappings;
 pub mod message;
 
 pub use engine::{Message, Queue, ReceiveOptions, SendEntry, SendResult, Sqs};
 pub use error::SqsError;
+pub use mappings::{MappingChange, MappingConfig, MappingError, MappingStats, Mappings};

@@ -173,6 +173,14 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     let gateway = Gateway::new(dispatcher.clone());
     let sqs = Sqs::new(queue_store, clock.clone(), &config.region, ACCOUNT_ID);
     sqs.start_retention(Duration::from_secs(60));
+    let mappings = wisp_queues::Mappings::new(sqs.clone(), dispatcher.clone());
+    let started = mappings
+        .load()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start event source mappings: {e}"))?;
+    if started > 0 {
+        tracing::info!(mappings = started, "started event source mappings");
+    }
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -188,6 +196,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         dispatcher: dispatcher.clone(),
         queue,
         sqs,
+        mappings,
         credentials: credentials.clone(),
         account_id: ACCOUNT_ID.into(),
         gateway_url: format!("http://{gateway_addr}"),

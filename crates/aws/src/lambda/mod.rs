@@ -4,10 +4,12 @@
 
 mod aliases;
 mod invoke;
+mod mappings;
 mod settings;
 
 pub(crate) use aliases::*;
 pub(crate) use invoke::invoke;
+pub(crate) use mappings::*;
 pub(crate) use settings::*;
 
 use std::collections::BTreeMap;
@@ -495,6 +497,7 @@ pub(crate) async fn delete_function(
         let _ = state.dispatcher.concurrency().set_reserved(&name, None);
     }
     state.dispatcher.remove(&name);
+    state.mappings.function_deleted(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 

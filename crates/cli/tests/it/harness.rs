@@ -423,3 +423,39 @@ pub fn create_body(name: &str, handler: &str, zip: &[u8]) -> Value {
         "Timeout": 2,
     })
 }
+
+/// Polls `f` every 50 ms until it gives a value.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every log line of a function, page by page.
+pub fn function_logs(server: &Server, name: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, v) = server.api_json(
+            "GET",
+            &format!("/wisp/v1/logs?function={name}&after={after}"),
+            &Value::Null,
+        );
+        assert_eq!(status, 200, "{v}");
+        let events = v["events"].as_array().unwrap();
+        if events.is_empty() {
+            return lines;
+        }
+        lines.extend(
+            events
+                .iter()
+                .map(|e| e["message"].as_str().unwrap().to_string()),
+        );
+        after = v["next"].as_i64().unwrap();
+    }
+}

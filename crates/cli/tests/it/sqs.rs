@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::Server;
+use crate::harness::*;
 
 fn create(server: &Server, name: &str) -> String {
     let (status, v) = server.sqs("CreateQueue", &json!({"QueueName": name}));
@@ -128,5 +128,370 @@ fn no_acknowledged_message_is_lost_to_kill_9_and_leases_survive_it() {
     assert_eq!(
         attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"],
         bodies.len().to_string()
+    );
+}
+
+const REGION_ACCOUNT: &str = "us-east-1:000000000000";
+
+fn queue_arn(name: &str) -> String {
+    format!("arn:aws:sqs:{REGION_ACCOUNT}:{name}")
+}
+
+fn create_with(server: &Server, name: &str, attributes: Value) -> String {
+    let (status, v) = server.sqs(
+        "CreateQueue",
+        &json!({"QueueName": name, "Attributes": attributes}),
+    );
+    assert_eq!(status, 200, "{v}");
+    v["QueueUrl"].as_str().unwrap().to_string()
+}
+
+fn create_function(server: &Server, name: &str, fixture: &str, runtime: &str, handler: &str) {
+    let zip = zip_dir(&lambda_dir(fixture));
+    let (status, v) = server.api_json(
+        "POST",
+        "/2015-03-31/functions",
+        &lambda_body(name, runtime, handler, &zip),
+    );
+    assert_eq!(status, 201, "{v}");
+}
+
+fn map(server: &Server, body: Value) -> (u16, Value) {
+    server.api_json("POST", "/2015-03-31/event-source-mappings/", &body)
+}
+
+fn send(server: &Server, url: &str, body: &str, group: Option<&str>) {
+    let mut input = json!({"QueueUrl": url, "MessageBody": body});
+    if let Some(g) = group {
+        input["MessageGroupId"] = json!(g);
+        input["MessageDeduplicationId"] = json!(body);
+    }
+    let (status, v) = server.sqs("SendMessage", &input);
+    assert_eq!(status, 200, "{v}");
+}
+
+/// The records a consumer logged as processed, in the order it did.
+fn processed(server: &Server, function: &str) -> Vec<Value> {
+    function_logs(server, function)
+        .iter()
+        .filter_map(|l| {
+            l.split_once("SQS ")
+                .map(|(_, j)| serde_json::from_str(j.trim()).unwrap())
+        })
+        .collect()
+}
+
+fn bodies(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn depth(server: &Server, url: &str) -> (u64, u64) {
+    let (_, v) = server.sqs(
+        "GetQueueAttributes",
+        &json!({"QueueUrl": url, "AttributeNames": ["All"]}),
+    );
+    let n = |k: &str| v["Attributes"][k].as_str().unwrap().parse::<u64>().unwrap();
+    (
+        n("ApproximateNumberOfMessages"),
+        n("ApproximateNumberOfMessagesNotVisible"),
+    )
+}
+
+#[test]
+fn mappings_deliver_batches_report_failures_and_dead_letter_poison() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create_function(&server, "stock", "node-sqs", "nodejs20.x", "index.handler");
+    create_with(&server, "orders-dlq", json!({}));
+    let url = create_with(
+        &server,
+        "orders",
+        json!({
+            "VisibilityTimeout": "3",
+            "RedrivePolicy": json!({"deadLetterTargetArn": queue_arn("orders-dlq"), "maxReceiveCount": 2}).to_string(),
+        }),
+    );
+
+    // Refused as Lambda refuses them.
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("orders"), "FunctionName": "stock", "BatchSize": 11}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("batch window"),
+        "{v}"
+    );
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("nope"), "FunctionName": "stock"}),
+    );
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("orders"), "FunctionName": "ghost"}),
+    );
+    assert_eq!(status, 404, "{v}");
+    let short = create_with(&server, "short", json!({"VisibilityTimeout": "1"}));
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("short"), "FunctionName": "stock"}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("visibility timeout"),
+        "{v}"
+    );
+    drop(short);
+
+    let (status, created) = map(
+        &server,
+        json!({
+            "EventSourceArn": queue_arn("orders"),
+            "FunctionName": "stock",
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        }),
+    );
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["State"], "Creating");
+    let uuid = created["UUID"].as_str().unwrap().to_string();
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("orders"), "FunctionName": "stock"}),
+    );
+    assert_eq!(status, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("already exists"), "{v}");
+
+    // A poison message among good ones: the good ones are processed, the
+    // poison reaches the DLQ after two receives.
+    send(&server, &url, "fail", None);
+    let (_, batch) = server.sqs(
+        "SendMessageBatch",
+        &json!({"QueueUrl": url, "Entries": (0..10).map(|i| json!({
+            "Id": format!("m{i}"), "MessageBody": format!("ok-{i}"),
+            "MessageAttributes": {"kind": {"DataType": "String", "StringValue": "order"}},
+        })).collect::<Vec<_>>()}),
+    );
+    assert_eq!(batch["Successful"].as_array().unwrap().len(), 10, "{batch}");
+    let done = wait_until("ten messages processed", Duration::from_secs(20), || {
+        let p = processed(&server, "stock");
+        (p.len() >= 10).then_some(p)
+    });
+    let mut got = bodies(&done);
+    got.sort();
+    assert_eq!(got, (0..10).map(|i| format!("ok-{i}")).collect::<Vec<_>>());
+    let r = &done[0];
+    assert_eq!(r["eventSource"], "aws:sqs");
+    assert_eq!(r["eventSourceARN"], queue_arn("orders"));
+    assert_eq!(r["awsRegion"], "us-east-1");
+    assert_eq!(r["attributes"]["ApproximateReceiveCount"], "1");
+    assert!(r["attributes"]["SentTimestamp"].is_string(), "{r}");
+    assert_eq!(r["messageAttributes"]["kind"]["stringValue"], "order");
+    assert_eq!(r["messageAttributes"]["kind"]["dataType"], "String");
+    assert!(
+        r["md5OfBody"].is_string() && r["md5OfMessageAttributes"].is_string(),
+        "{r}"
+    );
+    assert!(
+        r["receiptHandle"].is_string() && r["messageId"].is_string(),
+        "{r}"
+    );
+
+    let dlq = server
+        .sqs("GetQueueUrl", &json!({"QueueName": "orders-dlq"}))
+        .1["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until(
+        "the poison message in the DLQ",
+        Duration::from_secs(30),
+        || (depth(&server, &dlq).0 == 1).then_some(()),
+    );
+    assert_eq!(depth(&server, &url), (0, 0), "the source queue is empty");
+
+    let (_, got) = server.api_json(
+        "GET",
+        &format!("/2015-03-31/event-source-mappings/{uuid}"),
+        &Value::Null,
+    );
+    assert_eq!(got["State"], "Enabled", "{got}");
+    assert_eq!(
+        got["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+
+    // Disabled, messages wait; enabled again, they are taken.
+    let (status, v) = server.api_json(
+        "PUT",
+        &format!("/2015-03-31/event-source-mappings/{uuid}"),
+        &json!({"Enabled": false}),
+    );
+    assert_eq!(status, 202, "{v}");
+    std::thread::sleep(Duration::from_millis(300));
+    send(&server, &url, "while-disabled", None);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        depth(&server, &url),
+        (1, 0),
+        "nothing takes it while disabled"
+    );
+    server.api_json(
+        "PUT",
+        &format!("/2015-03-31/event-source-mappings/{uuid}"),
+        &json!({"Enabled": true}),
+    );
+    wait_until(
+        "the waiting message processed",
+        Duration::from_secs(20),
+        || {
+            bodies(&processed(&server, "stock"))
+                .contains(&"while-disabled".to_string())
+                .then_some(())
+        },
+    );
+
+    let (status, v) = server.api_json(
+        "DELETE",
+        &format!("/2015-03-31/event-source-mappings/{uuid}"),
+        &Value::Null,
+    );
+    assert_eq!(
+        (status, v["State"].as_str()),
+        (202, Some("Deleting")),
+        "{v}"
+    );
+    let (status, _) = server.api_json(
+        "GET",
+        &format!("/2015-03-31/event-source-mappings/{uuid}"),
+        &Value::Null,
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn fifo_mappings_keep_group_order_through_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create_function(&server, "ledger", "node-sqs", "nodejs20.x", "index.handler");
+    let url = create_with(
+        &server,
+        "ledger.fifo",
+        json!({"FifoQueue": "true", "VisibilityTimeout": "3"}),
+    );
+    for (body, group) in [
+        ("a1", "A"),
+        ("failonce-a2", "A"),
+        ("b1", "B"),
+        ("a3", "A"),
+        ("b2", "B"),
+    ] {
+        send(&server, &url, body, Some(group));
+    }
+    let (status, v) = map(
+        &server,
+        json!({
+            "EventSourceArn": queue_arn("ledger.fifo"),
+            "FunctionName": "ledger",
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        }),
+    );
+    assert_eq!(status, 202, "{v}");
+    let all = wait_until("every message processed", Duration::from_secs(30), || {
+        let p = processed(&server, "ledger");
+        (p.len() >= 5).then_some(p)
+    });
+    let order = bodies(&all);
+    let a: Vec<_> = order.iter().filter(|b| b.contains('a')).cloned().collect();
+    let b: Vec<_> = order
+        .iter()
+        .filter(|b| b.starts_with('b'))
+        .cloned()
+        .collect();
+    assert_eq!(
+        a,
+        ["a1", "failonce-a2", "a3"],
+        "group A in order after a failure: {order:?}"
+    );
+    assert_eq!(b, ["b1", "b2"], "{order:?}");
+    // The retried message was received twice; group B never waited for it.
+    let retried = all.iter().find(|r| r["body"] == "failonce-a2").unwrap();
+    assert_eq!(retried["attributes"]["ApproximateReceiveCount"], "2");
+    assert!(retried["attributes"]["SequenceNumber"].is_string());
+    assert_eq!(retried["attributes"]["MessageGroupId"], "A");
+}
+
+#[test]
+fn mappings_feed_python_and_wasm_functions_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create_function(
+        &server,
+        "pyc",
+        "python-sqs",
+        "python3.11",
+        "handler.handler",
+    );
+    create_with(&server, "py-in", json!({}));
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("py-in"), "FunctionName": "pyc", "FunctionResponseTypes": ["ReportBatchItemFailures"]}),
+    );
+    assert_eq!(status, 202, "{v}");
+    let url = server.sqs("GetQueueUrl", &json!({"QueueName": "py-in"})).1["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    send(&server, &url, "from python", None);
+    let got = wait_until("the python consumer", Duration::from_secs(20), || {
+        let p = processed(&server, "pyc");
+        (!p.is_empty()).then_some(p)
+    });
+    assert_eq!(got[0]["body"], "from python");
+    assert_eq!(got[0]["eventSource"], "aws:sqs");
+
+    // A wasm component gets the event as its request body.
+    let zip = {
+        use std::io::Write;
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut w = zip::ZipWriter::new(&mut out);
+        w.start_file("testkit.wasm", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(&std::fs::read(guest("testkit")).unwrap())
+            .unwrap();
+        w.finish().unwrap();
+        out.into_inner()
+    };
+    let mut body = lambda_body("wasmc", "wasm", "testkit.wasm", &zip);
+    body["Timeout"] = json!(3);
+    let (status, v) = server.api_json("POST", "/2015-03-31/functions", &body);
+    assert_eq!(status, 201, "{v}");
+    let wasm_url = create_with(&server, "wasm-in", json!({}));
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("wasm-in"), "FunctionName": "wasmc"}),
+    );
+    assert_eq!(status, 202, "{v}");
+    send(&server, &wasm_url, "to wasm", None);
+    wait_until("the wasm consumer took it", Duration::from_secs(20), || {
+        (depth(&server, &wasm_url) == (0, 0)).then_some(())
+    });
+    let (_, records) = server.api_json(
+        "GET",
+        "/wisp/v1/functions/wasmc/invocations?limit=10",
+        &Value::Null,
+    );
+    let r = &records["invocations"][0];
+    assert_eq!(
+        (r["trigger"].as_str(), r["outcome"].as_str()),
+        (Some("sqs"), Some("success")),
+        "{r}"
     );
 }
