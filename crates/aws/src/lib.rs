@@ -148,6 +148,7 @@ impl Api {
             )
             .route("/wisp/v1/code/{sha}", get(wisp_api::code))
             .route("/wisp/v1/async", get(wisp_api::async_queues))
+            .route("/wisp/v1/queues", get(wisp_api::sqs_queues))
             .route(
                 "/wisp/v1/functions/{name}/async",
                 get(wisp_api::function_async),

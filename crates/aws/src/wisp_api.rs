@@ -160,6 +160,58 @@ pub(crate) async fn async_queues(State(state): State<Arc<ApiState>>) -> ApiResul
     Ok(Json(json!({ "queues": queues })))
 }
 
+/// Every SQS queue's depth, in-flight and delayed counts, oldest message
+/// and dead-letter queue, with the mappings that read it and what they did.
+pub(crate) async fn sqs_queues(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let stats = state
+        .sqs
+        .stats()
+        .await
+        .map_err(|e| ApiError::internal(e.message))?;
+    let mappings = state.mappings.list();
+    let depth = |name: &str| {
+        stats
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.counts.visible + s.counts.in_flight + s.counts.delayed)
+    };
+    let queues: Vec<Value> = stats
+        .iter()
+        .map(|s| {
+            let arn = state.sqs.arn(&s.name);
+            let readers: Vec<Value> = mappings
+                .iter()
+                .filter(|(c, _)| c.queue_arn == arn)
+                .map(|(c, st)| {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    json!({
+                        "uuid": c.uuid,
+                        "function": c.function,
+                        "enabled": c.enabled,
+                        "batches": st.batches.load(Relaxed),
+                        "messages": st.messages.load(Relaxed),
+                        "failures": st.failures.load(Relaxed),
+                        "filtered": st.filtered.load(Relaxed),
+                        "pollers": st.pollers.load(Relaxed),
+                    })
+                })
+                .collect();
+            json!({
+                "name": s.name,
+                "url": state.sqs.url(&state.api_url, &s.name),
+                "visible": s.counts.visible,
+                "in_flight": s.counts.in_flight,
+                "delayed": s.counts.delayed,
+                "oldest_age_ms": s.oldest_age_ms,
+                "dead_letter": s.dead_letter,
+                "dead_letter_depth": s.dead_letter.as_deref().and_then(depth),
+                "mappings": readers,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "queues": queues })))
+}
+
 /// One function's async queue, with its latest given-up events.
 pub(crate) async fn function_async(
     State(state): State<Arc<ApiState>>,

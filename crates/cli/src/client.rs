@@ -132,10 +132,13 @@ impl Client {
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let reply = self.send(method, path_and_query, bytes, &[]).await?;
         if reply.status >= 300 {
+            let parsed = serde_json::from_slice::<Value>(&reply.body).ok();
+            // REST-JSON names the error in a header, the JSON protocols in `__type`.
             let kind = reply
                 .headers
                 .get("x-amzn-errortype")
                 .and_then(|v| v.to_str().ok())
+                .or_else(|| parsed.as_ref().and_then(|v| v["__type"].as_str()))
                 .unwrap_or("Error")
                 .to_string();
             let message = serde_json::from_slice::<Value>(&reply.body)
@@ -154,6 +157,31 @@ impl Client {
             });
         }
         Ok(reply)
+    }
+
+    /// Calls an SQS operation (AWS JSON 1.0) and returns its output.
+    pub async fn sqs(&self, operation: &str, input: &Value) -> anyhow::Result<Value> {
+        let target = format!("AmazonSQS.{operation}");
+        let reply = self
+            .send(
+                "POST",
+                "/",
+                input.to_string().into_bytes(),
+                &[
+                    ("x-amz-target", &target),
+                    ("content-type", "application/x-amz-json-1.0"),
+                ],
+            )
+            .await?;
+        if reply.status >= 300 {
+            let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+            bail!(ApiFailure {
+                status: reply.status,
+                kind: v["__type"].as_str().unwrap_or("Error").to_string(),
+                message: v["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        reply.json()
     }
 }
 

@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => logs(&client()?, &name, follow, since, request_id).await,
         Command::Ls => ls(&client()?).await,
         Command::Describe { name } => describe(&client()?, &name).await,
+        Command::Queue { command } => crate::queues::run(&client()?, command).await,
         Command::Rm { name } => {
             client()?
                 .call(
@@ -359,14 +360,25 @@ async fn ls(client: &Client) -> anyhow::Result<()> {
 }
 
 async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
-    let f = client
+    let found = client
         .call(
             "GET",
             &format!("/2015-03-31/functions/{}", segment(name)),
             None,
         )
-        .await?
-        .json()?;
+        .await;
+    let f = match found {
+        Ok(reply) => reply.json()?,
+        // Not a function: perhaps a queue.
+        Err(e)
+            if e.downcast_ref::<crate::client::ApiFailure>()
+                .is_some_and(|a| a.status == 404)
+                && crate::queues::describe_queue(client, name).await? =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
     let c = &f["Configuration"];
     println!("name:        {}", c["FunctionName"].as_str().unwrap_or(""));
     println!("arn:         {}", c["FunctionArn"].as_str().unwrap_or(""));
@@ -390,6 +402,7 @@ async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
         }
     );
     println!("outbound:    {}", c["WispConfig"]["AllowedOutboundHosts"]);
+    crate::queues::describe_triggers(client, name).await?;
     let records = client
         .call(
             "GET",

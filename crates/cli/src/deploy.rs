@@ -259,13 +259,169 @@ async fn apply_async(client: &Client, path: &str, f: &ManifestFunction) -> anyho
 }
 
 /// Deploys every function and route of the manifest in `dir`.
+/// The settable attributes the manifest controls, at SQS's defaults, so
+/// a key removed from the manifest is reset on the queue.
+const QUEUE_DEFAULTS: [(&str, &str); 6] = [
+    ("VisibilityTimeout", "30"),
+    ("DelaySeconds", "0"),
+    ("MessageRetentionPeriod", "345600"),
+    ("ReceiveMessageWaitTimeSeconds", "0"),
+    ("MaximumMessageSize", "1048576"),
+    ("RedrivePolicy", ""),
+];
+
+async fn queue_arn(client: &Client, name: &str) -> anyhow::Result<String> {
+    let url = client
+        .sqs("GetQueueUrl", &json!({ "QueueName": name }))
+        .await?["QueueUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let a = client
+        .sqs(
+            "GetQueueAttributes",
+            &json!({ "QueueUrl": url, "AttributeNames": ["QueueArn"] }),
+        )
+        .await?;
+    Ok(a["Attributes"]["QueueArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Creates a queue, or brings an existing one to what the manifest says.
+/// Queues left out of the manifest are kept: their messages are data.
+async fn apply_queue(client: &Client, q: &manifest::ManifestQueue) -> anyhow::Result<()> {
+    let mut attributes: serde_json::Map<String, Value> = QUEUE_DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    for (k, v) in &q.attributes {
+        attributes.insert(k.clone(), json!(v));
+    }
+    if let Some((dlq, count)) = &q.dead_letter {
+        let arn = queue_arn(client, dlq)
+            .await
+            .with_context(|| format!("while finding `{}`'s dead-letter queue `{dlq}`", q.name))?;
+        attributes.insert(
+            "RedrivePolicy".into(),
+            json!(json!({ "deadLetterTargetArn": arn, "maxReceiveCount": count }).to_string()),
+        );
+    }
+    match client
+        .sqs("GetQueueUrl", &json!({ "QueueName": q.name }))
+        .await
+    {
+        Ok(v) => {
+            attributes.remove("FifoQueue");
+            client
+                .sqs(
+                    "SetQueueAttributes",
+                    &json!({ "QueueUrl": v["QueueUrl"], "Attributes": attributes }),
+                )
+                .await
+                .with_context(|| format!("while updating queue `{}`", q.name))?;
+            eprintln!("  ✓ queue {} updated", q.name);
+        }
+        Err(e)
+            if e.downcast_ref::<ApiFailure>()
+                .is_some_and(|a| a.kind == "QueueDoesNotExist") =>
+        {
+            if attributes.get("RedrivePolicy") == Some(&json!("")) {
+                attributes.remove("RedrivePolicy");
+            }
+            client
+                .sqs(
+                    "CreateQueue",
+                    &json!({ "QueueName": q.name, "Attributes": attributes }),
+                )
+                .await
+                .with_context(|| format!("while creating queue `{}`", q.name))?;
+            eprintln!("  ✓ queue {} created", q.name);
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Makes the mappings of the manifest's functions what its triggers say:
+/// creates the new ones, updates the kept ones, deletes the others.
+async fn apply_triggers(client: &Client, manifest: &Manifest) -> anyhow::Result<()> {
+    const MAPPINGS: &str = "/2015-03-31/event-source-mappings/";
+    for f in &manifest.functions {
+        let listed = client
+            .call(
+                "GET",
+                &format!("{MAPPINGS}?FunctionName={}", segment(&f.name)),
+                None,
+            )
+            .await?
+            .json()?;
+        let mut existing: Vec<Value> = listed["EventSourceMappings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for t in manifest.triggers.iter().filter(|t| t.function == f.name) {
+            let arn = queue_arn(client, &t.queue).await?;
+            let mut body = json!({
+                "BatchSize": t.batch_size.unwrap_or(10),
+                "MaximumBatchingWindowInSeconds": t.batching_window_secs.unwrap_or(0),
+                "Enabled": t.enabled,
+                "FunctionResponseTypes": if t.report_batch_item_failures { vec!["ReportBatchItemFailures"] } else { vec![] },
+                "FilterCriteria": { "Filters": t.filter.iter().map(|p| json!({ "Pattern": p })).collect::<Vec<_>>() },
+                "ScalingConfig": { "MaximumConcurrency": t.max_concurrency },
+            });
+            let found = existing
+                .iter()
+                .position(|m| m["EventSourceArn"].as_str() == Some(arn.as_str()));
+            match found {
+                Some(i) => {
+                    let m = existing.remove(i);
+                    let uuid = m["UUID"].as_str().unwrap_or_default();
+                    client
+                        .call("PUT", &format!("{MAPPINGS}{}", segment(uuid)), Some(&body))
+                        .await
+                        .with_context(|| {
+                            format!("while updating the trigger {} → {}", t.queue, t.function)
+                        })?;
+                }
+                None => {
+                    body["EventSourceArn"] = json!(arn);
+                    body["FunctionName"] = json!(t.function);
+                    client
+                        .call("POST", MAPPINGS, Some(&body))
+                        .await
+                        .with_context(|| {
+                            format!("while creating the trigger {} → {}", t.queue, t.function)
+                        })?;
+                }
+            }
+            eprintln!("  ✓ trigger {} → {}", t.queue, t.function);
+        }
+        for gone in existing {
+            let uuid = gone["UUID"].as_str().unwrap_or_default();
+            client
+                .call("DELETE", &format!("{MAPPINGS}{}", segment(uuid)), None)
+                .await?;
+            eprintln!(
+                "  ✓ trigger {} → {} removed",
+                gone["EventSourceArn"].as_str().unwrap_or(""),
+                f.name
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
     let manifest = load_manifest(dir)?;
     eprintln!(
-        "deploying app `{}` ({} functions, {} routes)",
+        "deploying app `{}` ({} functions, {} routes, {} queues, {} triggers)",
         manifest.app,
         manifest.functions.len(),
-        manifest.routes.len()
+        manifest.routes.len(),
+        manifest.queues.len(),
+        manifest.triggers.len()
     );
     for f in &manifest.functions {
         let started = Instant::now();
@@ -323,6 +479,10 @@ pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
             started.elapsed().as_secs_f64()
         );
     }
+    for q in &manifest.queues {
+        apply_queue(client, q).await?;
+    }
+    apply_triggers(client, &manifest).await?;
     client
         .call(
             "PUT",

@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod deploy;
+mod queues;
 mod template;
 
 use std::net::SocketAddr;
@@ -154,11 +155,60 @@ enum Command {
     Describe { name: String },
     /// Delete a function.
     Rm { name: String },
+    /// Work with SQS queues.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// Create a new function project.
     New {
         name: String,
         #[arg(long, short, default_value = "rust-wasm")]
         template: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queues: depth, in flight, delayed, oldest message, dead-letter depth.
+    Ls,
+    /// Send a message.
+    Send {
+        name: String,
+        /// The message body.
+        body: String,
+        /// FIFO queues: the message group.
+        #[arg(long)]
+        group: Option<String>,
+        /// FIFO queues: the deduplication id (else the queue's content-based one).
+        #[arg(long)]
+        dedup: Option<String>,
+        /// Seconds before it can be received (standard queues).
+        #[arg(long)]
+        delay: Option<u32>,
+    },
+    /// Receive messages and print them; they come back after the visibility
+    /// timeout unless --delete.
+    Receive {
+        name: String,
+        /// Most messages (1 to 10).
+        #[arg(long, default_value_t = 10)]
+        max: u32,
+        /// Seconds to wait for a first message (0 to 20).
+        #[arg(long, default_value_t = 0)]
+        wait: u32,
+        /// Delete what was received.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Delete every message of a queue.
+    Purge { name: String },
+    /// Move a dead-letter queue's messages back to where they came from
+    /// (or to --to QUEUE), and wait until they are moved.
+    Redrive {
+        name: String,
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 

@@ -29,41 +29,64 @@ impl Default for AsyncPolicy {
     }
 }
 
-/// Where a destination record goes: a function, by name and qualifier.
+/// Where a destination record goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    pub function: String,
-    pub qualifier: Option<String>,
+pub enum Destination {
+    /// A function, by name and qualifier: the record is its event.
+    Function {
+        function: String,
+        qualifier: Option<String>,
+    },
+    /// An SQS queue, by name: the record is a message's body.
+    Queue { name: String },
 }
 
 impl Destination {
-    /// A function ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`).
-    /// Other services (queues, topics, buses) are not destinations wisp can
-    /// deliver to yet: `None`.
+    /// A function ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`)
+    /// or a queue ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`). Other services
+    /// (topics, buses) are not destinations wisp can deliver to yet: `None`.
     pub fn from_arn(arn: &str) -> Option<Destination> {
         let parts: Vec<&str> = arn.split(':').collect();
         match parts.as_slice() {
-            ["arn", _, "lambda", _, _, "function", name] => Some(Destination {
+            ["arn", _, "lambda", _, _, "function", name] => Some(Destination::Function {
                 function: name.to_string(),
                 qualifier: None,
             }),
-            ["arn", _, "lambda", _, _, "function", name, q] => Some(Destination {
+            ["arn", _, "lambda", _, _, "function", name, q] => Some(Destination::Function {
                 function: name.to_string(),
                 qualifier: Some(q.to_string()),
+            }),
+            ["arn", _, "sqs", _, _, name] if !name.is_empty() => Some(Destination::Queue {
+                name: name.to_string(),
             }),
             _ => None,
         }
     }
 
-    /// The name the manifest uses: `NAME`, `NAME:QUALIFIER` or `function:NAME`.
+    /// The name the manifest uses: `NAME`, `NAME:QUALIFIER`,
+    /// `function:NAME` or `queue:NAME`.
     pub fn parse(text: &str) -> Result<Destination, String> {
+        if let Some(name) = text.strip_prefix("queue:") {
+            let ok = !name.is_empty()
+                && name.len() <= 80
+                && name
+                    .strip_suffix(".fifo")
+                    .unwrap_or(name)
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(format!(
+                    "`{text}`: a queue name is 1 to 80 of A-Z, a-z, 0-9, - and _ (and .fifo)"
+                ));
+            }
+            return Ok(Destination::Queue {
+                name: name.to_string(),
+            });
+        }
         let rest = text.strip_prefix("function:").unwrap_or(text);
-        if let Some(kind) = ["queue:", "topic:", "bus:"]
-            .iter()
-            .find(|p| text.starts_with(**p))
-        {
+        if let Some(kind) = ["topic:", "bus:"].iter().find(|p| text.starts_with(**p)) {
             return Err(format!(
-                "`{text}`: {} destinations are not available yet; name a function",
+                "`{text}`: {} destinations are not available yet; name a function or a queue",
                 kind.trim_end_matches(':')
             ));
         }
@@ -72,21 +95,30 @@ impl Destination {
             None => (rest, None),
         };
         crate::function::validate_name(function).map_err(|e| format!("`{text}`: {e}"))?;
-        Ok(Destination {
+        Ok(Destination::Function {
             function: function.to_string(),
             qualifier,
         })
     }
 
     pub fn arn(&self, region: &str) -> String {
-        let base = format!(
-            "arn:aws:lambda:{region}:{}:function:{}",
-            crate::ACCOUNT_ID,
-            self.function
-        );
-        match &self.qualifier {
-            Some(q) => format!("{base}:{q}"),
-            None => base,
+        match self {
+            Destination::Function {
+                function,
+                qualifier,
+            } => {
+                let base = format!(
+                    "arn:aws:lambda:{region}:{}:function:{function}",
+                    crate::ACCOUNT_ID
+                );
+                match qualifier {
+                    Some(q) => format!("{base}:{q}"),
+                    None => base,
+                }
+            }
+            Destination::Queue { name } => {
+                format!("arn:aws:sqs:{region}:{}:{name}", crate::ACCOUNT_ID)
+            }
         }
     }
 }
@@ -386,7 +418,7 @@ mod tests {
         assert_eq!(p.on_success, None);
         assert_eq!(
             p.on_failure,
-            Some(Destination {
+            Some(Destination::Function {
                 function: "failed".into(),
                 qualifier: Some("live".into())
             })
@@ -397,26 +429,43 @@ mod tests {
         );
         assert_eq!(
             Destination::from_arn("arn:aws:sqs:us-east-1:000000000000:q"),
+            Some(Destination::Queue { name: "q".into() })
+        );
+        assert_eq!(
+            Destination::from_arn("arn:aws:sns:us-east-1:000000000000:t"),
             None
         );
     }
 
     #[test]
-    fn manifest_destinations_name_functions() {
+    fn manifest_destinations_name_functions_and_queues() {
+        let function = |f: &str, q: Option<&str>| Destination::Function {
+            function: f.into(),
+            qualifier: q.map(str::to_string),
+        };
         assert_eq!(
-            Destination::parse("function:audit").unwrap().function,
-            "audit"
+            Destination::parse("function:audit"),
+            Ok(function("audit", None))
         );
         assert_eq!(
-            Destination::parse("audit:live")
-                .unwrap()
-                .qualifier
-                .as_deref(),
-            Some("live")
+            Destination::parse("audit:live"),
+            Ok(function("audit", Some("live")))
         );
-        assert!(Destination::parse("queue:failed")
+        let q = Destination::parse("queue:failed").unwrap();
+        assert_eq!(
+            q,
+            Destination::Queue {
+                name: "failed".into()
+            }
+        );
+        assert_eq!(
+            q.arn("eu-west-1"),
+            "arn:aws:sqs:eu-west-1:000000000000:failed"
+        );
+        assert!(Destination::parse("queue:bad name").is_err());
+        assert!(Destination::parse("topic:t")
             .unwrap_err()
-            .contains("queue destinations are not available yet"));
+            .contains("topic destinations are not available yet"));
         assert!(Destination::parse("bad name").is_err());
     }
 

@@ -15,6 +15,10 @@ use crate::idempotency::{IdempotencyConfig, JsonPath};
 use crate::limits;
 use crate::route::{CachePolicy, PayloadFormat, RateKey, RateLimit, Route, RouteTable};
 
+mod queues;
+
+pub use queues::{ManifestQueue, ManifestTrigger};
+
 /// A problem in a manifest, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
@@ -87,6 +91,9 @@ pub struct Manifest {
     pub app: String,
     pub functions: Vec<ManifestFunction>,
     pub routes: Vec<Route>,
+    /// Queues, dead-letter queues first.
+    pub queues: Vec<ManifestQueue>,
+    pub triggers: Vec<ManifestTrigger>,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +104,10 @@ struct RawManifest {
     function: BTreeMap<String, Spanned<RawFunction>>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    #[serde(default)]
+    queue: BTreeMap<String, Spanned<queues::RawQueue>>,
+    #[serde(default)]
+    trigger: Vec<queues::RawTrigger>,
 }
 
 #[derive(Deserialize)]
@@ -323,10 +334,28 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         return Err(locate(span, m, None));
     }
 
+    let mut declared = Vec::new();
+    for (name, spanned) in raw.queue {
+        let span = spanned.span();
+        declared.push((
+            queues::queue(&name, spanned.into_inner(), span.clone(), &locate)?,
+            span,
+        ));
+    }
+    let queues = queues::order_dead_letters(declared, &locate)?;
+    let names: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
+    let triggers = raw
+        .trigger
+        .into_iter()
+        .map(|t| queues::trigger(t, &queues, &names, &locate))
+        .collect::<Result<Vec<_>, _>>()?;
+
     Ok(Manifest {
         app: raw.app.name.into_inner(),
         functions,
         routes: routes.into_iter().map(|(r, _)| r).collect(),
+        queues,
+        triggers,
     })
 }
 
@@ -647,6 +676,78 @@ function = "basket"
         .assert_eq(&err(&text));
     }
 
+    const QUEUES: &str = r#"
+[queue.orders]
+visibility_timeout = "30s"
+retention = "4d"
+dead_letter = { queue = "orders-dlq", max_receive_count = 3 }
+
+[queue.orders-dlq]
+retention = "14d"
+
+[queue."ledger.fifo"]
+fifo = true
+content_based_deduplication = true
+
+[[trigger]]
+queue = "orders"
+function = "basket"
+batch_size = 100
+batching_window = "2s"
+report_batch_item_failures = true
+max_concurrency = 5
+filter = { body = { kind = ["order"] } }
+"#;
+
+    #[test]
+    fn queues_and_triggers() {
+        let m = parse("wisp.toml", &format!("{GOOD}{QUEUES}")).unwrap();
+        let names: Vec<&str> = m.queues.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["ledger.fifo", "orders-dlq", "orders"],
+            "dead-letter queues first"
+        );
+        let orders = &m.queues[2];
+        assert_eq!(orders.attributes["VisibilityTimeout"], "30");
+        assert_eq!(orders.attributes["MessageRetentionPeriod"], "345600");
+        assert_eq!(orders.dead_letter, Some(("orders-dlq".into(), 3)));
+        assert_eq!(m.queues[0].attributes["FifoQueue"], "true");
+        let t = &m.triggers[0];
+        assert_eq!((t.batch_size, t.batching_window_secs), (Some(100), Some(2)));
+        assert!(t.report_batch_item_failures && t.enabled);
+        assert_eq!(t.filter.as_deref(), Some(r#"{"body":{"kind":["order"]}}"#));
+
+        let all = format!("{GOOD}{QUEUES}");
+        let bad = |from: &str, to: &str| err(&all.replace(from, to));
+        assert!(bad("queue = \"orders-dlq\"", "queue = \"nope\"")
+            .contains("undeclared dead-letter queue `nope`"));
+        assert!(bad("batching_window = \"2s\"", "batching_window = \"0s\"")
+            .contains("needs a batching_window"));
+        assert!(bad("max_concurrency = 5", "max_concurrency = 1").contains("from 2 to 1000"));
+        assert!(bad(
+            "[queue.\"ledger.fifo\"]\nfifo = true",
+            "[queue.\"ledger.fifo\"]\nfifo = false"
+        )
+        .contains("needs `fifo = true`"));
+        assert!(bad(
+            "visibility_timeout = \"30s\"",
+            "visibility_timeout = \"13h\""
+        )
+        .contains("from 0s to 43200s"));
+        assert!(bad(
+            "function = \"basket\"\nbatch_size",
+            "function = \"nobody\"\nbatch_size"
+        )
+        .contains("unknown function `nobody`"));
+        assert!(bad("kind = [\"order\"]", "kind = \"order\"").contains("filter:"));
+        let e = bad("retention = \"4d\"", "retension = \"4d\"");
+        assert!(
+            e.contains("did you mean `retention`?") && e.contains("wisp.toml:"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn bad_values_point_at_the_value() {
         let text = GOOD.replace("timeout = \"2s\"", "timeout = \"2\"");
@@ -677,7 +778,13 @@ function = "basket"
         assert_eq!(a.max_retries, Some(1));
         assert_eq!(a.max_event_age_secs, Some(3600));
         assert_eq!(a.on_success, None);
-        assert_eq!(a.on_failure.as_ref().unwrap().function, "audit");
+        assert_eq!(
+            a.on_failure,
+            Some(Destination::Function {
+                function: "audit".into(),
+                qualifier: Some("live".into())
+            })
+        );
         let i = f.idempotency.as_ref().unwrap();
         assert_eq!(i.key_path.as_ref().unwrap().as_str(), "$.order.id");
         assert_eq!(i.ttl.as_secs(), 600);
@@ -696,10 +803,10 @@ function = "basket"
         );
         let e = bad(
             "memory_mb = 64",
-            "async = { on_failure = \"queue:failed\" }",
+            "async = { on_failure = \"topic:failed\" }",
         );
         assert!(
-            e.contains("queue destinations are not available yet"),
+            e.contains("topic destinations are not available yet"),
             "{e}"
         );
         let e = bad("memory_mb = 64", "async = { max_retry = 1 }");

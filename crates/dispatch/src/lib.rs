@@ -31,7 +31,8 @@ use by_function::ByFunction;
 pub use concurrency::{Concurrency, Permit, Throttle};
 pub use idempotent::{config_from_setting, StoredResponse};
 pub use queue::{
-    AcceptError, Accepted, AsyncQueue, AsyncRequest, Counters, FunctionQueue, QueueOptions,
+    AcceptError, Accepted, AsyncQueue, AsyncRequest, Counters, FunctionQueue, MessageSink,
+    QueueOptions,
 };
 pub use recorder::Recorder;
 

@@ -134,8 +134,18 @@ pub struct FunctionQueue {
 type AcceptReply = oneshot::Sender<Result<Enqueued, String>>;
 
 /// The queue and its delivery loop.
+/// Where records for queue destinations go: the SQS engine, which sits
+/// above this crate and is handed in by the server.
+#[async_trait::async_trait]
+pub trait MessageSink: Send + Sync + 'static {
+    /// Sends `body` to the queue `name`, durably before it returns; an
+    /// error says why it could not.
+    async fn send(&self, name: &str, body: String) -> Result<(), String>;
+}
+
 pub struct AsyncQueue {
     dispatcher: Arc<Dispatcher>,
+    sink: std::sync::OnceLock<Arc<dyn MessageSink>>,
     options: QueueOptions,
     rng: Arc<dyn Rng>,
     accept_tx: mpsc::Sender<(NewEvent, AcceptReply)>,
@@ -148,6 +158,11 @@ pub struct AsyncQueue {
 }
 
 impl AsyncQueue {
+    /// Where records for queue destinations go (set once).
+    pub fn set_message_sink(&self, sink: Arc<dyn MessageSink>) {
+        let _ = self.sink.set(sink);
+    }
+
     /// Recovers the queue left by the last run and starts delivering.
     pub async fn start(
         dispatcher: Arc<Dispatcher>,
@@ -162,6 +177,7 @@ impl AsyncQueue {
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let queue = Arc::new(AsyncQueue {
             dispatcher,
+            sink: std::sync::OnceLock::new(),
             slots: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             options,
             rng,
@@ -454,7 +470,9 @@ impl AsyncQueue {
             .and_then(|r| serde_json::from_str(r).ok());
         let now = self.dispatcher.now_ms();
         if state.expired(&policy, now) {
-            let s = self.give_up(&event, &policy, Condition::EventAgeExceeded, last.as_ref());
+            let s = self
+                .give_up(&event, &policy, Condition::EventAgeExceeded, last.as_ref())
+                .await;
             self.settle(s);
             return;
         }
@@ -505,7 +523,9 @@ impl AsyncQueue {
                 // Its run was cut off by a crash: it may have had its
                 // effects, so it is not run again but given up, visibly.
                 Ok(Claim::Interrupted { .. }) => {
-                    let s = self.give_up(&event, &policy, Condition::Interrupted, last.as_ref());
+                    let s = self
+                        .give_up(&event, &policy, Condition::Interrupted, last.as_ref())
+                        .await;
                     self.settle(s);
                     return;
                 }
@@ -547,9 +567,13 @@ impl AsyncQueue {
             Next::Done => {
                 self.count(&event.function, |c| c.succeeded += 1);
                 let mut follow_ups = vec![];
+                let mut failed = None;
                 if let Some(dest) = &policy.on_success {
                     let record = self.record(&event, Condition::Success, response.as_ref());
-                    follow_ups.push(self.follow_up(dest, record, now));
+                    match self.follow_up(dest, record, now).await {
+                        Ok(event) => follow_ups.extend(event),
+                        Err(kept) => failed = Some(self.kept(&event, kept, now)),
+                    }
                     self.count(&event.function, |c| c.to_on_success += 1);
                     metrics::counter!("wisp_async_destination_deliveries_total", "function" => event.function.clone(), "destination" => "on_success").increment(1);
                 }
@@ -574,7 +598,7 @@ impl AsyncQueue {
                     id: event.id,
                     settle: Settle::Remove,
                     follow_ups,
-                    failed: None,
+                    failed,
                     key,
                 }
             }
@@ -615,12 +639,14 @@ impl AsyncQueue {
                     errors,
                     ..event.clone()
                 };
-                let mut s = self.give_up(
-                    &counted,
-                    &policy,
-                    condition,
-                    response.as_ref().or(last.as_ref()),
-                );
+                let mut s = self
+                    .give_up(
+                        &counted,
+                        &policy,
+                        condition,
+                        response.as_ref().or(last.as_ref()),
+                    )
+                    .await;
                 s.key = release(&key);
                 s
             }
@@ -737,7 +763,7 @@ impl AsyncQueue {
         condition: Condition,
         response: Option<&Response>,
     ) -> serde_json::Value {
-        let arn = Destination {
+        let arn = Destination::Function {
             function: event.function.clone(),
             qualifier: Some(event.qualifier.clone()),
         }
@@ -757,27 +783,68 @@ impl AsyncQueue {
         )
     }
 
-    fn follow_up(&self, dest: &Destination, record: serde_json::Value, now: i64) -> NewEvent {
+    /// Delivers a destination record: to a function as an event of its
+    /// own (stored with the settlement), or to a queue as a message (sent
+    /// now, before the settlement: at-least-once). `Err` hands back the
+    /// record, with why, when the queue could not take it.
+    async fn follow_up(
+        &self,
+        dest: &Destination,
+        record: serde_json::Value,
+        now: i64,
+    ) -> Result<Option<NewEvent>, (serde_json::Value, String)> {
+        let (function, qualifier) = match dest {
+            Destination::Function {
+                function,
+                qualifier,
+            } => (function, qualifier),
+            Destination::Queue { name } => {
+                let Some(sink) = self.sink.get() else {
+                    return Err((record, "queues are not available".into()));
+                };
+                return match sink.send(name, record.to_string()).await {
+                    Ok(()) => Ok(None),
+                    Err(e) => Err((record, format!("queue {name}: {e}"))),
+                };
+            }
+        };
         let context = EventContext {
             source: "destination".into(),
             invoked_arn: dest.arn(&self.options.region),
             client_context: None,
         };
-        NewEvent {
+        Ok(Some(NewEvent {
             request_id: wisp_core::new_request_id(),
-            function: dest.function.clone(),
-            qualifier: dest.qualifier.clone().unwrap_or_else(|| LATEST.into()),
+            function: function.clone(),
+            qualifier: qualifier.clone().unwrap_or_else(|| LATEST.into()),
             payload: record.to_string().into_bytes(),
             context: serde_json::to_string(&context).unwrap_or_default(),
             idempotency_key: None,
             enqueued_ms: now,
             due_ms: now,
+        }))
+    }
+
+    /// A record no destination could take, kept as a failed event.
+    fn kept(
+        &self,
+        event: &QueuedEvent,
+        (record, why): (serde_json::Value, String),
+        now: i64,
+    ) -> FailedEvent {
+        tracing::warn!(function = %event.function, request_id = %event.request_id, error = %why, "destination refused a record; kept as a failed event");
+        self.count(&event.function, |c| c.kept_failed += 1);
+        FailedEvent {
+            request_id: event.request_id.clone(),
+            function: event.function.clone(),
+            failed_ms: now,
+            record: record.to_string(),
         }
     }
 
     /// The settlement of an event given up: to the on-failure destination,
     /// else kept as a failed event. Never dropped.
-    fn give_up(
+    async fn give_up(
         &self,
         event: &QueuedEvent,
         policy: &AsyncPolicy,
@@ -791,7 +858,10 @@ impl AsyncQueue {
             Some(dest) => {
                 self.count(&event.function, |c| c.to_on_failure += 1);
                 metrics::counter!("wisp_async_destination_deliveries_total", "function" => event.function.clone(), "destination" => "on_failure").increment(1);
-                (vec![self.follow_up(dest, record, now)], None)
+                match self.follow_up(dest, record, now).await {
+                    Ok(follow_up) => (follow_up.into_iter().collect(), None),
+                    Err(kept) => (vec![], Some(self.kept(event, kept, now))),
+                }
             }
             None => {
                 self.count(&event.function, |c| c.kept_failed += 1);

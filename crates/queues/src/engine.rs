@@ -163,6 +163,52 @@ impl Message {
     }
 }
 
+/// A queue's state, as `wisp queue ls` and `/metrics` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    pub name: String,
+    pub counts: QueueCounts,
+    pub oldest_age_ms: Option<i64>,
+    pub dead_letter: Option<String>,
+}
+
+/// Sets each queue's gauges; zeroes those of queues gone since `seen`.
+fn publish_gauges(
+    stats: &[QueueStats],
+    seen: std::collections::HashSet<String>,
+) -> std::collections::HashSet<String> {
+    let mut now_seen = std::collections::HashSet::new();
+    for s in stats {
+        let q = s.name.clone();
+        for (state, n) in [
+            ("visible", s.counts.visible),
+            ("in_flight", s.counts.in_flight),
+            ("delayed", s.counts.delayed),
+        ] {
+            metrics::gauge!("wisp_queue_messages", "queue" => q.clone(), "state" => state)
+                .set(n as f64);
+        }
+        metrics::gauge!("wisp_queue_oldest_message_age_seconds", "queue" => q.clone())
+            .set(s.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
+        if let Some(dlq) = &s.dead_letter {
+            let depth = stats.iter().find(|d| &d.name == dlq).map_or(0, |d| {
+                d.counts.visible + d.counts.in_flight + d.counts.delayed
+            });
+            metrics::gauge!("wisp_queue_dead_letter_messages", "queue" => q.clone())
+                .set(depth as f64);
+        }
+        now_seen.insert(q);
+    }
+    for gone in seen.difference(&now_seen) {
+        for state in ["visible", "in_flight", "delayed"] {
+            metrics::gauge!("wisp_queue_messages", "queue" => gone.clone(), "state" => state)
+                .set(0.0);
+        }
+        metrics::gauge!("wisp_queue_oldest_message_age_seconds", "queue" => gone.clone()).set(0.0);
+    }
+    now_seen
+}
+
 /// What a message move task reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoveTaskView {
@@ -376,20 +422,54 @@ impl Sqs {
         })
     }
 
-    /// Drops expired messages now and then, until the engine is dropped.
-    pub fn start_retention(self: &Arc<Self>, every: Duration) {
+    /// Drops expired messages every `retention`, and publishes each
+    /// queue's gauges every `gauges`, until the engine is dropped.
+    pub fn start_housekeeping(self: &Arc<Self>, retention: Duration, gauges: Duration) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
+            let mut expire = tokio::time::interval(retention);
+            let mut publish = tokio::time::interval(gauges);
+            let mut seen = std::collections::HashSet::new();
             loop {
-                tokio::time::sleep(every).await;
-                let Some(sqs) = weak.upgrade() else { break };
-                match sqs.store.expire_messages(sqs.clock.now_ms()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(messages = n, "queue retention dropped messages"),
-                    Err(e) => tracing::warn!(error = %e, "queue retention failed"),
+                tokio::select! {
+                    _ = expire.tick() => {
+                        let Some(sqs) = weak.upgrade() else { break };
+                        match sqs.store.expire_messages(sqs.clock.now_ms()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(messages = n, "queue retention dropped messages"),
+                            Err(e) => tracing::warn!(error = %e, "queue retention failed"),
+                        }
+                    }
+                    _ = publish.tick() => {
+                        let Some(sqs) = weak.upgrade() else { break };
+                        if let Ok(stats) = sqs.stats().await {
+                            seen = publish_gauges(&stats, seen);
+                        }
+                    }
                 }
             }
         });
+    }
+
+    /// Every queue's counts, oldest message and dead-letter queue.
+    pub async fn stats(&self) -> Result<Vec<QueueStats>, SqsError> {
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for row in self.store.list_queues("").await? {
+            let q = Self::queue_of(row)?;
+            let counts = self.store.queue_counts(&q.name, now).await?;
+            out.push(QueueStats {
+                dead_letter: q
+                    .attributes
+                    .redrive_policy
+                    .as_ref()
+                    .and_then(|p| self.name_from_arn(&p.dead_letter_target_arn)),
+                oldest_age_ms: counts.oldest_sent_ms.map(|t| (now - t).max(0)),
+                name: q.name,
+                counts,
+            });
+        }
+        Ok(out)
     }
 
     pub fn region(&self) -> &str {
@@ -1253,6 +1333,29 @@ impl Sqs {
         Ok(task.moved.load(Ordering::Relaxed))
     }
 }
+
+/// Async invocations' destination records, sent as messages (standard
+/// queues; Lambda does not send them to FIFO queues either).
+#[async_trait::async_trait]
+impl wisp_dispatch::MessageSink for Sqs {
+    async fn send(&self, name: &str, body: String) -> Result<(), String> {
+        let entry = SendEntry {
+            body,
+            ..SendEntry::default()
+        };
+        let mut sent = Sqs::send(self, name, &[entry], DESTINATION_SENDER)
+            .await
+            .map_err(|e| e.message)?;
+        match sent.pop() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e.message),
+            None => Err("no answer for the message".into()),
+        }
+    }
+}
+
+/// The SenderId of destination records.
+pub const DESTINATION_SENDER: &str = "AWSLambda";
 
 fn check_fifo_id(name: &str, id: &str) -> Result<(), SqsError> {
     let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| (b'!'..=b'~').contains(&b));

@@ -8,6 +8,6 @@ pub mod error;
 pub mod mappings;
 pub mod message;
 
-pub use engine::{Message, Queue, ReceiveOptions, SendEntry, SendResult, Sqs};
+pub use engine::{Message, Queue, QueueStats, ReceiveOptions, SendEntry, SendResult, Sqs};
 pub use error::SqsError;
 pub use mappings::{MappingChange, MappingConfig, MappingError, MappingStats, Mappings};

@@ -172,7 +172,8 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     .context("cannot start the async queue")?;
     let gateway = Gateway::new(dispatcher.clone());
     let sqs = Sqs::new(queue_store, clock.clone(), &config.region, ACCOUNT_ID);
-    sqs.start_retention(Duration::from_secs(60));
+    sqs.start_housekeeping(Duration::from_secs(60), Duration::from_secs(5));
+    queue.set_message_sink(sqs.clone());
     let mappings = wisp_queues::Mappings::new(sqs.clone(), dispatcher.clone());
     let started = mappings
         .load()

@@ -267,7 +267,10 @@ fn mappings_deliver_batches_report_failures_and_dead_letter_poison() {
         json!({"EventSourceArn": queue_arn("orders"), "FunctionName": "stock"}),
     );
     assert_eq!(status, 409, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("already exists"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("already exists"),
+        "{v}"
+    );
 
     // A poison message among good ones: the good ones are processed, the
     // poison reaches the DLQ after two receives.
@@ -494,4 +497,159 @@ fn mappings_feed_python_and_wasm_functions_alike() {
         (Some("sqs"), Some("success")),
         "{r}"
     );
+}
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "wisp {args:?} failed:\n{text}");
+    text
+}
+
+const SHOP: &str = r#"
+[app]
+name = "shop"
+
+[function.stock]
+runtime = "nodejs20.x"
+source = "stock"
+handler = "index.handler"
+timeout = "3s"
+async = { max_retries = 0, on_failure = "queue:failed" }
+
+[queue.orders]
+visibility_timeout = "4s"
+dead_letter = { queue = "orders-dlq", max_receive_count = 1 }
+
+[queue.orders-dlq]
+retention = "14d"
+
+[queue.failed]
+
+[[trigger]]
+queue = "orders"
+function = "stock"
+report_batch_item_failures = true
+filter = { body = [{ prefix = "keep" }, "fail"] }
+"#;
+
+#[test]
+fn the_manifest_declares_queues_and_triggers_and_the_cli_works_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"));
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(app.join("stock")).unwrap();
+    std::fs::copy(
+        lambda_dir("node-sqs").join("index.js"),
+        app.join("stock/index.js"),
+    )
+    .unwrap();
+    std::fs::write(app.join("wisp.toml"), SHOP).unwrap();
+    let out = cli_ok(&server, &["deploy", app.to_str().unwrap()]);
+    assert!(
+        out.contains("queue orders created") && out.contains("trigger orders → stock"),
+        "{out}"
+    );
+    // Deploying again updates in place.
+    let out = cli_ok(&server, &["deploy", app.to_str().unwrap()]);
+    assert!(out.contains("queue orders updated"), "{out}");
+
+    cli_ok(&server, &["queue", "send", "orders", "keep-1"]);
+    cli_ok(&server, &["queue", "send", "orders", "drop-me"]);
+    cli_ok(&server, &["queue", "send", "orders", "fail"]);
+    wait_until("keep-1 processed", Duration::from_secs(20), || {
+        bodies(&processed(&server, "stock"))
+            .contains(&"keep-1".to_string())
+            .then_some(())
+    });
+    let url = server.sqs("GetQueueUrl", &json!({"QueueName": "orders"})).1["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dlq = server
+        .sqs("GetQueueUrl", &json!({"QueueName": "orders-dlq"}))
+        .1["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The failing message goes to the dead-letter queue after one receive;
+    // the filtered one was deleted unseen.
+    wait_until("the failure dead-lettered", Duration::from_secs(30), || {
+        (depth(&server, &dlq).0 == 1 && depth(&server, &url) == (0, 0)).then_some(())
+    });
+    assert!(!bodies(&processed(&server, "stock")).contains(&"drop-me".to_string()));
+
+    let ls = cli_ok(&server, &["queue", "ls"]);
+    assert!(ls.contains("orders-dlq (1)"), "{ls}");
+    let described = cli_ok(&server, &["describe", "stock"]);
+    assert!(
+        described.contains("trigger:     queue orders"),
+        "{described}"
+    );
+    assert!(described.contains("1 filtered out"), "{described}");
+    let queue = cli_ok(&server, &["describe", "orders"]);
+    assert!(
+        queue.contains("dead-letter: orders-dlq (1 messages)"),
+        "{queue}"
+    );
+
+    // /metrics has each queue's gauges (published every few seconds) and
+    // each mapping's counters.
+    let mut text = String::new();
+    for _ in 0..150 {
+        text = reqwest::blocking::get(format!("{}/metrics", server.api))
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        if text.contains("wisp_queue_messages{") && text.contains("wisp_esm_batches_total{") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        text.contains("wisp_queue_messages{queue=\"orders\"")
+            && text.contains("wisp_esm_batches_total{"),
+        "{text}"
+    );
+
+    // Redrive back: the message fails again and returns to the DLQ.
+    let moved = cli_ok(&server, &["queue", "redrive", "orders-dlq"]);
+    assert!(moved.contains("moved 1 messages"), "{moved}");
+
+    // An async invocation that fails lands in the on_failure queue with
+    // Lambda's destination record.
+    cli_ok(
+        &server,
+        &[
+            "invoke",
+            "stock",
+            "--async",
+            "-p",
+            r#"{"Records":[{"body":"throw","attributes":{}}]}"#,
+        ],
+    );
+    let record = wait_until("the destination record", Duration::from_secs(20), || {
+        let out = cli_ok(
+            &server,
+            &["queue", "receive", "failed", "--wait", "1", "--delete"],
+        );
+        out.contains("requestContext").then_some(out)
+    });
+    assert!(
+        record.contains("RetriesExhausted") && record.contains("the batch fails"),
+        "{record}"
+    );
+
+    // Dropping the trigger from the manifest removes the mapping.
+    let without = SHOP.split("[[trigger]]").next().unwrap();
+    std::fs::write(app.join("wisp.toml"), without).unwrap();
+    let out = cli_ok(&server, &["deploy", app.to_str().unwrap()]);
+    assert!(out.contains("removed"), "{out}");
+    let (_, listed) = server.api_json("GET", "/2015-03-31/event-source-mappings/", &Value::Null);
+    assert_eq!(listed["EventSourceMappings"], json!([]));
+
+    cli_ok(&server, &["queue", "purge", "orders-dlq"]);
 }

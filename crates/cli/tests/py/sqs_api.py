@@ -7,6 +7,7 @@ AWS_DEFAULT_REGION. Prints `ok - <name>` / `not ok - <name>` per check, then
 `N passed, M failed`; exits 0 only if nothing failed.
 """
 import hashlib
+import io
 import json
 import os
 import struct
@@ -14,6 +15,8 @@ import subprocess
 import threading
 import time
 import uuid
+import zipfile
+from datetime import datetime
 
 import boto3
 from botocore.config import Config
@@ -30,6 +33,9 @@ _config = dict(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeou
 sqs = boto3.client("sqs", endpoint_url=API, region_name=REGION, config=Config(**_config))
 raw = boto3.client("sqs", endpoint_url=API, region_name=REGION,
                    config=Config(parameter_validation=False, **_config))
+lam = boto3.client("lambda", endpoint_url=API, region_name=REGION, config=Config(**_config))
+lam_raw = boto3.client("lambda", endpoint_url=API, region_name=REGION,
+                       config=Config(parameter_validation=False, **_config))
 state = {}
 
 
@@ -389,6 +395,81 @@ def group_cli():
                "a NonExistentQueue error", p.stderr)
 
 
+def zipped(fixture):
+    buf = io.BytesIO()
+    root = os.path.join(os.environ["WISP_FIXTURES"], fixture)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(os.listdir(root)):
+            z.write(os.path.join(root, f), f)
+    return buf.getvalue()
+
+
+def group_mappings():
+    fn, qname = P + "-consumer", P + "-feed"
+    with check("a function and a queue to map", critical=True):
+        lam.create_function(FunctionName=fn, Runtime="nodejs20.x", Handler="index.handler",
+                            Role="arn:aws:iam::000000000000:role/x",
+                            Code={"ZipFile": zipped("node-sqs")}, Timeout=10)
+        sqs.create_queue(QueueName=qname, Attributes={"VisibilityTimeout": "30"})
+    pattern = json.dumps({"body": {"kind": ["order"]}})
+    with check("create_event_source_mapping answers Creating with AWS's fields", critical=True):
+        m = lam.create_event_source_mapping(
+            EventSourceArn=arn(qname), FunctionName=fn, BatchSize=5,
+            FilterCriteria={"Filters": [{"Pattern": pattern}]},
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+            ScalingConfig={"MaximumConcurrency": 5})
+        eq(m["ResponseMetadata"]["HTTPStatusCode"], 202, "status")
+        eq(m["State"], "Creating", "State")
+        eq(m["FunctionArn"], f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{fn}", "FunctionArn")
+        eq(m["EventSourceArn"], arn(qname), "EventSourceArn")
+        eq(m["BatchSize"], 5, "BatchSize")
+        eq(m["FilterCriteria"]["Filters"][0]["Pattern"], pattern, "pattern")
+        eq(m["ScalingConfig"], {"MaximumConcurrency": 5}, "ScalingConfig")
+        expect(isinstance(m["LastModified"], datetime), "LastModified a timestamp", m)
+        state["esm"] = m["UUID"]
+    with check("get, list by function and by queue"):
+        g = lam.get_event_source_mapping(UUID=state["esm"])
+        eq(g["State"], "Enabled", "State")
+        by_fn = lam.list_event_source_mappings(FunctionName=fn)["EventSourceMappings"]
+        eq([x["UUID"] for x in by_fn], [state["esm"]], "by function")
+        by_arn = lam.list_event_source_mappings(EventSourceArn=arn(qname))["EventSourceMappings"]
+        eq([x["UUID"] for x in by_arn], [state["esm"]], "by queue")
+    with check("update: a batch over 10 needs a window; Enabled false is Disabled"):
+        raises("InvalidParameterValueException", 400, lam.update_event_source_mapping,
+               UUID=state["esm"], BatchSize=50)
+        u = lam.update_event_source_mapping(UUID=state["esm"], BatchSize=50,
+                                            MaximumBatchingWindowInSeconds=1, Enabled=False)
+        eq(u["BatchSize"], 50, "BatchSize")
+        eq(lam.get_event_source_mapping(UUID=state["esm"])["State"], "Disabled", "State")
+    with check("bad mappings refused: filters, concurrency, duplicates, missing function"):
+        raises("InvalidParameterValueException", 400, lam.create_event_source_mapping,
+               EventSourceArn=arn(qname), FunctionName=fn,
+               FilterCriteria={"Filters": [{"Pattern": "{not json"}]})
+        raises("InvalidParameterValueException", 400, lam_raw.create_event_source_mapping,
+               EventSourceArn=arn(qname), FunctionName=fn, ScalingConfig={"MaximumConcurrency": 1})
+        raises("ResourceConflictException", 409, lam.create_event_source_mapping,
+               EventSourceArn=arn(qname), FunctionName=fn)
+        raises("ResourceNotFoundException", 404, lam.create_event_source_mapping,
+               EventSourceArn=arn(qname), FunctionName=P + "-ghost")
+    with check("delete answers Deleting, then it is gone"):
+        d = lam.delete_event_source_mapping(UUID=state["esm"])
+        eq(d["State"], "Deleting", "State")
+        raises("ResourceNotFoundException", 404, lam.get_event_source_mapping, UUID=state["esm"])
+    with check("aws lambda create/list/delete-event-source-mapping"):
+        def aws(*args):
+            p = subprocess.run(["aws", "lambda", *args, "--endpoint-url", API, "--output", "json"],
+                               capture_output=True, text=True, timeout=60, env=dict(os.environ))
+            expect(p.returncode == 0, f"`aws lambda {args[0]}` to exit 0",
+                   f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+            return json.loads(p.stdout) if p.stdout.strip() else {}
+        m = aws("create-event-source-mapping", "--function-name", fn, "--event-source-arn",
+                arn(qname), "--batch-size", "3")
+        eq(m["BatchSize"], 3, "BatchSize")
+        listed = aws("list-event-source-mappings", "--function-name", fn)["EventSourceMappings"]
+        eq([x["UUID"] for x in listed], [m["UUID"]], "listed")
+        aws("delete-event-source-mapping", "--uuid", m["UUID"])
+
+
 def group_delete():
     with check("delete_queue, then it does not exist"):
         sqs.delete_queue(QueueUrl=state["q"])
@@ -399,6 +480,12 @@ def group_delete():
 
 def cleanup():
     try:
+        for m in lam.list_event_source_mappings().get("EventSourceMappings", []):
+            if P in m["EventSourceArn"]:
+                lam.delete_event_source_mapping(UUID=m["UUID"])
+        for f in lam.list_functions().get("Functions", []):
+            if f["FunctionName"].startswith(P):
+                lam.delete_function(FunctionName=f["FunctionName"])
         for u in sqs.list_queues(QueueNamePrefix=P).get("QueueUrls", []):
             sqs.delete_queue(QueueUrl=u)
     except Exception as e:  # noqa: BLE001
@@ -408,7 +495,7 @@ def cleanup():
 def main():
     print(f"# wisp SQS API at {API}, queues {P}-*", flush=True)
     checks.run([group_queues, group_messages, group_batches, group_long_poll, group_fifo,
-                group_dead_letters, group_cli, group_delete], cleanup)
+                group_dead_letters, group_cli, group_mappings, group_delete], cleanup)
 
 
 if __name__ == "__main__":
