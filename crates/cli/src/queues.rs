@@ -175,9 +175,9 @@ async fn ls(client: &Client) -> anyhow::Result<()> {
         println!(
             "{:<28} {:>8} {:>9} {:>8} {:>7}  {dead_letter}",
             q["name"].as_str().unwrap_or(""),
-            q["visible"],
-            q["in_flight"],
-            q["delayed"],
+            q["visible"].as_u64().unwrap_or(0),
+            q["in_flight"].as_u64().unwrap_or(0),
+            q["delayed"].as_u64().unwrap_or(0),
             age(q["oldest_age_ms"].as_i64()),
         );
     }

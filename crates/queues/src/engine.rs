@@ -1140,6 +1140,18 @@ impl Sqs {
         Ok(out)
     }
 
+    /// The queue a move task's SourceArn names, which must exist.
+    async fn move_source(&self, source_arn: &str) -> Result<String, SqsError> {
+        let missing = || {
+            SqsError::not_found(
+                "The resource that you specified for the SourceArn parameter doesn't exist.",
+            )
+        };
+        let source = self.name_from_arn(source_arn).ok_or_else(missing)?;
+        self.queue(&source).await.map_err(|_| missing())?;
+        Ok(source)
+    }
+
     /// StartMessageMoveTask: moves a dead-letter queue's messages to
     /// `destination_arn`, or each back to its source, at most
     /// `max_per_second` a second.
@@ -1149,16 +1161,7 @@ impl Sqs {
         destination_arn: Option<&str>,
         max_per_second: Option<i64>,
     ) -> Result<String, SqsError> {
-        let source = self.name_from_arn(source_arn).ok_or_else(|| {
-            SqsError::not_found(
-                "The resource that you specified for the SourceArn parameter doesn't exist.",
-            )
-        })?;
-        self.queue(&source).await.map_err(|_| {
-            SqsError::not_found(
-                "The resource that you specified for the SourceArn parameter doesn't exist.",
-            )
-        })?;
+        let source = self.move_source(source_arn).await?;
         if self.dead_letter_sources(&source).await?.is_empty() {
             return Err(SqsError::invalid(
                 "Source queue must be configured as a Dead Letter Queue.",
@@ -1287,16 +1290,7 @@ impl Sqs {
         source_arn: &str,
         max: Option<i64>,
     ) -> Result<Vec<MoveTaskView>, SqsError> {
-        let source = self.name_from_arn(source_arn).ok_or_else(|| {
-            SqsError::not_found(
-                "The resource that you specified for the SourceArn parameter doesn't exist.",
-            )
-        })?;
-        self.queue(&source).await.map_err(|_| {
-            SqsError::not_found(
-                "The resource that you specified for the SourceArn parameter doesn't exist.",
-            )
-        })?;
+        let source = self.move_source(source_arn).await?;
         let max = match max {
             None => 1,
             Some(n) if (1..=10).contains(&n) => n as usize,

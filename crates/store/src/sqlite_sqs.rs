@@ -170,55 +170,45 @@ pub(crate) fn send(
     )?;
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
-        let Some(fifo) = &m.fifo else {
-            insert.execute(params![
-                queue,
-                m.message_id,
-                m.body,
-                m.extra,
-                m.sent_ms,
-                m.visible_ms,
-                m.expires_ms,
-                None::<String>,
-                None::<String>,
-                None::<i64>
-            ])?;
-            out.push(Sent {
-                message_id: m.message_id.clone(),
-                sequence_number: None,
-                duplicate: false,
-            });
-            continue;
+        let (group, dedup, seq) = match &m.fifo {
+            None => (None, None, None),
+            Some(fifo) => {
+                let scope = if fifo.per_group {
+                    fifo.group_id.as_str()
+                } else {
+                    ""
+                };
+                let earlier: Option<(String, i64)> = conn
+                    .prepare_cached(
+                        "SELECT message_id, sequence FROM sqs_dedupe
+                         WHERE queue = ?1 AND scope = ?2 AND dedup_id = ?3 AND until_ms > ?4",
+                    )?
+                    .query_row(params![queue, scope, fifo.deduplication_id, now_ms], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((message_id, seq)) = earlier {
+                    out.push(Sent {
+                        message_id,
+                        sequence_number: Some(seq),
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                let seq = sequence;
+                sequence += 1;
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO sqs_dedupe (queue, scope, dedup_id, message_id, sequence, until_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![queue, scope, fifo.deduplication_id, m.message_id, seq, fifo.dedupe_until_ms])?;
+                (
+                    Some(&fifo.group_id),
+                    Some(&fifo.deduplication_id),
+                    Some(seq),
+                )
+            }
         };
-        let scope = if fifo.per_group {
-            fifo.group_id.as_str()
-        } else {
-            ""
-        };
-        let earlier: Option<(String, i64)> = conn
-            .prepare_cached(
-                "SELECT message_id, sequence FROM sqs_dedupe
-                 WHERE queue = ?1 AND scope = ?2 AND dedup_id = ?3 AND until_ms > ?4",
-            )?
-            .query_row(params![queue, scope, fifo.deduplication_id, now_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((message_id, seq)) = earlier {
-            out.push(Sent {
-                message_id,
-                sequence_number: Some(seq),
-                duplicate: true,
-            });
-            continue;
-        }
-        let seq = sequence;
-        sequence += 1;
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO sqs_dedupe (queue, scope, dedup_id, message_id, sequence, until_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![queue, scope, fifo.deduplication_id, m.message_id, seq, fifo.dedupe_until_ms])?;
         insert.execute(params![
             queue,
             m.message_id,
@@ -227,13 +217,13 @@ pub(crate) fn send(
             m.sent_ms,
             m.visible_ms,
             m.expires_ms,
-            fifo.group_id,
-            fifo.deduplication_id,
+            group,
+            dedup,
             seq
         ])?;
         out.push(Sent {
             message_id: m.message_id.clone(),
-            sequence_number: Some(seq),
+            sequence_number: seq,
             duplicate: false,
         });
     }

@@ -137,6 +137,12 @@ fn queue_arn(name: &str) -> String {
     format!("arn:aws:sqs:{REGION_ACCOUNT}:{name}")
 }
 
+fn queue_url(server: &Server, name: &str) -> String {
+    let (status, v) = server.sqs("GetQueueUrl", &json!({"QueueName": name}));
+    assert_eq!(status, 200, "{v}");
+    v["QueueUrl"].as_str().unwrap().to_string()
+}
+
 fn create_with(server: &Server, name: &str, attributes: Value) -> String {
     let (status, v) = server.sqs(
         "CreateQueue",
@@ -307,12 +313,7 @@ fn mappings_deliver_batches_report_failures_and_dead_letter_poison() {
         "{r}"
     );
 
-    let dlq = server
-        .sqs("GetQueueUrl", &json!({"QueueName": "orders-dlq"}))
-        .1["QueueUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dlq = queue_url(&server, "orders-dlq");
     wait_until(
         "the poison message in the DLQ",
         Duration::from_secs(30),
@@ -448,10 +449,7 @@ fn mappings_feed_python_and_wasm_functions_alike() {
         json!({"EventSourceArn": queue_arn("py-in"), "FunctionName": "pyc", "FunctionResponseTypes": ["ReportBatchItemFailures"]}),
     );
     assert_eq!(status, 202, "{v}");
-    let url = server.sqs("GetQueueUrl", &json!({"QueueName": "py-in"})).1["QueueUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = queue_url(&server, "py-in");
     send(&server, &url, "from python", None);
     let got = wait_until("the python consumer", Duration::from_secs(20), || {
         let p = processed(&server, "pyc");
@@ -489,6 +487,39 @@ fn mappings_feed_python_and_wasm_functions_alike() {
     let (_, records) = server.api_json(
         "GET",
         "/wisp/v1/functions/wasmc/invocations?limit=10",
+        &Value::Null,
+    );
+    let r = &records["invocations"][0];
+    assert_eq!(
+        (r["trigger"].as_str(), r["outcome"].as_str()),
+        (Some("sqs"), Some("success")),
+        "{r}"
+    );
+
+    // A `provided` function (AWS's lambda_runtime crate) alike.
+    let body = lambda_body(
+        "rustc",
+        "provided.al2023",
+        "bootstrap",
+        &rust_provided_zip(),
+    );
+    let (status, v) = server.api_json("POST", "/2015-03-31/functions", &body);
+    assert_eq!(status, 201, "{v}");
+    let rust_url = create_with(&server, "rust-in", json!({}));
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("rust-in"), "FunctionName": "rustc"}),
+    );
+    assert_eq!(status, 202, "{v}");
+    send(&server, &rust_url, "to rust", None);
+    wait_until(
+        "the provided consumer took it",
+        Duration::from_secs(30),
+        || (depth(&server, &rust_url) == (0, 0)).then_some(()),
+    );
+    let (_, records) = server.api_json(
+        "GET",
+        "/wisp/v1/functions/rustc/invocations?limit=10",
         &Value::Null,
     );
     let r = &records["invocations"][0];
@@ -566,16 +597,8 @@ fn the_manifest_declares_queues_and_triggers_and_the_cli_works_them() {
             .contains(&"keep-1".to_string())
             .then_some(())
     });
-    let url = server.sqs("GetQueueUrl", &json!({"QueueName": "orders"})).1["QueueUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let dlq = server
-        .sqs("GetQueueUrl", &json!({"QueueName": "orders-dlq"}))
-        .1["QueueUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = queue_url(&server, "orders");
+    let dlq = queue_url(&server, "orders-dlq");
     // The failing message goes to the dead-letter queue after one receive;
     // the filtered one was deleted unseen.
     wait_until("the failure dead-lettered", Duration::from_secs(30), || {

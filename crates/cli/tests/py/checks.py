@@ -2,6 +2,8 @@
 / `not ok - <name>` and continue, expectations, and AWS error assertions."""
 import contextlib
 import json
+import os
+import subprocess
 import sys
 
 from botocore.exceptions import ClientError
@@ -74,6 +76,15 @@ def raises(code, http_status, fn, /, exceptions=None, **kwargs):
         resp.pop("Payload", None)
     raise Failure(f"expected {code} ({http_status})\n    got success: "
                   f"{json.dumps(resp, default=str)}")
+
+
+def aws(endpoint, service, *args, cwd=None):
+    """Runs `aws SERVICE ARGS...` against `endpoint`; its JSON output."""
+    p = subprocess.run(["aws", service, *args, "--endpoint-url", endpoint, "--output", "json"],
+                       capture_output=True, text=True, timeout=120, cwd=cwd, env=dict(os.environ))
+    expect(p.returncode == 0, f"`aws {service} {args[0]}` to exit 0",
+           f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+    return json.loads(p.stdout) if p.stdout.strip() else {}
 
 
 def run(groups, cleanup=lambda: None):

@@ -408,11 +408,7 @@ def aws_cli_v1():
 
 
 def aws_cli(*args, cwd=None):
-    p = subprocess.run(["aws", "lambda", *args, "--endpoint-url", API, "--output", "json"],
-                       capture_output=True, text=True, timeout=120, cwd=cwd, env=dict(os.environ))
-    expect(p.returncode == 0, f"`aws lambda {args[0]}` to exit 0",
-           f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
-    return json.loads(p.stdout)
+    return checks.aws(API, "lambda", *args, cwd=cwd)
 
 
 def group_cli():

@@ -373,11 +373,7 @@ def group_cli():
     name = P + "-cli"
 
     def aws(*args):
-        p = subprocess.run(["aws", "sqs", *args, "--endpoint-url", API, "--output", "json"],
-                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
-        expect(p.returncode == 0, f"`aws sqs {args[0]}` to exit 0",
-               f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
-        return json.loads(p.stdout) if p.stdout.strip() else {}
+        return checks.aws(API, "sqs", *args)
 
     with check("aws sqs create-queue, send-message, receive-message, delete-message"):
         u = aws("create-queue", "--queue-name", name)["QueueUrl"]
@@ -457,11 +453,7 @@ def group_mappings():
         raises("ResourceNotFoundException", 404, lam.get_event_source_mapping, UUID=state["esm"])
     with check("aws lambda create/list/delete-event-source-mapping"):
         def aws(*args):
-            p = subprocess.run(["aws", "lambda", *args, "--endpoint-url", API, "--output", "json"],
-                               capture_output=True, text=True, timeout=60, env=dict(os.environ))
-            expect(p.returncode == 0, f"`aws lambda {args[0]}` to exit 0",
-                   f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
-            return json.loads(p.stdout) if p.stdout.strip() else {}
+            return checks.aws(API, "lambda", *args)
         m = aws("create-event-source-mapping", "--function-name", fn, "--event-source-arn",
                 arn(qname), "--batch-size", "3")
         eq(m["BatchSize"], 3, "BatchSize")
