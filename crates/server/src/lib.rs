@@ -251,7 +251,11 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         loop {
             let now = SystemClock.now_ms();
             let before = now - retention.as_millis() as i64;
-            match retention_store.purge_before(before, now).await {
+            let purged = match retention_store.purge_records_before(before).await {
+                Ok(n) => retention_store.purge_keys(now).await.map(|k| n + k),
+                Err(e) => Err(e),
+            };
+            match purged {
                 Ok(n) if n > 0 => tracing::info!(
                     rows = n,
                     "purged expired records, logs and idempotency keys"

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use wisp_core::{FunctionConfig, FunctionVersion};
-use wisp_store::{NewEvent, SqliteStore, Store};
+use wisp_store::{EventQueue, NewEvent, Registry, SqliteStore};
 
 #[tokio::main]
 async fn main() {

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use wisp_core::{Finished, InvocationRecord};
-use wisp_store::{SqliteStore, Store};
+use wisp_store::{RecordStore, SqliteStore};
 
 #[tokio::main]
 async fn main() {

@@ -17,8 +17,8 @@ use wisp_core::{
 use crate::group_commit::GroupCommit;
 use crate::sqlite_queue as queue;
 use crate::{
-    Claim, Enqueued, FailedEvent, KeyOutcome, LogQuery, NewEvent, QueueStats, QueuedEvent, Result,
-    Setting, Settlement, Store, StoreError,
+    Claim, CodeStore, Enqueued, EventQueue, FailedEvent, KeyOutcome, KeyStore, LogQuery, NewEvent,
+    QueueStats, QueuedEvent, RecordStore, Registry, Result, Setting, Settlement, StoreError,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
@@ -483,7 +483,7 @@ fn collect_json<T: serde::de::DeserializeOwned>(
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl Registry for SqliteStore {
     async fn put_setting(&self, setting: Setting) -> Result<()> {
         self.write(move |conn| {
             let exists: bool = conn.query_row(
@@ -571,36 +571,6 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
-    }
-
-    async fn put_code(&self, bytes: Vec<u8>) -> Result<String> {
-        let dir = self.code_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            let sha = hex::encode(Sha256::digest(&bytes));
-            let path = dir.join(&sha);
-            if !path.exists() {
-                // Write then rename, so a crash never leaves a torn blob under its final name.
-                let tmp = dir.join(format!(".{sha}.{}", uuid::Uuid::new_v4()));
-                let mut file = std::fs::File::create(&tmp)?;
-                file.write_all(&bytes)?;
-                file.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-            }
-            Ok(sha)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
-    }
-
-    async fn code_path(&self, sha256: &str) -> Result<PathBuf> {
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::NotFound(format!("code {sha256}")));
-        }
-        let path = self.code_dir.join(sha256);
-        match tokio::fs::try_exists(&path).await? {
-            true => Ok(path),
-            false => Err(StoreError::NotFound(format!("code {sha256}"))),
-        }
     }
 
     async fn create_function(&self, latest: FunctionVersion) -> Result<()> {
@@ -874,7 +844,43 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl CodeStore for SqliteStore {
+    async fn put_code(&self, bytes: Vec<u8>) -> Result<String> {
+        let dir = self.code_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let path = dir.join(&sha);
+            if !path.exists() {
+                // Write then rename, so a crash never leaves a torn blob under its final name.
+                let tmp = dir.join(format!(".{sha}.{}", uuid::Uuid::new_v4()));
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            Ok(sha)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    async fn code_path(&self, sha256: &str) -> Result<PathBuf> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::NotFound(format!("code {sha256}")));
+        }
+        let path = self.code_dir.join(sha256);
+        match tokio::fs::try_exists(&path).await? {
+            true => Ok(path),
+            false => Err(StoreError::NotFound(format!("code {sha256}"))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordStore for SqliteStore {
     async fn insert_invocations(&self, finished: Vec<Finished>) -> Result<()> {
         self.write(move |conn| {
             // Nobody waits on a record being on disk: it goes to the WAL
@@ -965,7 +971,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge_before(&self, before_ms: i64, now_ms: i64) -> Result<u64> {
+    async fn purge_records_before(&self, before_ms: i64) -> Result<u64> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             // Rows go in as invocations finish, so start times rise with
@@ -979,16 +985,15 @@ impl Store for SqliteStore {
                   WHERE seq < min(?1, (SELECT max(seq) FROM invocations))",
                 params![keep_from],
             )?;
-            let c = tx.execute(
-                "DELETE FROM idempotency WHERE done <> 0 AND expires_ms <= ?1",
-                params![now_ms],
-            )?;
             tx.commit()?;
-            Ok((a + c) as u64)
+            Ok(a as u64)
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl EventQueue for SqliteStore {
     async fn enqueue_events(&self, events: Vec<NewEvent>, now_ms: i64) -> Result<Vec<Enqueued>> {
         self.write(move |conn| queue::enqueue(conn, &events, now_ms))
             .await
@@ -1023,7 +1028,10 @@ impl Store for SqliteStore {
         self.read(move |conn| queue::list_failed(conn, &function, limit))
             .await
     }
+}
 
+#[async_trait::async_trait]
+impl KeyStore for SqliteStore {
     async fn claim_key(
         &self,
         function: &str,
@@ -1061,6 +1069,17 @@ impl Store for SqliteStore {
         );
         self.write(move |conn| queue::finish_key(conn, &function, &key, &request_id, &outcome))
             .await
+    }
+
+    async fn purge_keys(&self, now_ms: i64) -> Result<u64> {
+        self.write(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM idempotency WHERE done <> 0 AND expires_ms <= ?1",
+                params![now_ms],
+            )?;
+            Ok(n as u64)
+        })
+        .await
     }
 }
 
@@ -1247,7 +1266,7 @@ mod tests {
         assert!(messages[3].starts_with("REPORT RequestId: a\tDuration: 0.01 ms"));
         assert_eq!(messages[4], "START RequestId: a Version: $LATEST");
         assert_eq!(
-            store.purge_before(150, 0).await.unwrap(),
+            store.purge_records_before(150).await.unwrap(),
             1,
             "a's first attempt, at 100"
         );
@@ -1260,16 +1279,16 @@ mod tests {
                 .started_at_ms,
             400
         );
-        assert_eq!(store.purge_before(250, 0).await.unwrap(), 1);
+        assert_eq!(store.purge_records_before(250).await.unwrap(), 1);
         assert!(store.get_invocation("b").await.unwrap().is_none());
         assert!(store.get_invocation("c").await.unwrap().is_some());
         assert_eq!(store.last_log_seq().await.unwrap(), 4);
         // All are old now, but the newest row stays: seq never goes back.
-        assert_eq!(store.purge_before(1000, 0).await.unwrap(), 1);
+        assert_eq!(store.purge_records_before(1000).await.unwrap(), 1);
         let left = store.list_invocations("f", 10).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(store.last_log_seq().await.unwrap(), 4);
-        assert_eq!(store.purge_before(1000, 0).await.unwrap(), 0);
+        assert_eq!(store.purge_records_before(1000).await.unwrap(), 0);
         store
             .insert_invocations(vec![Finished {
                 record: record("d", 2000),
@@ -1410,7 +1429,7 @@ INSERT INTO logs (request_id, function, ts, stream, message) VALUES
             Claim::Interrupted { .. }
         ));
         // Expired, it is purged and the key is free again.
-        store.purge_before(0, 5000).await.unwrap();
+        store.purge_keys(5000).await.unwrap();
         assert_eq!(
             store.claim_key("f", "cut", "r", 5001, 9000).await.unwrap(),
             Claim::Claimed
