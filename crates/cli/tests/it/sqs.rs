@@ -676,3 +676,49 @@ fn the_manifest_declares_queues_and_triggers_and_the_cli_works_them() {
 
     cli_ok(&server, &["queue", "purge", "orders-dlq"]);
 }
+
+#[test]
+fn a_throttled_batch_waits_in_the_queue_until_concurrency_allows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    create_function(&server, "held", "node-sqs", "nodejs20.x", "index.handler");
+    let concurrency = "/2017-10-31/functions/held/concurrency";
+    let (status, v) = server.api_json(
+        "PUT",
+        concurrency,
+        &json!({"ReservedConcurrentExecutions": 0}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let url = create_with(&server, "held-in", json!({"VisibilityTimeout": "3"}));
+    let (status, v) = map(
+        &server,
+        json!({"EventSourceArn": queue_arn("held-in"), "FunctionName": "held"}),
+    );
+    assert_eq!(status, 202, "{v}");
+    for body in ["one", "two", "three"] {
+        send(&server, &url, body, None);
+    }
+    // Throttled: nothing runs, nothing is lost.
+    wait_until("a throttled batch", Duration::from_secs(20), || {
+        let text = reqwest::blocking::get(format!("{}/metrics", server.api))
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        text.lines()
+            .any(|l| l.starts_with("wisp_esm_throttles_total{") && !l.ends_with(" 0"))
+            .then_some(())
+    });
+    assert!(processed(&server, "held").is_empty());
+    let (visible, in_flight) = depth(&server, &url);
+    assert_eq!(visible + in_flight, 3);
+
+    // The reservation lifted, the waiting messages run.
+    let (status, _) = server.api_json("DELETE", concurrency, &Value::Null);
+    assert_eq!(status, 204);
+    let done = wait_until("every message processed", Duration::from_secs(40), || {
+        let p = processed(&server, "held");
+        (p.len() >= 3).then_some(p)
+    });
+    let mut got = bodies(&done);
+    got.sort();
+    assert_eq!(got, ["one", "three", "two"]);
+}
