@@ -432,6 +432,34 @@ fn fifo_mappings_keep_group_order_through_failures() {
     assert_eq!(retried["attributes"]["MessageGroupId"], "A");
 }
 
+/// Maps a new queue to `function`, sends a message, and checks the
+/// function took it: the queue empties and its record says `sqs`, success.
+fn consumes(server: &Server, function: &str, queue: &str) {
+    let url = create_with(server, queue, json!({}));
+    let (status, v) = map(
+        server,
+        json!({"EventSourceArn": queue_arn(queue), "FunctionName": function}),
+    );
+    assert_eq!(status, 202, "{v}");
+    send(server, &url, &format!("to {function}"), None);
+    wait_until(
+        &format!("{function} took the message"),
+        Duration::from_secs(30),
+        || (depth(server, &url) == (0, 0)).then_some(()),
+    );
+    let (_, records) = server.api_json(
+        "GET",
+        &format!("/wisp/v1/functions/{function}/invocations?limit=10"),
+        &Value::Null,
+    );
+    let r = &records["invocations"][0];
+    assert_eq!(
+        (r["trigger"].as_str(), r["outcome"].as_str()),
+        (Some("sqs"), Some("success")),
+        "{r}"
+    );
+}
+
 #[test]
 fn mappings_feed_python_and_wasm_functions_alike() {
     let tmp = tempfile::tempdir().unwrap();
@@ -459,42 +487,13 @@ fn mappings_feed_python_and_wasm_functions_alike() {
     assert_eq!(got[0]["eventSource"], "aws:sqs");
 
     // A wasm component gets the event as its request body.
-    let zip = {
-        use std::io::Write;
-        let mut out = std::io::Cursor::new(Vec::new());
-        let mut w = zip::ZipWriter::new(&mut out);
-        w.start_file("testkit.wasm", zip::write::SimpleFileOptions::default())
-            .unwrap();
-        w.write_all(&std::fs::read(guest("testkit")).unwrap())
-            .unwrap();
-        w.finish().unwrap();
-        out.into_inner()
-    };
+    let zip =
+        wisp_core::codezip::single_file("testkit.wasm", &std::fs::read(guest("testkit")).unwrap());
     let mut body = lambda_body("wasmc", "wasm", "testkit.wasm", &zip);
     body["Timeout"] = json!(3);
     let (status, v) = server.api_json("POST", "/2015-03-31/functions", &body);
     assert_eq!(status, 201, "{v}");
-    let wasm_url = create_with(&server, "wasm-in", json!({}));
-    let (status, v) = map(
-        &server,
-        json!({"EventSourceArn": queue_arn("wasm-in"), "FunctionName": "wasmc"}),
-    );
-    assert_eq!(status, 202, "{v}");
-    send(&server, &wasm_url, "to wasm", None);
-    wait_until("the wasm consumer took it", Duration::from_secs(20), || {
-        (depth(&server, &wasm_url) == (0, 0)).then_some(())
-    });
-    let (_, records) = server.api_json(
-        "GET",
-        "/wisp/v1/functions/wasmc/invocations?limit=10",
-        &Value::Null,
-    );
-    let r = &records["invocations"][0];
-    assert_eq!(
-        (r["trigger"].as_str(), r["outcome"].as_str()),
-        (Some("sqs"), Some("success")),
-        "{r}"
-    );
+    consumes(&server, "wasmc", "wasm-in");
 
     // A `provided` function (AWS's lambda_runtime crate) alike.
     let body = lambda_body(
@@ -505,29 +504,7 @@ fn mappings_feed_python_and_wasm_functions_alike() {
     );
     let (status, v) = server.api_json("POST", "/2015-03-31/functions", &body);
     assert_eq!(status, 201, "{v}");
-    let rust_url = create_with(&server, "rust-in", json!({}));
-    let (status, v) = map(
-        &server,
-        json!({"EventSourceArn": queue_arn("rust-in"), "FunctionName": "rustc"}),
-    );
-    assert_eq!(status, 202, "{v}");
-    send(&server, &rust_url, "to rust", None);
-    wait_until(
-        "the provided consumer took it",
-        Duration::from_secs(30),
-        || (depth(&server, &rust_url) == (0, 0)).then_some(()),
-    );
-    let (_, records) = server.api_json(
-        "GET",
-        "/wisp/v1/functions/rustc/invocations?limit=10",
-        &Value::Null,
-    );
-    let r = &records["invocations"][0];
-    assert_eq!(
-        (r["trigger"].as_str(), r["outcome"].as_str()),
-        (Some("sqs"), Some("success")),
-        "{r}"
-    );
+    consumes(&server, "rustc", "rust-in");
 }
 
 fn cli_ok(server: &Server, args: &[&str]) -> String {
