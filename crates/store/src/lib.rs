@@ -1,9 +1,12 @@
 //! Where wisp keeps its state, one trait per concern: the registry
 //! (functions, versions, aliases, routes, settings), code blobs, records
 //! and logs, the async event queue, idempotency keys, and SQS queues.
-//! `Store` is their union. SQLite implements each; the clustered
-//! JetStream store will implement the same traits.
+//! `Store` is their union. SQLite implements each here; the clustered
+//! store (`wisp-store-nats`) implements the same traits on JetStream, and
+//! both pass the same checks (`conformance`).
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod group_commit;
 mod queue;
 mod sqlite;

@@ -1,0 +1,177 @@
+//! The clustered store: each of wisp's storage concerns on NATS JetStream.
+//! The registry and idempotency keys live in KV buckets (compare-and-set
+//! on revisions), code in the Object Store, records and logs on a stream
+//! with the retention as its max age; node membership in a KV bucket with
+//! heartbeats. Nothing above the store knows it is not SQLite.
+//!
+//! Every bucket and stream is named after a namespace (`wisp` unless set),
+//! so several wisp clusters, or tests, can share one NATS cluster.
+
+mod code;
+mod keys;
+mod kv;
+pub mod members;
+mod read;
+mod records;
+mod registry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, object_store, stream};
+use wisp_store::{Result, StoreError};
+
+use crate::kv::{Bucket, Placement};
+use crate::members::Members;
+
+pub use async_nats::jetstream::stream::StorageType;
+
+/// Where the NATS cluster is and how wisp keeps its data there.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// Server URLs, comma-separated (`nats://a:4222,nats://b:4222`).
+    pub servers: String,
+    /// Prefix of every bucket, stream and subject wisp uses.
+    pub namespace: String,
+    /// Copies of each bucket and stream: 1, or 3 for a cluster that keeps
+    /// working with a server down.
+    pub replicas: usize,
+    /// File (durable) or memory.
+    pub storage: StorageType,
+    /// This node's own files: the code cache.
+    pub cache_dir: PathBuf,
+    /// How long invocation records and logs are kept.
+    pub record_retention: Duration,
+    /// This node's id in the membership bucket (random when empty).
+    pub node_id: String,
+    /// How often this node heartbeats; it is taken for dead after five
+    /// missed beats.
+    pub heartbeat: Duration,
+}
+
+impl NatsOptions {
+    pub fn new(servers: impl Into<String>, cache_dir: impl Into<PathBuf>) -> NatsOptions {
+        NatsOptions {
+            servers: servers.into(),
+            namespace: "wisp".into(),
+            replicas: 1,
+            storage: StorageType::File,
+            cache_dir: cache_dir.into(),
+            record_retention: Duration::from_secs(7 * 24 * 3600),
+            node_id: String::new(),
+            heartbeat: members::HEARTBEAT,
+        }
+    }
+}
+
+/// Wisp's state on JetStream.
+pub struct NatsStore {
+    pub(crate) js: jetstream::Context,
+    pub(crate) ns: String,
+    pub(crate) registry: Bucket,
+    pub(crate) keys: Bucket,
+    pub(crate) code: object_store::ObjectStore,
+    pub(crate) code_cache: PathBuf,
+    pub(crate) records: stream::Stream,
+    pub(crate) members: Arc<Members>,
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("nats: {e}"))
+}
+
+impl NatsStore {
+    /// Connects, creating what is missing (buckets, streams), and joins
+    /// the cluster's membership.
+    pub async fn connect(options: NatsOptions) -> Result<NatsStore> {
+        let ns = options.namespace.clone();
+        if ns.is_empty() || !ns.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(StoreError::Internal(format!(
+                "namespace `{ns}`: letters, digits and `_` only"
+            )));
+        }
+        let servers = options
+            .servers
+            .split(',')
+            .map(|s| s.trim().parse::<async_nats::ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| internal(format!("servers `{}`: {e}", options.servers)))?;
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("wisp {}", env!("CARGO_PKG_VERSION")))
+            .retry_on_initial_connect()
+            .connect(servers)
+            .await
+            .map_err(|e| internal(format!("cannot connect to {}: {e}", options.servers)))?;
+        let js = jetstream::new(client);
+        let placement = Placement {
+            replicas: options.replicas.max(1),
+            storage: options.storage,
+        };
+        let registry = Bucket::open(&js, &format!("{ns}_registry"), placement, 1).await?;
+        let keys = Bucket::open(&js, &format!("{ns}_keys"), placement, 1).await?;
+        let dead_after = options.heartbeat * members::MISSED_BEATS;
+        let nodes =
+            Bucket::open_with(&js, &format!("{ns}_nodes"), placement, 1, dead_after).await?;
+        let code = open_object_store(&js, &format!("{ns}_code"), placement).await?;
+        let records = js
+            .get_or_create_stream(stream::Config {
+                name: format!("{ns}_records"),
+                subjects: vec![format!("{ns}.rec.>")],
+                max_age: options.record_retention,
+                storage: placement.storage,
+                num_replicas: placement.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| internal(format!("cannot open the records stream: {e}")))?;
+        std::fs::create_dir_all(&options.cache_dir)?;
+        let node = match options.node_id.as_str() {
+            "" => uuid::Uuid::new_v4().to_string(),
+            id => id.to_string(),
+        };
+        let members = Members::join(nodes, node, options.heartbeat).await?;
+        Ok(NatsStore {
+            js,
+            ns,
+            registry,
+            keys,
+            code,
+            code_cache: options.cache_dir,
+            records,
+            members,
+        })
+    }
+
+    /// Cluster membership as this node sees it.
+    pub fn members(&self) -> &Arc<Members> {
+        &self.members
+    }
+}
+
+async fn open_object_store(
+    js: &jetstream::Context,
+    name: &str,
+    placement: Placement,
+) -> Result<object_store::ObjectStore> {
+    if let Ok(store) = js.get_object_store(name).await {
+        return Ok(store);
+    }
+    match js
+        .create_object_store(object_store::Config {
+            bucket: name.into(),
+            storage: placement.storage,
+            num_replicas: placement.replicas,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(store) => Ok(store),
+        Err(e) => js
+            .get_object_store(name)
+            .await
+            .map_err(|_| internal(format!("cannot create object store {name}: {e}"))),
+    }
+}

@@ -1,0 +1,30 @@
+//! The shared checks (`wisp_store::conformance`) on the JetStream store,
+//! against a real nats-server started for the test. Each suite runs in a
+//! namespace of its own on one server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wisp_store::conformance::{code, keys, records, registry};
+use wisp_store_nats::testing::NatsServer;
+use wisp_store_nats::{NatsOptions, NatsStore};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+async fn store(server: &NatsServer, dir: &tempfile::TempDir) -> NatsStore {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut options = NatsOptions::new(server.url(), dir.path().join(format!("cache{n}")));
+    options.namespace = format!("t{n}");
+    NatsStore::connect(options).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_store_passes_the_shared_checks() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    registry::registry(&store(&server, &dir).await).await;
+    code::code(&store(&server, &dir).await).await;
+    records::records(&store(&server, &dir).await).await;
+    let s = store(&server, &dir).await;
+    keys::keys(&s).await;
+    keys::keys_go_with_their_function(&s).await;
+}

@@ -1,0 +1,41 @@
+//! The shared checks (`wisp_store::conformance`) on the embedded store.
+
+use wisp_store::conformance::{code, keys, queues, records, registry};
+use wisp_store::SqliteStore;
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn sqlite_registry() {
+    let (_dir, s) = store();
+    registry::registry(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_code() {
+    let (_dir, s) = store();
+    code::code(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_records() {
+    let (_dir, s) = store();
+    records::records(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_keys() {
+    let (_dir, s) = store();
+    keys::keys(&s).await;
+    keys::keys_go_with_their_function(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_queues() {
+    let (_dir, s) = store();
+    queues::queues(&s).await;
+}
