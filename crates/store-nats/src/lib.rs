@@ -8,6 +8,7 @@
 //! so several wisp clusters, or tests, can share one NATS cluster.
 
 mod code;
+mod events;
 mod keys;
 mod kv;
 pub mod members;
@@ -76,6 +77,9 @@ pub struct NatsStore {
     pub(crate) code: object_store::ObjectStore,
     pub(crate) code_cache: PathBuf,
     pub(crate) records: stream::Stream,
+    pub(crate) events: stream::Stream,
+    pub(crate) failed: stream::Stream,
+    pub(crate) leases: Arc<events::Leases>,
     pub(crate) members: Arc<Members>,
 }
 
@@ -127,6 +131,28 @@ impl NatsStore {
             })
             .await
             .map_err(|e| internal(format!("cannot open the records stream: {e}")))?;
+        let events = js
+            .get_or_create_stream(stream::Config {
+                name: format!("{ns}_events"),
+                subjects: vec![format!("{ns}.ev.>")],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: placement.storage,
+                num_replicas: placement.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| internal(format!("cannot open the events stream: {e}")))?;
+        let failed = js
+            .get_or_create_stream(stream::Config {
+                name: format!("{ns}_failed"),
+                subjects: vec![format!("{ns}.failed.>")],
+                max_messages_per_subject: 1,
+                storage: placement.storage,
+                num_replicas: placement.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| internal(format!("cannot open the failed-events stream: {e}")))?;
         std::fs::create_dir_all(&options.cache_dir)?;
         let node = match options.node_id.as_str() {
             "" => uuid::Uuid::new_v4().to_string(),
@@ -141,6 +167,9 @@ impl NatsStore {
             code,
             code_cache: options.cache_dir,
             records,
+            events,
+            failed,
+            leases: events::new_leases(),
             members,
         })
     }

@@ -37,7 +37,7 @@ pub struct Members {
     seen: Mutex<HashMap<String, (Instant, NodeInfo)>>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -270,6 +270,8 @@ impl Registry for NatsStore {
             self.registry.purge_matching(&filter).await?;
         }
         self.keys.purge_matching(&format!("k.{f}.>")).await?;
+        self.keys.purge_matching(&format!("q.{f}.>")).await?;
+        self.drop_events(function).await?;
         match self
             .registry
             .purge_at(&head_key(function), head.revision)

@@ -20,7 +20,8 @@ use wisp_core::route::Route;
 use wisp_core::{Alias, Finished, FunctionVersion, InvocationRecord, LogEntry};
 
 pub use queue::{
-    Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueueStats, QueuedEvent, Settle, Settlement,
+    undeliverable, Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueueStats, QueuedEvent,
+    Settle, Settlement,
 };
 pub use sqlite::SqliteStore;
 pub use sqs::QueueStore;

@@ -117,3 +117,17 @@ pub enum Claim {
     /// the key is held, unrun, until it expires.
     Interrupted { request_id: String },
 }
+
+/// The failed-event record of a destination record whose function is
+/// gone: the record, with a note saying so.
+pub fn undeliverable(e: &NewEvent) -> String {
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&e.payload).unwrap_or(serde_json::Value::Null);
+    if let Some(o) = record.as_object_mut() {
+        o.insert(
+            "undeliverable".into(),
+            format!("destination function `{}` does not exist", e.function).into(),
+        );
+    }
+    record.to_string()
+}

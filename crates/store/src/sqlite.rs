@@ -1086,71 +1086,29 @@ impl KeyStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Settle;
-    use wisp_core::{FunctionConfig, LogStream};
+    use crate::conformance::events::event;
+    use crate::conformance::registry::version;
+    use wisp_core::LogStream;
 
-    fn version(name: &str, sha: &str) -> FunctionVersion {
-        FunctionVersion {
-            function: name.into(),
-            version: LATEST.into(),
-            config: FunctionConfig::new("wasm", "f.wasm"),
-            code_sha256: sha.into(),
-            code_size: 3,
-            artifact_sha256: sha.into(),
-            last_modified_ms: 1,
-            revision_id: uuid::Uuid::new_v4().to_string(),
-        }
-    }
-
+    /// What the registry holds survives a restart (its transitions are in
+    /// `conformance::registry`).
     #[tokio::test]
     async fn functions_versions_and_aliases_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SqliteStore::open(dir.path()).unwrap();
             let sha = store.put_code(b"abc".to_vec()).await.unwrap();
-            assert_eq!(
-                std::fs::read(store.code_path(&sha).await.unwrap()).unwrap(),
-                b"abc"
-            );
             store.create_function(version("f", &sha)).await.unwrap();
-            assert!(matches!(
-                store.create_function(version("f", &sha)).await,
-                Err(StoreError::Conflict(_))
-            ));
-            let v1 = store.publish_version("f", None, None).await.unwrap();
-            assert_eq!(v1.version, "1");
-            // Nothing changed: publishing again returns version 1.
-            let again = store.publish_version("f", None, None).await.unwrap();
-            assert_eq!(again.version, "1");
-            let latest = version("f", "other");
-            store.update_latest(latest, None).await.unwrap();
-            let v2 = store
-                .publish_version("f", Some("two".into()), None)
-                .await
-                .unwrap();
-            assert_eq!(
-                (v2.version.as_str(), v2.config.description.as_str()),
-                ("2", "two")
-            );
+            store.publish_version("f", None, None).await.unwrap();
             store
-                .create_alias(Alias {
-                    function: "f".into(),
-                    name: "live".into(),
-                    version: "1".into(),
-                    description: String::new(),
-                    revision_id: "r".into(),
-                    additional_version_weights: Default::default(),
-                })
+                .update_latest(version("f", "other"), None)
                 .await
                 .unwrap();
-            assert!(matches!(
-                store.delete_version("f", "1").await,
-                Err(StoreError::Conflict(_))
-            ));
-            assert!(matches!(
-                store.update_latest(version("f", "x"), Some("stale")).await,
-                Err(StoreError::PreconditionFailed(_))
-            ));
+            store.publish_version("f", None, None).await.unwrap();
+            store
+                .create_alias(crate::conformance::registry::alias("f", "live", "1"))
+                .await
+                .unwrap();
         }
         let store = SqliteStore::open(dir.path()).unwrap();
         let versions = store.list_versions("f").await.unwrap();
@@ -1160,13 +1118,14 @@ mod tests {
             store.get_alias("f", "live").await.unwrap().unwrap().version,
             "1"
         );
-        store.delete_function("f").await.unwrap();
-        assert!(store.list_versions("f").await.unwrap().is_empty());
-        assert!(store.get_alias("f", "live").await.unwrap().is_none());
-        assert!(matches!(
-            store.delete_function("f").await,
-            Err(StoreError::NotFound(_))
-        ));
+        assert_eq!(
+            store
+                .publish_version("f", None, None)
+                .await
+                .unwrap()
+                .version,
+            "2"
+        );
     }
 
     #[test]
@@ -1227,164 +1186,49 @@ INSERT INTO logs (request_id, function, ts, stream, message) VALUES
         );
     }
 
-    fn event(id: &str, function: &str, key: Option<&str>, due: i64) -> NewEvent {
-        NewEvent {
-            request_id: id.into(),
-            function: function.into(),
-            qualifier: "$LATEST".into(),
-            payload: format!("{{\"id\":\"{id}\"}}").into_bytes(),
-            context: "{}".into(),
-            idempotency_key: key.map(Into::into),
-            enqueued_ms: 0,
-            due_ms: due,
-        }
-    }
-
+    /// What a restart does to the queue (the rest of it is in
+    /// `conformance::events`): leases come back, and a key that was running
+    /// stays held as interrupted (its effects may have happened).
     #[tokio::test]
-    async fn the_queue_dedupes_leases_settles_and_recovers() {
+    async fn a_restart_returns_leases_and_interrupts_running_keys() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         store.create_function(version("f", "x")).await.unwrap();
-        let got = store
-            .enqueue_events(
-                vec![
-                    event("a", "f", Some("k"), 0),
-                    event("b", "f", Some("k"), 0),
-                    event("c", "f", None, 50),
-                    event("d", "gone", None, 0),
-                ],
-                0,
-            )
+        store
+            .enqueue_events(vec![event("a", "f", None, 0)], 0)
             .await
             .unwrap();
-        assert_eq!(
-            got,
-            vec![
-                Enqueued::Accepted,
-                Enqueued::Duplicate {
-                    request_id: "a".into()
-                },
-                Enqueued::Accepted,
-                Enqueued::NoFunction
-            ]
-        );
-        let (leased, next) = store.lease_events("f", 10, 10).await.unwrap();
+        let (leased, _) = store.lease_events("f", 10, 10).await.unwrap();
         assert_eq!(leased.len(), 1);
-        assert_eq!(leased[0].request_id, "a");
-        assert_eq!(next, Some(50));
-        // A crash: the lease comes back, and a key that was running stays
-        // held as interrupted (its effects may have happened).
         assert_eq!(
             store.claim_key("f", "cut", "q", 10, 5000).await.unwrap(),
             Claim::Claimed
         );
+        drop(store);
+        let store = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(store.recover_queue().await.unwrap(), vec![("f".into(), 0)]);
+        let (leased, _) = store.lease_events("f", 20, 10).await.unwrap();
+        assert_eq!(leased[0].request_id, "a");
         assert_eq!(
             store.claim_key("f", "cut", "r", 20, 5000).await.unwrap(),
             Claim::Interrupted {
                 request_id: "q".into()
             }
         );
-        assert!(matches!(
-            store.key_holder("f", "cut", 20).await.unwrap(),
-            Some(Claim::Interrupted { .. })
-        ));
-        assert_eq!(store.key_holder("f", "free", 20).await.unwrap(), None);
+        // A release by the interrupted run's id does not free it...
         store
             .finish_key("f", "cut", "q", KeyOutcome::Release)
             .await
             .unwrap();
         assert!(matches!(
-            store.claim_key("f", "cut", "r", 30, 5000).await.unwrap(),
-            Claim::Interrupted { .. }
+            store.key_holder("f", "cut", 30).await.unwrap(),
+            Some(Claim::Interrupted { .. })
         ));
-        // Expired, it is purged and the key is free again.
+        // ...its expiry does.
         store.purge_keys(5000).await.unwrap();
         assert_eq!(
             store.claim_key("f", "cut", "r", 5001, 9000).await.unwrap(),
             Claim::Claimed
         );
-        let (leased, _) = store.lease_events("f", 100, 10).await.unwrap();
-        assert_eq!(leased.len(), 2);
-        let a = leased.iter().find(|e| e.request_id == "a").unwrap();
-        let c = leased.iter().find(|e| e.request_id == "c").unwrap();
-        store
-            .settle_events(vec![
-                Settlement {
-                    id: a.id,
-                    settle: Settle::Remove,
-                    follow_ups: vec![event("a-dest", "nowhere", None, 0)],
-                    failed: None,
-                    key: Some((
-                        "f".into(),
-                        "k".into(),
-                        KeyOutcome::Done {
-                            result: b"r".to_vec(),
-                            expires_ms: 1000,
-                        },
-                    )),
-                },
-                Settlement {
-                    id: c.id,
-                    settle: Settle::Retry {
-                        due_ms: 500,
-                        errors: 1,
-                        throttles: 0,
-                        last_response: None,
-                    },
-                    follow_ups: vec![],
-                    failed: None,
-                    key: None,
-                },
-            ])
-            .await
-            .unwrap();
-        // The key now replays; a new event with it is a duplicate until it expires.
-        assert_eq!(
-            store.claim_key("f", "k", "z", 100, 2000).await.unwrap(),
-            Claim::Done {
-                request_id: "a".into(),
-                result: b"r".to_vec()
-            }
-        );
-        let again = store
-            .enqueue_events(vec![event("e", "f", Some("k"), 0)], 200)
-            .await
-            .unwrap();
-        assert_eq!(
-            again,
-            vec![Enqueued::Duplicate {
-                request_id: "a".into()
-            }]
-        );
-        assert_eq!(
-            store.claim_key("f", "k", "z", 1000, 2000).await.unwrap(),
-            Claim::Claimed
-        );
-        assert_eq!(
-            store.claim_key("f", "k", "y", 1001, 2000).await.unwrap(),
-            Claim::Running {
-                request_id: "z".into()
-            }
-        );
-        store
-            .finish_key("f", "k", "z", KeyOutcome::Release)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.claim_key("f", "k", "y", 1002, 2000).await.unwrap(),
-            Claim::Claimed
-        );
-
-        let (leased, next) = store.lease_events("f", 499, 10).await.unwrap();
-        assert!(leased.is_empty());
-        assert_eq!(next, Some(500));
-        let (leased, _) = store.lease_events("f", 500, 10).await.unwrap();
-        assert_eq!((leased[0].request_id.as_str(), leased[0].errors), ("c", 1));
-        let stats = store.queue_stats().await.unwrap();
-        assert_eq!(stats[0].depth, 1);
-        assert_eq!(stats[0].failed, 1);
-        let failed = store.list_failed_events("f", 10).await.unwrap();
-        assert!(failed[0].record.contains("`nowhere` does not exist"));
     }
 }

@@ -264,7 +264,7 @@ pub(crate) fn settle(conn: &mut Connection, settlements: &[Settlement]) -> Resul
                         request_id: request_id.clone(),
                         function: function.clone(),
                         failed_ms: follow_up.enqueued_ms,
-                        record: follow_up_undeliverable(follow_up),
+                        record: crate::queue::undeliverable(follow_up),
                     },
                 )?;
             }
@@ -278,19 +278,6 @@ pub(crate) fn settle(conn: &mut Connection, settlements: &[Settlement]) -> Resul
     }
     tx.commit()?;
     Ok(())
-}
-
-/// A destination record whose function is gone, kept with a note.
-fn follow_up_undeliverable(e: &NewEvent) -> String {
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&e.payload).unwrap_or(serde_json::Value::Null);
-    if let Some(o) = record.as_object_mut() {
-        o.insert(
-            "undeliverable".into(),
-            format!("destination function `{}` does not exist", e.function).into(),
-        );
-    }
-    record.to_string()
 }
 
 pub(crate) fn recover(conn: &mut Connection) -> Result<Vec<(String, i64)>> {

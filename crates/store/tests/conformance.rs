@@ -1,6 +1,6 @@
 //! The shared checks (`wisp_store::conformance`) on the embedded store.
 
-use wisp_store::conformance::{code, keys, queues, records, registry};
+use wisp_store::conformance::{code, events, keys, queues, records, registry};
 use wisp_store::SqliteStore;
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -38,4 +38,10 @@ async fn sqlite_keys() {
 async fn sqlite_queues() {
     let (_dir, s) = store();
     queues::queues(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_events() {
+    let (_dir, s) = store();
+    events::events(&s).await;
 }
