@@ -27,7 +27,7 @@ use wisp_store::{
     Result, Settle, Settlement,
 };
 
-use crate::kv::seg;
+use crate::kv::{long_seg, seg};
 use crate::read::{read, Next};
 use crate::{internal, NatsStore};
 
@@ -100,17 +100,7 @@ pub(crate) struct Leases {
 }
 
 fn queued_marker(function: &str, key: &str) -> String {
-    let k = seg(key);
-    let k = if k.len() > 128 {
-        use sha2::Digest;
-        format!(
-            "sha256-{}",
-            hex::encode(sha2::Sha256::digest(key.as_bytes()))
-        )
-    } else {
-        k
-    };
-    format!("q.{}.{k}", seg(function))
+    format!("q.{}.{}", seg(function), long_seg(key))
 }
 
 impl NatsStore {

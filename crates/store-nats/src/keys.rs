@@ -6,10 +6,9 @@
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use wisp_store::{Claim, KeyOutcome, KeyStore, Result};
 
-use crate::kv::{seg, Versioned};
+use crate::kv::{long_seg, seg, Versioned};
 use crate::NatsStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,16 +30,9 @@ struct KeyRow {
     result: Option<String>,
 }
 
-/// The KV key of an idempotency key: long ones by their digest, since a
-/// key is a subject and subjects should stay short.
+/// The KV key of an idempotency key.
 fn key_of(function: &str, key: &str) -> String {
-    let k = seg(key);
-    let k = if k.len() > 128 {
-        format!("sha256-{}", hex::encode(Sha256::digest(key.as_bytes())))
-    } else {
-        k
-    };
-    format!("k.{}.{k}", seg(function))
+    format!("k.{}.{}", seg(function), long_seg(key))
 }
 
 impl NatsStore {

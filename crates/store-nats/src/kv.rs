@@ -30,6 +30,20 @@ pub(crate) fn seg(raw: &str) -> String {
     out
 }
 
+/// [`seg`] for text of any length (idempotency keys): a long one becomes
+/// its digest, since a key is a subject and subjects should stay short.
+pub(crate) fn long_seg(raw: &str) -> String {
+    let s = seg(raw);
+    if s.len() <= 128 {
+        return s;
+    }
+    use sha2::Digest;
+    format!(
+        "sha256-{}",
+        hex::encode(sha2::Sha256::digest(raw.as_bytes()))
+    )
+}
+
 /// The inverse of [`seg`].
 pub(crate) fn unseg(encoded: &str) -> String {
     if encoded == "=" {

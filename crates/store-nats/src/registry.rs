@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use wisp_core::function::LATEST;
 use wisp_core::route::Route;
 use wisp_core::{Alias, FunctionVersion};
-use wisp_store::{Registry, Result, Setting, StoreError};
+use wisp_store::{check_revision, Registry, Result, Setting, StoreError};
 
 use crate::kv::{seg, unseg, Versioned};
 use crate::NatsStore;
@@ -48,15 +48,6 @@ pub(crate) fn lost_race(what: &str) -> StoreError {
     StoreError::Conflict(format!(
         "The operation cannot be performed at this time. An update is in progress for resource: {what}"
     ))
-}
-
-fn check_revision(current: &str, expected: Option<&str>, what: &str) -> Result<()> {
-    match expected {
-        Some(e) if e != current => Err(StoreError::PreconditionFailed(format!(
-            "the revision id of {what} is {current}, not {e}; fetch it again and retry"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 fn not_found(function: &str) -> StoreError {

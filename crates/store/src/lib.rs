@@ -59,6 +59,17 @@ impl From<serde_json::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// `PreconditionFailed` unless the caller expects no revision or the
+/// current one (Lambda's RevisionId check).
+pub fn check_revision(current: &str, expected: Option<&str>, what: &str) -> Result<()> {
+    match expected {
+        Some(e) if e != current => Err(StoreError::PreconditionFailed(format!(
+            "the revision id of {what} is {current}, not {e}; fetch it again and retry"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Which log lines to read.
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {

@@ -17,8 +17,9 @@ use wisp_core::{
 use crate::group_commit::GroupCommit;
 use crate::sqlite_queue as queue;
 use crate::{
-    Claim, CodeStore, Enqueued, EventQueue, FailedEvent, KeyOutcome, KeyStore, LogQuery, NewEvent,
-    QueueStats, QueuedEvent, RecordStore, Registry, Result, Setting, Settlement, StoreError,
+    check_revision, Claim, CodeStore, Enqueued, EventQueue, FailedEvent, KeyOutcome, KeyStore,
+    LogQuery, NewEvent, QueueStats, QueuedEvent, RecordStore, Registry, Result, Setting,
+    Settlement, StoreError,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
@@ -459,15 +460,6 @@ fn put_version(conn: &Connection, v: &FunctionVersion) -> Result<()> {
         ],
     )?;
     Ok(())
-}
-
-fn check_revision(current: &str, expected: Option<&str>, what: &str) -> Result<()> {
-    match expected {
-        Some(e) if e != current => Err(StoreError::PreconditionFailed(format!(
-            "the revision id of {what} is {current}, not {e}; fetch it again and retry"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 fn collect_json<T: serde::de::DeserializeOwned>(
