@@ -68,7 +68,7 @@ pub(crate) fn unseg(encoded: &str) -> String {
 
 /// Where and how buckets and streams are kept.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Placement {
+pub struct Placement {
     pub replicas: usize,
     pub storage: StorageType,
 }

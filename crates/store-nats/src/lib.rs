@@ -15,6 +15,7 @@ pub mod members;
 mod read;
 mod records;
 mod registry;
+mod sqs;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -70,7 +71,9 @@ impl NatsOptions {
 
 /// Wisp's state on JetStream.
 pub struct NatsStore {
+    pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
+    pub(crate) placement: Placement,
     pub(crate) ns: String,
     pub(crate) registry: Bucket,
     pub(crate) keys: Bucket,
@@ -80,6 +83,9 @@ pub struct NatsStore {
     pub(crate) events: stream::Stream,
     pub(crate) failed: stream::Stream,
     pub(crate) leases: Arc<events::Leases>,
+    pub(crate) queues: Bucket,
+    pub(crate) flights: Bucket,
+    pub(crate) opened: tokio::sync::Mutex<sqs::Opened>,
     pub(crate) members: Arc<Members>,
 }
 
@@ -109,7 +115,7 @@ impl NatsStore {
             .connect(servers)
             .await
             .map_err(|e| internal(format!("cannot connect to {}: {e}", options.servers)))?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let placement = Placement {
             replicas: options.replicas.max(1),
             storage: options.storage,
@@ -119,6 +125,8 @@ impl NatsStore {
         let dead_after = options.heartbeat * members::MISSED_BEATS;
         let nodes =
             Bucket::open_with(&js, &format!("{ns}_nodes"), placement, 1, dead_after).await?;
+        let queues = Bucket::open(&js, &format!("{ns}_queues"), placement, 1).await?;
+        let flights = Bucket::open(&js, &format!("{ns}_flights"), placement, 1).await?;
         let code = open_object_store(&js, &format!("{ns}_code"), placement).await?;
         let records = js
             .get_or_create_stream(stream::Config {
@@ -160,7 +168,9 @@ impl NatsStore {
         };
         let members = Members::join(nodes, node, options.heartbeat).await?;
         Ok(NatsStore {
+            client,
             js,
+            placement,
             ns,
             registry,
             keys,
@@ -170,6 +180,9 @@ impl NatsStore {
             events,
             failed,
             leases: events::new_leases(),
+            queues,
+            flights,
+            opened: Default::default(),
             members,
         })
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 /// A queue: its name, settable attributes (as SetQueueAttributes names
 /// them), tags and times.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueRow {
     pub name: String,
     pub attributes: BTreeMap<String, String>,
