@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use serde_json::{json, Value};
-use wisp_server::{ListenerLimits, Running, ServerConfig};
+use wisp_server::{ListenerLimits, Running, ServerConfig, StoreBackend};
 
 use crate::client::{segment, Client};
 use crate::{deploy, template, Cli, Command, Listen};
@@ -76,8 +76,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn start_server(data_dir: &Path, listen: &Listen) -> anyhow::Result<Running> {
+    let store = match listen.store.as_str() {
+        "sqlite" => StoreBackend::Embedded,
+        url if url.starts_with("nats://") || url.starts_with("tls://") => StoreBackend::Nats {
+            servers: url.to_string(),
+            replicas: listen.nats_replicas,
+            memory: listen.nats_storage == "memory",
+            namespace: listen.nats_namespace.clone(),
+        },
+        other => anyhow::bail!(
+            "--store {other}: `sqlite`, or NATS server URLs (`nats://host:4222[,...]`)"
+        ),
+    };
     let running = wisp_server::start(ServerConfig {
         data_dir: data_dir.to_path_buf(),
+        store,
         http: listen.http,
         api: listen.api,
         retention: Duration::from_secs(wisp_core::limits::DEFAULT_RETENTION_SECS),

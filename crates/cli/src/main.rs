@@ -32,6 +32,22 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct Listen {
+    /// Where state is kept: `sqlite` (the data dir, one node) or
+    /// `nats://host:4222[,nats://host2:4222,…]` (NATS JetStream, shared by
+    /// every node pointed at it: a cluster).
+    #[arg(long, env = "WISP_STORE", default_value = "sqlite")]
+    store: String,
+    /// With a NATS store: copies of each bucket and stream (1, or 3 so
+    /// that losing a NATS server loses nothing and stops nothing).
+    #[arg(long, env = "WISP_NATS_REPLICAS", default_value_t = 1)]
+    nats_replicas: usize,
+    /// With a NATS store: `file` (durable) or `memory`.
+    #[arg(long, env = "WISP_NATS_STORAGE", default_value = "file", value_parser = ["file", "memory"])]
+    nats_storage: String,
+    /// With a NATS store: prefix of every bucket, stream and subject, so
+    /// several wisp clusters can share one NATS cluster.
+    #[arg(long, env = "WISP_NATS_NAMESPACE", default_value = "wisp")]
+    nats_namespace: String,
     /// Gateway listener (public function routes).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,

@@ -490,6 +490,37 @@ impl Dispatcher {
         });
     }
 
+    /// Catches up with a change another node made to `function`: drops
+    /// what is cached of it, and applies its reservation as stored (or
+    /// forgets it all, if the function is gone).
+    pub async fn refresh(&self, function: &str) {
+        self.forget(function);
+        match self.store.get_version(function, LATEST).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return self.remove(function),
+            Err(e) => {
+                tracing::warn!(function, error = %e, "cannot refresh a changed function");
+                return;
+            }
+        }
+        let reserved = match self
+            .store
+            .get_setting(function, setting_kinds::CONCURRENCY, "")
+            .await
+        {
+            Ok(v) => v.map(|v| v["reserved"].as_u64().unwrap_or(0) as usize),
+            Err(e) => {
+                tracing::warn!(function, error = %e, "cannot refresh a reservation");
+                return;
+            }
+        };
+        if self.concurrency.reserved(function) != reserved {
+            if let Err(e) = self.concurrency.set_reserved(function, reserved) {
+                tracing::warn!(function, error = %e, "a reservation set elsewhere does not fit here");
+            }
+        }
+    }
+
     /// Drops everything cached of a deleted function.
     pub fn remove(&self, function: &str) {
         if let Ok(mut prepared) = self.prepared.lock() {

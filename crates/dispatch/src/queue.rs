@@ -289,6 +289,11 @@ impl AsyncQueue {
         }
     }
 
+    /// Another node queued events for `function`: look at them now.
+    pub fn notice(&self, function: &str) {
+        self.note_pending(function, self.dispatcher.now_ms());
+    }
+
     fn note_pending(&self, function: &str, due_ms: i64) {
         if let Ok(mut p) = self.pending.lock() {
             let due = p.entry(function.to_string()).or_insert(due_ms);

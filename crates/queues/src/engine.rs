@@ -518,7 +518,8 @@ impl Sqs {
         }
     }
 
-    fn forget(&self, name: &str) {
+    /// Drops a queue's cached attributes (after a change here or on another node).
+    pub fn forget(&self, name: &str) {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -429,6 +429,38 @@ impl Mappings {
         Ok((config, stats))
     }
 
+    /// Catches up with `function`'s mappings as stored, after another node
+    /// changed them: starts new ones, restarts changed ones, stops removed
+    /// ones.
+    pub async fn sync_function(self: &Arc<Self>, function: &str) -> Result<(), MappingError> {
+        let stored: Vec<MappingConfig> = self
+            .dispatcher
+            .store()
+            .list_settings(SETTING_KIND, Some(function))
+            .await?
+            .into_iter()
+            .filter_map(|s| serde_json::from_value(s.value).ok())
+            .collect();
+        let stale: Vec<MappingConfig> = {
+            let mut m = self.mappings.lock().unwrap_or_else(|p| p.into_inner());
+            m.retain(|uuid, r| {
+                let keep = r.config.function != function || stored.iter().any(|c| &c.uuid == uuid);
+                if !keep {
+                    let _ = r.stop.send(true);
+                }
+                keep
+            });
+            stored
+                .into_iter()
+                .filter(|c| m.get(&c.uuid).is_none_or(|r| *r.config != *c))
+                .collect()
+        };
+        for config in stale {
+            self.run(config);
+        }
+        Ok(())
+    }
+
     /// Forgets the mappings of a deleted function (their settings went with it).
     pub fn function_deleted(&self, function: &str) {
         let mut m = self.mappings.lock().unwrap_or_else(|p| p.into_inner());

@@ -81,12 +81,50 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Credentials> {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
         ),
     };
+    write_credentials(&path, &credentials)?;
+    Ok(credentials)
+}
+
+/// The cluster's credentials: every node of a shared store answers to the
+/// same keys, the first node's (or the environment's, when set: each node
+/// is then configured alike). They are written to this node's data dir, so
+/// the CLI on this machine finds them.
+pub async fn share(
+    data_dir: &Path,
+    local: Credentials,
+    store: &wisp_store_nats::NatsStore,
+) -> anyhow::Result<Credentials> {
+    if from_env().is_some() {
+        return Ok(local);
+    }
+    let proposed = format!("{}:{}", local.access_key_id, local.secret_access_key);
+    let shared = store
+        .adopt_shared("credentials", &proposed)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot share the credentials: {e}"))?;
+    if shared == proposed {
+        return Ok(local);
+    }
+    let (id, secret) = shared
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("the cluster's stored credentials are malformed"))?;
+    let credentials = Credentials {
+        access_key_id: id.into(),
+        secret_access_key: secret.into(),
+    };
+    // Replaces this node's own pair, which nothing else uses.
+    let path = data_dir.join("credentials");
+    let _ = std::fs::remove_file(&path);
+    write_credentials(&path, &credentials)?;
+    Ok(credentials)
+}
+
+fn write_credentials(path: &Path, credentials: &Credentials) -> anyhow::Result<()> {
     let text = format!(
         "[wisp]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
         credentials.access_key_id, credentials.secret_access_key
     );
-    write_private(&path, &text)?;
-    Ok(credentials)
+    write_private(path, &text)
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -21,16 +21,37 @@ use wisp_dispatch::{AsyncQueue, Concurrency, Dispatcher, QueueOptions};
 use wisp_gateway::Gateway;
 use wisp_process::{ProcessConfig, ProcessRuntime};
 use wisp_queues::Sqs;
-use wisp_store::{QueueStore, SqliteStore, Store};
+use wisp_store::{Change, QueueStore, SqliteStore, Store};
+use wisp_store_nats::{NatsOptions, NatsStore};
 use wisp_wasm::WasmRuntime;
 
 pub use credentials::{load_or_create as load_credentials, read_credentials_file};
 pub use listener::ListenerLimits;
 
+/// Where a server keeps its state.
+#[derive(Debug, Clone, Default)]
+pub enum StoreBackend {
+    /// SQLite and files in the data dir: one node.
+    #[default]
+    Embedded,
+    /// NATS JetStream, shared by every node pointed at it.
+    Nats {
+        /// Server URLs, comma-separated.
+        servers: String,
+        /// Copies of each bucket and stream (1, or 3 to survive a server).
+        replicas: usize,
+        /// Keep streams in memory instead of files (not durable).
+        memory: bool,
+        /// Prefix of every bucket, stream and subject.
+        namespace: String,
+    },
+}
+
 /// How to run a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    pub store: StoreBackend,
     pub http: SocketAddr,
     pub api: SocketAddr,
     /// How long records and logs are kept.
@@ -109,13 +130,41 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
                 format!("cannot make data dir {} private", config.data_dir.display())
             })?;
     }
-    let credentials = credentials::load_or_create(&config.data_dir)?;
-    let sqlite = Arc::new(
-        SqliteStore::open(&config.data_dir)
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
-    );
-    let store: Arc<dyn Store> = sqlite.clone();
-    let queue_store: Arc<dyn QueueStore> = sqlite;
+    let mut credentials = credentials::load_or_create(&config.data_dir)?;
+    let (store, queue_store): (Arc<dyn Store>, Arc<dyn QueueStore>) = match &config.store {
+        StoreBackend::Embedded => {
+            let sqlite = Arc::new(SqliteStore::open(&config.data_dir).with_context(|| {
+                format!("cannot open the store in {}", config.data_dir.display())
+            })?);
+            (sqlite.clone(), sqlite)
+        }
+        StoreBackend::Nats {
+            servers,
+            replicas,
+            memory,
+            namespace,
+        } => {
+            let mut options = NatsOptions::new(servers.clone(), config.data_dir.join("code"));
+            options.replicas = *replicas;
+            options.namespace = namespace.clone();
+            options.record_retention = config.retention;
+            if *memory {
+                options.storage = wisp_store_nats::StorageType::Memory;
+            }
+            let nats = Arc::new(
+                NatsStore::connect(options)
+                    .await
+                    .with_context(|| format!("cannot open the store on {servers}"))?,
+            );
+            credentials = credentials::share(&config.data_dir, credentials, &nats).await?;
+            tracing::info!(
+                node = nats.members().node_id(),
+                nodes = nats.members().live().len(),
+                "joined the cluster"
+            );
+            (nats.clone(), nats)
+        }
+    };
     let wasm = WasmRuntime::new(&config.data_dir.join("compiled"))
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e:#}"))?;
     let wasm_stats = wasm.stats();
@@ -208,6 +257,9 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     wisp_aws::reload_routes(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load routes: {}", e.message))?;
+    if let Some(changes) = store.changes() {
+        tokio::spawn(follow_changes(changes, state.clone()));
+    }
     let api = Arc::new(Api::new(state));
 
     let render_metrics = Arc::new(move || {
@@ -287,4 +339,43 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         shutdown,
         dispatcher,
     })
+}
+
+/// Applies what other nodes change (a shared store only): their changes
+/// to functions, routes and queues drop what this node has cached of them,
+/// and events they queue are looked at here too.
+async fn follow_changes(
+    mut changes: tokio::sync::broadcast::Receiver<Change>,
+    state: Arc<ApiState>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match changes.recv().await {
+            Ok(Change::Function(f)) => {
+                state.dispatcher.refresh(&f).await;
+                if let Err(e) = state.mappings.sync_function(&f).await {
+                    tracing::warn!(function = %f, error = %e, "cannot follow its event source mappings");
+                }
+            }
+            Ok(Change::Routes) => {
+                if let Err(e) = wisp_aws::reload_routes(&state).await {
+                    tracing::warn!(error = %e.message, "cannot reload routes");
+                }
+            }
+            Ok(Change::Queue(q)) => state.sqs.forget(&q),
+            Ok(Change::Events(f)) => state.queue.notice(&f),
+            // Fell behind: catch up with everything.
+            Err(RecvError::Lagged(_)) => {
+                if let Ok(functions) = state.dispatcher.store().list_latest().await {
+                    for f in functions {
+                        state.dispatcher.refresh(&f.function).await;
+                        let _ = state.mappings.sync_function(&f.function).await;
+                        state.queue.notice(&f.function);
+                    }
+                }
+                let _ = wisp_aws::reload_routes(&state).await;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }

@@ -281,12 +281,7 @@ impl EventQueue for NatsStore {
         limit: usize,
     ) -> Result<(Vec<QueuedEvent>, Option<i64>)> {
         let consumer = self.consumer(function).await?;
-        let mut batch = consumer
-            .fetch()
-            .max_messages(limit.max(1))
-            .messages()
-            .await
-            .map_err(internal)?;
+        let mut batch = crate::fetch(&consumer, limit).await?;
         let mut events = Vec::new();
         let mut next: Option<i64> = None;
         let mut fetched = 0;
@@ -319,6 +314,19 @@ impl EventQueue for NatsStore {
         if fetched >= limit.max(1) {
             // There may be more: look again now.
             next = Some(now_ms);
+        } else {
+            // Events handed back with a delay (here or by another node),
+            // and leases of a node that died, come back by the server's
+            // timers, which the caller cannot see: while any are out, it
+            // looks again within a second.
+            let mut consumer = consumer;
+            let info = consumer.info().await.map_err(internal)?;
+            if info.num_pending > 0 {
+                next = Some(now_ms);
+            } else if info.num_ack_pending > events.len() {
+                let soon = now_ms + 1000;
+                next = Some(next.map_or(soon, |n| n.min(soon)));
+            }
         }
         Ok((events, next))
     }

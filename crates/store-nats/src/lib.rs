@@ -7,6 +7,7 @@
 //! Every bucket and stream is named after a namespace (`wisp` unless set),
 //! so several wisp clusters, or tests, can share one NATS cluster.
 
+mod changes;
 mod code;
 mod events;
 mod keys;
@@ -86,7 +87,35 @@ pub struct NatsStore {
     pub(crate) queues: Bucket,
     pub(crate) flights: Bucket,
     pub(crate) opened: tokio::sync::Mutex<sqs::Opened>,
+    pub(crate) changes: tokio::sync::broadcast::Sender<wisp_store::Change>,
     pub(crate) members: Arc<Members>,
+}
+
+/// Takes what a pull consumer has ready, up to `max`, without waiting. A
+/// consumer just created on a replicated stream answers "no responders"
+/// until its leader is elected: that is waited out, briefly.
+pub(crate) async fn fetch(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    max: usize,
+) -> Result<futures_util::stream::Peekable<async_nats::jetstream::consumer::pull::Batch>> {
+    use futures_util::StreamExt;
+    let mut tries = 0;
+    loop {
+        let batch = consumer
+            .fetch()
+            .max_messages(max.max(1))
+            .messages()
+            .await
+            .map_err(internal)?;
+        let mut batch = batch.peekable();
+        match std::pin::Pin::new(&mut batch).peek().await {
+            Some(Err(e)) if tries < 20 && e.to_string().contains("503") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => return Ok(batch),
+        }
+    }
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -167,6 +196,7 @@ impl NatsStore {
             id => id.to_string(),
         };
         let members = Members::join(nodes, node, options.heartbeat).await?;
+        let changes = changes::start(&client, &ns, &registry, &queues).await?;
         Ok(NatsStore {
             client,
             js,
@@ -183,8 +213,23 @@ impl NatsStore {
             queues,
             flights,
             opened: Default::default(),
+            changes,
             members,
         })
+    }
+
+    /// The cluster's value of `name`: `proposed` if no node has set one
+    /// yet (the first node's wins), else the one set. For what every node
+    /// must share, such as the API credentials.
+    pub async fn adopt_shared(&self, name: &str, proposed: &str) -> Result<String> {
+        let key = format!("cluster.{}", kv::seg(name));
+        if self.registry.create(&key, &proposed).await?.is_some() {
+            return Ok(proposed.to_string());
+        }
+        self.registry
+            .get::<String>(&key)
+            .await?
+            .ok_or_else(|| internal(format!("shared value {name} vanished")))
     }
 
     /// Cluster membership as this node sees it.

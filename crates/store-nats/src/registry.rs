@@ -77,6 +77,10 @@ impl NatsStore {
 
 #[async_trait::async_trait]
 impl Registry for NatsStore {
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<wisp_store::Change>> {
+        Some(self.changes.subscribe())
+    }
+
     async fn put_setting(&self, setting: Setting) -> Result<()> {
         self.head(&setting.function).await?;
         let key = setting_key(&setting.function, &setting.kind, &setting.qualifier);

@@ -4,10 +4,14 @@
 //! one per message group (a group is only fetched from while none of its
 //! messages is in flight, which keeps it in order).
 //!
-//! Visibility is the server's redelivery timer: a received message is
-//! nak'd with the visibility as its delay, so it comes back when that runs
-//! out even if the node that received it is gone, and a later ack still
-//! removes it. What the server does not keep is in the `flights` bucket,
+//! In a standard queue, visibility is the server's redelivery timer: a
+//! received message is nak'd with the visibility as its delay, so it comes
+//! back when that runs out even if the node that received it is gone, and
+//! a later ack still removes it. In a FIFO queue a timer could fire a
+//! moment after wisp's own deadline and let the next message of the group
+//! overtake it, so there the receive that finds the deadline passed hands
+//! the message back itself, just before it fetches: the server then
+//! redelivers it ahead of the group's newer messages. What the server does not keep is in the `flights` bucket,
 //! one entry per message received at least once (or sent with a delay):
 //! its receive count, first receive, visibility deadline, the nonce that
 //! makes a receipt the latest one, and the delivery's ack subject, so any
@@ -338,12 +342,7 @@ impl NatsStore {
         next_visible: &mut Option<i64>,
     ) -> Result<()> {
         let consumer = self.queue_consumer(&req.queue, group).await?;
-        let mut batch = consumer
-            .fetch()
-            .max_messages(max.max(1))
-            .messages()
-            .await
-            .map_err(internal)?;
+        let mut batch = crate::fetch(&consumer, max).await?;
         let mut held_back: Option<i64> = None;
         while let Some(m) = batch.next().await {
             let m = m.map_err(internal)?;
@@ -589,15 +588,31 @@ impl QueueStore for NatsStore {
             self.take(&req, None, req.max_messages, &mut got, &mut next_visible)
                 .await?;
         } else {
-            // A group with a message in flight is blocked.
-            let busy: std::collections::HashSet<String> = self
+            // A group with a message in flight is blocked; one whose
+            // messages' visibility ran out gets them back first.
+            let mut busy = std::collections::HashSet::new();
+            let mut lapsed: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+            for f in self
                 .flights
                 .scan::<Flight>(&format!("{}.*", seg(&req.queue)))
                 .await?
-                .into_iter()
-                .filter(|f| f.value.count > 0 && f.value.visible_ms > req.now_ms)
-                .filter_map(|f| f.value.group)
-                .collect();
+            {
+                let (Some(group), true) = (f.value.group, f.value.count > 0) else {
+                    continue;
+                };
+                if f.value.visible_ms > req.now_ms {
+                    busy.insert(group);
+                } else {
+                    // In the group's order: the key ends in the sequence.
+                    let seq: u64 = f
+                        .key
+                        .rsplit('.')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    lapsed.entry(group).or_default().push((seq, f.value.reply));
+                }
+            }
             for group in self.groups(&req.queue).await? {
                 let left = req.max_messages.saturating_sub(got.messages.len());
                 if left == 0 {
@@ -605,6 +620,15 @@ impl QueueStore for NatsStore {
                 }
                 if busy.contains(&group) {
                     continue;
+                }
+                let mut back = lapsed.remove(&group).unwrap_or_default();
+                back.sort();
+                for (_, reply) in back {
+                    // Acknowledged by the server before the fetch below.
+                    self.client
+                        .request(reply, "-NAK".into())
+                        .await
+                        .map_err(internal)?;
                 }
                 self.take(&req, Some(&group), left, &mut got, &mut next_visible)
                     .await?;
@@ -673,10 +697,14 @@ impl QueueStore for NatsStore {
                 out.push(VisibilityChange::Stale);
                 continue;
             }
-            self.client
-                .request(f.value.reply.clone(), nak_delay(visible_ms - now_ms))
-                .await
-                .map_err(internal)?;
+            // FIFO messages are handed back by the receive that finds their
+            // deadline passed.
+            if !queue.ends_with(".fifo") {
+                self.client
+                    .request(f.value.reply.clone(), nak_delay(visible_ms - now_ms))
+                    .await
+                    .map_err(internal)?;
+            }
             out.push(VisibilityChange::Changed);
         }
         Ok(out)

@@ -107,10 +107,30 @@ pub mod setting_kinds {
     pub const IDEMPOTENCY: &str = "idempotency";
 }
 
+/// Something another node changed, which this node may hold cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A function, its versions, aliases or settings.
+    Function(String),
+    /// Some app's routes.
+    Routes,
+    /// An SQS queue's attributes or tags, or the queue itself.
+    Queue(String),
+    /// Async events were queued for a function.
+    Events(String),
+}
+
 /// The registry: functions, versions, aliases, routes and per-function
 /// settings.
 #[async_trait::async_trait]
 pub trait Registry: Send + Sync + 'static {
+    /// Changes made through any node, as they happen, for a backend shared
+    /// by several nodes; `None` for one only this process uses (it sees its
+    /// own changes as it makes them).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
     /// Creates or replaces a setting; `NotFound` if the function does not exist.
     async fn put_setting(&self, setting: Setting) -> Result<()>;
 

@@ -5,6 +5,7 @@ mod harness;
 
 mod api;
 mod apigw;
+mod cluster;
 mod gateway;
 mod hostile;
 mod lifecycle;
