@@ -65,9 +65,21 @@ impl Recorder {
                 }
                 if !finished.is_empty() {
                     let count = finished.len();
-                    if let Err(e) = store.insert_invocations(finished).await {
-                        metrics::counter!("wisp_record_write_errors_total").increment(count as u64);
-                        tracing::error!(error = %e, count, "could not store invocation records");
+                    // A shared store may be briefly unavailable (a server
+                    // failing over): a few tries over about six seconds
+                    // before the records are given up and counted.
+                    let mut wait = std::time::Duration::from_millis(200);
+                    let mut tries = 0;
+                    while let Err(e) = store.insert_invocations(finished.clone()).await {
+                        tries += 1;
+                        if tries == 5 {
+                            metrics::counter!("wisp_record_write_errors_total")
+                                .increment(count as u64);
+                            tracing::error!(error = %e, count, "could not store invocation records");
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
                     }
                 }
                 for w in waiters {

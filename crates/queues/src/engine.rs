@@ -526,6 +526,11 @@ impl Sqs {
             .remove(name);
     }
 
+    /// Drops every cached queue.
+    pub fn forget_all(&self) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// A queue by name (cached; changes through this engine refresh it).
     pub async fn queue(&self, name: &str) -> Result<Arc<Queue>, SqsError> {
         if let Some(q) = self

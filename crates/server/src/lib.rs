@@ -365,7 +365,7 @@ async fn follow_changes(
             Ok(Change::Queue(q)) => state.sqs.forget(&q),
             Ok(Change::Events(f)) => state.queue.notice(&f),
             // Fell behind: catch up with everything.
-            Err(RecvError::Lagged(_)) => {
+            Ok(Change::Resync) | Err(RecvError::Lagged(_)) => {
                 if let Ok(functions) = state.dispatcher.store().list_latest().await {
                     for f in functions {
                         state.dispatcher.refresh(&f.function).await;
@@ -374,6 +374,7 @@ async fn follow_changes(
                     }
                 }
                 let _ = wisp_aws::reload_routes(&state).await;
+                state.sqs.forget_all();
             }
             Err(RecvError::Closed) => return,
         }

@@ -5,7 +5,9 @@
 //! and queue rows are watched in their KV buckets; queued events are seen
 //! on the subjects they are published to.
 
-use async_nats::jetstream::kv::Watch;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use wisp_store::Change;
@@ -27,31 +29,71 @@ fn queue_change(key: &str) -> Option<Change> {
     key.strip_prefix("q.").map(|q| Change::Queue(unseg(q)))
 }
 
-async fn follow(mut watch: Watch, tx: broadcast::Sender<Change>, map: fn(&str) -> Option<Change>) {
-    while let Some(entry) = watch.next().await {
-        match entry {
-            Ok(e) => {
-                if let Some(change) = map(&e.key) {
-                    let _ = tx.send(change);
-                }
+/// Follows `filter` in `bucket` for as long as the store lives; when the
+/// watch breaks (its server went away), it is made again and the receivers
+/// are told to catch up with everything.
+async fn follow(
+    alive: std::sync::Weak<()>,
+    bucket: kv::Store,
+    filter: &'static str,
+    tx: broadcast::Sender<Change>,
+    map: fn(&str) -> Option<Change>,
+) {
+    let mut first = true;
+    while alive.strong_count() > 0 {
+        let watch = match filter {
+            ">" => bucket.watch_all().await,
+            f => bucket.watch(f).await,
+        };
+        let mut watch = match watch {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for changes; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-            Err(e) => tracing::warn!(error = %e, "change feed interrupted"),
+        };
+        if !first {
+            let _ = tx.send(Change::Resync);
+        }
+        first = false;
+        while let Some(entry) = watch.next().await {
+            match entry {
+                Ok(e) => {
+                    if let Some(change) = map(&e.key) {
+                        let _ = tx.send(change);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "change feed interrupted"),
+            }
         }
     }
 }
 
 /// Starts following; the sender feeds every receiver handed out.
 pub(crate) async fn start(
+    alive: &std::sync::Arc<()>,
     client: &async_nats::Client,
     ns: &str,
     registry: &crate::kv::Bucket,
     queues: &crate::kv::Bucket,
 ) -> wisp_store::Result<broadcast::Sender<Change>> {
     let (tx, _) = broadcast::channel(4096);
-    let registry_watch = registry.kv.watch_all().await.map_err(crate::internal)?;
-    tokio::spawn(follow(registry_watch, tx.clone(), registry_change));
-    let queue_watch = queues.kv.watch("q.*").await.map_err(crate::internal)?;
-    tokio::spawn(follow(queue_watch, tx.clone(), queue_change));
+    let weak = std::sync::Arc::downgrade(alive);
+    tokio::spawn(follow(
+        weak.clone(),
+        registry.kv.clone(),
+        ">",
+        tx.clone(),
+        registry_change,
+    ));
+    tokio::spawn(follow(
+        weak,
+        queues.kv.clone(),
+        "q.*",
+        tx.clone(),
+        queue_change,
+    ));
     let prefix = format!("{ns}.ev.");
     let mut events = client
         .subscribe(format!("{prefix}*"))

@@ -92,6 +92,15 @@ impl Stored {
     }
 }
 
+/// A keyed event's place while it is queued: which request holds the key,
+/// and whether its publish is known to have landed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Marker {
+    request_id: String,
+    #[serde(default)]
+    published: bool,
+}
+
 /// This node's leases: deliveries it holds, by stream sequence.
 #[derive(Default)]
 pub(crate) struct Leases {
@@ -146,10 +155,44 @@ impl NatsStore {
                 });
             }
             let marker = queued_marker(&e.function, key);
-            if self.keys.create(&marker, &e.request_id).await?.is_none() {
-                let request_id = self.keys.get::<String>(&marker).await?.unwrap_or_default();
-                return Ok(Enqueued::Duplicate { request_id });
+            let mine = Marker {
+                request_id: e.request_id.clone(),
+                published: false,
+            };
+            let first = match self.keys.create(&marker, &mine).await? {
+                Some(_) => mine,
+                None => match self.keys.get::<Marker>(&marker).await? {
+                    Some(first) => first,
+                    // Settled meanwhile: this one is new again.
+                    None => return Box::pin(self.enqueue_one(e, now_ms)).await,
+                },
+            };
+            if first.published {
+                return Ok(Enqueued::Duplicate {
+                    request_id: first.request_id,
+                });
             }
+            // The key's first event may not have been stored (its publish
+            // failed, or its node died, before the marker said so): it is
+            // published now under its own request id and message id, which
+            // the stream drops if the first publish did land.
+            let event = NewEvent {
+                request_id: first.request_id.clone(),
+                ..e.clone()
+            };
+            self.publish_event(&Stored::new(&event), first.request_id.clone())
+                .await?;
+            let done = Marker {
+                published: true,
+                ..first
+            };
+            self.keys.put(&marker, &done).await?;
+            return Ok(match done.request_id == e.request_id {
+                true => Enqueued::Accepted,
+                false => Enqueued::Duplicate {
+                    request_id: done.request_id,
+                },
+            });
         }
         self.publish_event(&Stored::new(e), e.request_id.clone())
             .await?;

@@ -88,6 +88,8 @@ pub struct NatsStore {
     pub(crate) flights: Bucket,
     pub(crate) opened: tokio::sync::Mutex<sqs::Opened>,
     pub(crate) changes: tokio::sync::broadcast::Sender<wisp_store::Change>,
+    /// Dropped with the store: its background watches stop.
+    _alive: Arc<()>,
     pub(crate) members: Arc<Members>,
 }
 
@@ -149,54 +151,37 @@ impl NatsStore {
             replicas: options.replicas.max(1),
             storage: options.storage,
         };
-        let registry = Bucket::open(&js, &format!("{ns}_registry"), placement, 1).await?;
-        let keys = Bucket::open(&js, &format!("{ns}_keys"), placement, 1).await?;
-        let dead_after = options.heartbeat * members::MISSED_BEATS;
-        let nodes =
-            Bucket::open_with(&js, &format!("{ns}_nodes"), placement, 1, dead_after).await?;
-        let queues = Bucket::open(&js, &format!("{ns}_queues"), placement, 1).await?;
-        let flights = Bucket::open(&js, &format!("{ns}_flights"), placement, 1).await?;
-        let code = open_object_store(&js, &format!("{ns}_code"), placement).await?;
-        let records = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{ns}_records"),
-                subjects: vec![format!("{ns}.rec.>")],
-                max_age: options.record_retention,
-                storage: placement.storage,
-                num_replicas: placement.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| internal(format!("cannot open the records stream: {e}")))?;
-        let events = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{ns}_events"),
-                subjects: vec![format!("{ns}.ev.>")],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: placement.storage,
-                num_replicas: placement.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| internal(format!("cannot open the events stream: {e}")))?;
-        let failed = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{ns}_failed"),
-                subjects: vec![format!("{ns}.failed.>")],
-                max_messages_per_subject: 1,
-                storage: placement.storage,
-                num_replicas: placement.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| internal(format!("cannot open the failed-events stream: {e}")))?;
+        // A cluster that has just formed answers "unavailable" until it has
+        // elected its leaders: keep trying for a minute.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let Parts {
+            registry,
+            keys,
+            nodes,
+            queues,
+            flights,
+            code,
+            records,
+            events,
+            failed,
+        } = loop {
+            match open_parts(&js, &ns, placement, &options).await {
+                Ok(parts) => break parts,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "JetStream not ready; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         std::fs::create_dir_all(&options.cache_dir)?;
         let node = match options.node_id.as_str() {
             "" => uuid::Uuid::new_v4().to_string(),
             id => id.to_string(),
         };
         let members = Members::join(nodes, node, options.heartbeat).await?;
-        let changes = changes::start(&client, &ns, &registry, &queues).await?;
+        let alive = Arc::new(());
+        let changes = changes::start(&alive, &client, &ns, &registry, &queues).await?;
         Ok(NatsStore {
             client,
             js,
@@ -214,6 +199,7 @@ impl NatsStore {
             flights,
             opened: Default::default(),
             changes,
+            _alive: alive,
             members,
         })
     }
@@ -261,4 +247,77 @@ async fn open_object_store(
             .await
             .map_err(|_| internal(format!("cannot create object store {name}: {e}"))),
     }
+}
+
+/// Every bucket and stream of a store.
+struct Parts {
+    registry: Bucket,
+    keys: Bucket,
+    nodes: Bucket,
+    queues: Bucket,
+    flights: Bucket,
+    code: object_store::ObjectStore,
+    records: stream::Stream,
+    events: stream::Stream,
+    failed: stream::Stream,
+}
+
+/// Opens (creating what is missing) every bucket and stream.
+async fn open_parts(
+    js: &jetstream::Context,
+    ns: &str,
+    placement: Placement,
+    options: &NatsOptions,
+) -> Result<Parts> {
+    let registry = Bucket::open(js, &format!("{ns}_registry"), placement, 1).await?;
+    let keys = Bucket::open(js, &format!("{ns}_keys"), placement, 1).await?;
+    let dead_after = options.heartbeat * members::MISSED_BEATS;
+    let nodes = Bucket::open_with(js, &format!("{ns}_nodes"), placement, 1, dead_after).await?;
+    let queues = Bucket::open(js, &format!("{ns}_queues"), placement, 1).await?;
+    let flights = Bucket::open(js, &format!("{ns}_flights"), placement, 1).await?;
+    let code = open_object_store(js, &format!("{ns}_code"), placement).await?;
+    let records = js
+        .get_or_create_stream(stream::Config {
+            name: format!("{ns}_records"),
+            subjects: vec![format!("{ns}.rec.>")],
+            max_age: options.record_retention,
+            storage: placement.storage,
+            num_replicas: placement.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| internal(format!("cannot open the records stream: {e}")))?;
+    let events = js
+        .get_or_create_stream(stream::Config {
+            name: format!("{ns}_events"),
+            subjects: vec![format!("{ns}.ev.>")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: placement.storage,
+            num_replicas: placement.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| internal(format!("cannot open the events stream: {e}")))?;
+    let failed = js
+        .get_or_create_stream(stream::Config {
+            name: format!("{ns}_failed"),
+            subjects: vec![format!("{ns}.failed.>")],
+            max_messages_per_subject: 1,
+            storage: placement.storage,
+            num_replicas: placement.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| internal(format!("cannot open the failed-events stream: {e}")))?;
+    Ok(Parts {
+        registry,
+        keys,
+        nodes,
+        queues,
+        flights,
+        code,
+        records,
+        events,
+        failed,
+    })
 }

@@ -118,6 +118,9 @@ pub enum Change {
     Queue(String),
     /// Async events were queued for a function.
     Events(String),
+    /// Changes may have been missed (the feed broke and was made again):
+    /// catch up with everything.
+    Resync,
 }
 
 /// The registry: functions, versions, aliases, routes and per-function

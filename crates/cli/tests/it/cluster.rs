@@ -88,6 +88,43 @@ fn three_nodes_serve_one_cluster() {
             .then_some(())
     });
 
+    // Two nodes deploying the same function at once: one wins, the other
+    // is told of the conflict; then racing code updates leave one whole
+    // version, never a mix.
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            let body = lambda_body("race", "wasm", "testkit.wasm", &wasm_zip("testkit"));
+            nodes[0].api_json("POST", "/2015-03-31/functions", &body).0
+        });
+        let b = scope.spawn(|| {
+            let body = lambda_body("race", "wasm", "testkit.wasm", &wasm_zip("hello"));
+            nodes[2].api_json("POST", "/2015-03-31/functions", &body).0
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut statuses = [a, b];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409]);
+    let shas: Vec<String> = std::thread::scope(|scope| {
+        let updates: Vec<_> = (0..6)
+            .map(|i| {
+                let node = &nodes[i % 3];
+                scope.spawn(move || {
+                    let zip = wasm_zip(if i % 2 == 0 { "testkit" } else { "hello" });
+                    let body = json!({"ZipFile": base64_zip(&zip)});
+                    let (status, v) =
+                        node.api_json("PUT", "/2015-03-31/functions/race/code", &body);
+                    assert!(status == 200 || status == 409, "{status} {v}");
+                    v["CodeSha256"].as_str().unwrap_or_default().to_string()
+                })
+            })
+            .collect();
+        updates.into_iter().map(|u| u.join().unwrap()).collect()
+    });
+    let (_, now) = nodes[1].api_json("GET", "/2015-03-31/functions/race", &Value::Null);
+    let sha = now["Configuration"]["CodeSha256"].as_str().unwrap();
+    assert!(shas.iter().any(|s| s == sha), "{sha} is one that landed");
+
     // Async events accepted by every node all run, once each.
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -159,4 +196,192 @@ fn three_nodes_serve_one_cluster() {
 fn base64_zip(zip: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(zip)
+}
+
+/// Sends `request` through the live nodes in turn until one acknowledges
+/// it (a node or NATS server going down makes some attempts fail: those
+/// were never acknowledged); the node that did and its answer.
+fn acknowledged(
+    nodes: &[Server],
+    live: &[usize],
+    turn: usize,
+    mut request: impl FnMut(&Server) -> Option<Value>,
+) -> Value {
+    for attempt in 0..200 {
+        let node = &nodes[live[(turn + attempt) % live.len()]];
+        if let Some(v) = request(node) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no node acknowledged the request");
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_when_a_node_or_a_nats_server_dies() {
+    let mut cluster = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let nodes = nodes(&cluster, root.path(), 3);
+    let body = lambda_body("kit", "wasm", "testkit.wasm", &wasm_zip("testkit"));
+    let (status, v) = nodes[0].api_json("POST", "/2015-03-31/functions", &body);
+    assert_eq!(status, 201, "{v}");
+    // Every run leaves a durable trace: its on-success record, on a queue.
+    for q in ["done", "work"] {
+        let (status, v) = nodes[0].sqs("CreateQueue", &json!({"QueueName": q}));
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = nodes[0].api_json(
+        "PUT",
+        "/2019-09-25/functions/kit/event-invoke-config",
+        &json!({"DestinationConfig": {"OnSuccess": {
+            "Destination": "arn:aws:sqs:us-east-1:000000000000:done"}}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let url = |q: &str| format!("{}/000000000000/{q}", nodes[0].api);
+
+    let mut live = vec![0, 1, 2];
+    let mut plain = Vec::new();
+    let mut keyed = Vec::new();
+    let mut sent = Vec::new();
+    for i in 0..90 {
+        if i == 30 {
+            nodes[1].kill9();
+            live.retain(|n| *n != 1);
+        }
+        if i == 60 {
+            cluster.servers[1].kill();
+        }
+        let key = format!("k{i}");
+        let v = acknowledged(&nodes, &live, i, |node| {
+            let mut headers = vec![("x-amz-invocation-type", "Event")];
+            if i % 2 == 0 {
+                headers.push(("x-wisp-idempotency-key", key.as_str()));
+            }
+            let r = node
+                .try_api(
+                    "POST",
+                    "/2015-03-31/functions/kit/invocations",
+                    json!({"i": i}).to_string().as_bytes(),
+                    &headers,
+                )
+                .ok()?;
+            (r.status().as_u16() == 202).then(|| {
+                json!(r.headers()["x-amzn-requestid"]
+                    .to_str()
+                    .unwrap()
+                    .to_string())
+            })
+        });
+        let id = v.as_str().unwrap().to_string();
+        if i % 2 == 0 {
+            keyed.push(id)
+        } else {
+            plain.push(id)
+        }
+        let body = format!("job {i}");
+        acknowledged(&nodes, &live, i, |node| {
+            let (status, v) = node
+                .try_sqs(
+                    "SendMessage",
+                    &json!({"QueueUrl": url("work"), "MessageBody": body}),
+                )
+                .ok()?;
+            (status == 200).then_some(v)
+        });
+        sent.push(body);
+    }
+    // The dead server comes back and catches up; then another one may go.
+    cluster.servers[1].launch();
+
+    // Every acknowledged message is there, at least once.
+    let drain =
+        |q: &str, until: &dyn Fn(&[Value]) -> bool, missing: &dyn Fn(&[Value]) -> String| {
+            let mut got: Vec<Value> = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !until(&got) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{q}: only {} came; missing: {}",
+                    got.len(),
+                    missing(&got)
+                );
+                let Ok((200, v)) = nodes[0].try_sqs(
+                    "ReceiveMessage",
+                    &json!({"QueueUrl": url(q), "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1}),
+                ) else {
+                    continue;
+                };
+                for m in v["Messages"].as_array().cloned().unwrap_or_default() {
+                    let _ = nodes[0].try_sqs(
+                        "DeleteMessage",
+                        &json!({"QueueUrl": url(q), "ReceiptHandle": m["ReceiptHandle"]}),
+                    );
+                    got.push(m);
+                }
+            }
+            got
+        };
+    let work = drain(
+        "work",
+        &|got| {
+            sent.iter()
+                .all(|b| got.iter().any(|m| m["Body"] == b.as_str()))
+        },
+        &|got| {
+            let missing: Vec<&String> = sent
+                .iter()
+                .filter(|b| !got.iter().any(|m| m["Body"] == b.as_str()))
+                .collect();
+            format!("{missing:?}")
+        },
+    );
+    assert!(work.len() >= sent.len());
+
+    // Every acknowledged event ran: its on-success record arrived. A keyed
+    // event ran at most once; one whose run was cut off by the kill is
+    // kept as a failed event (its effects may have happened) instead.
+    let ran = |got: &[Value], id: &str| {
+        got.iter()
+            .filter(|m| {
+                let record: Value = serde_json::from_str(m["Body"].as_str().unwrap()).unwrap();
+                record["requestContext"]["requestId"] == id
+            })
+            .count()
+    };
+    let failed = |id: &str| {
+        let (_, q) = nodes[0].api_json("GET", "/wisp/v1/functions/kit/async", &Value::Null);
+        q["failed_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["request_id"] == id)
+    };
+    let done = drain(
+        "done",
+        &|got| {
+            plain.iter().all(|id| ran(got, id) > 0)
+                && keyed.iter().all(|id| ran(got, id) > 0 || failed(id))
+        },
+        &|got| {
+            let plain: Vec<&String> = plain.iter().filter(|id| ran(got, id) == 0).collect();
+            let keyed: Vec<&String> = keyed
+                .iter()
+                .filter(|id| ran(got, id) == 0 && !failed(id))
+                .collect();
+            let (_, q) = nodes[0].api_json("GET", "/wisp/v1/functions/kit/async", &Value::Null);
+            let records: Vec<Value> = plain
+                .iter()
+                .chain(keyed.iter())
+                .map(|id| {
+                    nodes[0]
+                        .api_json("GET", &format!("/wisp/v1/invocations/{id}"), &Value::Null)
+                        .1
+                })
+                .collect();
+            format!("plain {plain:?} keyed {keyed:?} queue {q} records {records:?}")
+        },
+    );
+    for id in &keyed {
+        assert!(ran(&done, id) <= 1, "keyed event {id} ran twice");
+    }
 }
