@@ -276,39 +276,36 @@ async fn open_parts(
     let queues = Bucket::open(js, &format!("{ns}_queues"), placement, 1).await?;
     let flights = Bucket::open(js, &format!("{ns}_flights"), placement, 1).await?;
     let code = open_object_store(js, &format!("{ns}_code"), placement).await?;
-    let records = js
-        .get_or_create_stream(stream::Config {
-            name: format!("{ns}_records"),
-            subjects: vec![format!("{ns}.rec.>")],
+    let open = |name: &'static str, subject: &'static str, config: stream::Config| {
+        open_stream(js, ns, placement, name, subject, config)
+    };
+    let records = open(
+        "records",
+        "rec",
+        stream::Config {
             max_age: options.record_retention,
-            storage: placement.storage,
-            num_replicas: placement.replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| internal(format!("cannot open the records stream: {e}")))?;
-    let events = js
-        .get_or_create_stream(stream::Config {
-            name: format!("{ns}_events"),
-            subjects: vec![format!("{ns}.ev.>")],
+        },
+    )
+    .await?;
+    let events = open(
+        "events",
+        "ev",
+        stream::Config {
             retention: stream::RetentionPolicy::WorkQueue,
-            storage: placement.storage,
-            num_replicas: placement.replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| internal(format!("cannot open the events stream: {e}")))?;
-    let failed = js
-        .get_or_create_stream(stream::Config {
-            name: format!("{ns}_failed"),
-            subjects: vec![format!("{ns}.failed.>")],
+        },
+    )
+    .await?;
+    let failed = open(
+        "failed",
+        "failed",
+        stream::Config {
             max_messages_per_subject: 1,
-            storage: placement.storage,
-            num_replicas: placement.replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| internal(format!("cannot open the failed-events stream: {e}")))?;
+        },
+    )
+    .await?;
     Ok(Parts {
         registry,
         keys,
@@ -320,4 +317,25 @@ async fn open_parts(
         events,
         failed,
     })
+}
+
+/// Opens (creating it if missing) the stream `<ns>_<name>` over the
+/// subjects `<ns>.<subject>.>`, with `config`'s other settings.
+async fn open_stream(
+    js: &jetstream::Context,
+    ns: &str,
+    placement: Placement,
+    name: &str,
+    subject: &str,
+    config: stream::Config,
+) -> Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: format!("{ns}_{name}"),
+        subjects: vec![format!("{ns}.{subject}.>")],
+        storage: placement.storage,
+        num_replicas: placement.replicas,
+        ..config
+    })
+    .await
+    .map_err(|e| internal(format!("cannot open the {name} stream: {e}")))
 }

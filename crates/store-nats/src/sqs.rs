@@ -123,19 +123,19 @@ impl NatsStore {
         if let Some(s) = self.opened.lock().await.streams.get(queue) {
             return Ok(s.clone());
         }
-        let stream = self
-            .js
-            .get_or_create_stream(stream::Config {
-                name: self.queue_stream_name(queue),
-                subjects: vec![format!("{}.q.{}.>", self.ns, seg(queue))],
+        let stream = crate::open_stream(
+            &self.js,
+            &self.ns,
+            self.placement,
+            &format!("q_{}", seg(queue)),
+            &format!("q.{}", seg(queue)),
+            stream::Config {
                 retention: stream::RetentionPolicy::WorkQueue,
                 max_age: MAX_AGE,
-                storage: self.placement.storage,
-                num_replicas: self.placement.replicas,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| internal(format!("queue {queue}: {e}")))?;
+            },
+        )
+        .await?;
         self.opened
             .lock()
             .await
@@ -772,16 +772,10 @@ impl QueueStore for NatsStore {
         let mut known = HashMap::<String, bool>::new();
         let mut moved = 0;
         for (seq, msg) in self.stream_messages(source, limit).await? {
-            let to = match destination {
-                Some(d) => Some(d.to_string()),
-                // The queue is the ARN's last part.
-                None => msg
-                    .dl_source
-                    .as_deref()
-                    .and_then(|arn| arn.rsplit(':').next())
-                    .map(str::to_string),
+            let Some(to) = wisp_store::sqs::move_target(destination, msg.dl_source.as_deref())
+            else {
+                continue;
             };
-            let Some(to) = to else { continue };
             let exists = match known.get(&to) {
                 Some(e) => *e,
                 None => {

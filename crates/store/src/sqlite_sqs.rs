@@ -458,15 +458,9 @@ pub(crate) fn move_messages(
     let mut known = std::collections::HashMap::<String, bool>::new();
     let mut moved = 0;
     for (id, origin) in rows {
-        let to = match destination {
-            Some(d) => Some(d.to_string()),
-            // The queue is the ARN's last part.
-            None => origin
-                .as_deref()
-                .and_then(|arn| arn.rsplit(':').next())
-                .map(str::to_string),
+        let Some(to) = crate::sqs::move_target(destination, origin.as_deref()) else {
+            continue;
         };
-        let Some(to) = to else { continue };
         let exists = match known.get(&to) {
             Some(e) => *e,
             None => {

@@ -134,6 +134,17 @@ pub struct QueueCounts {
     pub oldest_sent_ms: Option<i64>,
 }
 
+/// Where a move sends a message: the destination given, else the queue it
+/// was dead-lettered from (its ARN's last part); `None` if neither.
+pub fn move_target(destination: Option<&str>, dead_letter_source: Option<&str>) -> Option<String> {
+    match destination {
+        Some(d) => Some(d.to_string()),
+        None => dead_letter_source
+            .and_then(|arn| arn.rsplit(':').next())
+            .map(str::to_string),
+    }
+}
+
 /// What one step of a move task did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Moved {
