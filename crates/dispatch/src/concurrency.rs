@@ -2,6 +2,13 @@
 //! out of which functions may reserve a share. A function with a
 //! reservation runs at most that many at once (0 disables it); the others
 //! share what is left unreserved.
+//!
+//! In a cluster every limit is the cluster's: each node admits its share
+//! of it, the limit split evenly over the live nodes with the remainder
+//! going to the first ones by id, so the shares add up to the limit
+//! exactly. A node whose share is used throttles even while another has
+//! room; while membership changes (a node joins or dies, within a few
+//! heartbeats) the total may briefly be off by the shares in motion.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +55,8 @@ struct State {
 pub struct Concurrency {
     limit: usize,
     state: Mutex<State>,
+    /// This node's place among the live nodes: (rank, nodes).
+    share: Mutex<(usize, usize)>,
 }
 
 /// One admitted invocation; dropping it frees its slot.
@@ -76,7 +85,22 @@ impl Concurrency {
         Arc::new(Concurrency {
             limit,
             state: Mutex::new(State::default()),
+            share: Mutex::new((0, 1)),
         })
+    }
+
+    /// Makes this node the `rank`th of `nodes` live ones (0-based), each
+    /// admitting its share of every limit.
+    pub fn set_share(&self, rank: usize, nodes: usize) {
+        if let Ok(mut s) = self.share.lock() {
+            *s = (rank.min(nodes.max(1) - 1), nodes.max(1));
+        }
+    }
+
+    /// This node's share of a cluster-wide `limit`.
+    pub fn share_of(&self, limit: usize) -> usize {
+        let (rank, nodes) = self.share.lock().map(|s| *s).unwrap_or((0, 1));
+        limit / nodes + usize::from(rank < limit % nodes)
     }
 
     pub fn limit(&self) -> usize {
@@ -127,13 +151,14 @@ impl Concurrency {
         let running = s.in_flight.get(function).copied().unwrap_or(0);
         let reserved = match s.reserved.get(function) {
             Some(&limit) => {
-                if running >= limit {
+                if running >= self.share_of(limit) {
                     return Err(Throttle::Reserved);
                 }
                 true
             }
             None => {
-                if s.unreserved_in_flight >= self.limit.saturating_sub(s.reserved_total) {
+                let unreserved = self.limit.saturating_sub(s.reserved_total);
+                if s.unreserved_in_flight >= self.share_of(unreserved) {
                     return Err(Throttle::Account);
                 }
                 s.unreserved_in_flight += 1;
@@ -156,10 +181,11 @@ impl Concurrency {
     pub fn headroom(&self, function: &str) -> usize {
         let Ok(s) = self.state.lock() else { return 0 };
         match s.reserved.get(function) {
-            Some(&limit) => limit.saturating_sub(s.in_flight.get(function).copied().unwrap_or(0)),
+            Some(&limit) => self
+                .share_of(limit)
+                .saturating_sub(s.in_flight.get(function).copied().unwrap_or(0)),
             None => self
-                .limit
-                .saturating_sub(s.reserved_total)
+                .share_of(self.limit.saturating_sub(s.reserved_total))
                 .saturating_sub(s.unreserved_in_flight),
         }
     }
@@ -186,6 +212,35 @@ impl Concurrency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Shares of a limit over the live nodes add up to the limit, the
+    /// remainder going to the first nodes.
+    #[test]
+    fn each_node_admits_its_share_of_the_cluster_limits() {
+        let nodes: Vec<Arc<Concurrency>> = (0..3)
+            .map(|rank| {
+                let c = Concurrency::new(1000);
+                c.set_share(rank, 3);
+                c.set_reserved("f", Some(4)).unwrap();
+                c.set_reserved("one", Some(1)).unwrap();
+                c
+            })
+            .collect();
+        let shares: Vec<usize> = nodes.iter().map(|c| c.headroom("f")).collect();
+        assert_eq!(shares, [2, 1, 1]);
+        let one: Vec<usize> = nodes.iter().map(|c| c.headroom("one")).collect();
+        assert_eq!(one, [1, 0, 0]);
+        // The unreserved 995 split 332 + 332 + 331.
+        let unreserved: Vec<usize> = nodes.iter().map(|c| c.headroom("other")).collect();
+        assert_eq!(unreserved, [332, 332, 331]);
+        let held: Vec<Permit> = (0..2).map(|_| nodes[0].admit("f").unwrap()).collect();
+        assert_eq!(nodes[0].admit("f").unwrap_err(), Throttle::Reserved);
+        assert_eq!(nodes[2].admit("one").unwrap_err(), Throttle::Reserved);
+        drop(held);
+        // A node alone again has the whole limit.
+        nodes[2].set_share(0, 1);
+        assert_eq!(nodes[2].headroom("f"), 4);
+    }
 
     /// A function's count goes back to 0 when its calls end, keeps its
     /// entry while it exists, and loses it once forgotten.

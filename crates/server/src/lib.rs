@@ -131,6 +131,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
             })?;
     }
     let mut credentials = credentials::load_or_create(&config.data_dir)?;
+    let mut cluster: Option<Arc<NatsStore>> = None;
     let (store, queue_store): (Arc<dyn Store>, Arc<dyn QueueStore>) = match &config.store {
         StoreBackend::Embedded => {
             let sqlite = Arc::new(SqliteStore::open(&config.data_dir).with_context(|| {
@@ -162,6 +163,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
                 nodes = nats.members().live().len(),
                 "joined the cluster"
             );
+            cluster = Some(nats.clone());
             (nats.clone(), nats)
         }
     };
@@ -186,6 +188,16 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         clock.clone(),
         Concurrency::new(config.concurrency),
     ));
+    if let Some(nats) = cluster {
+        follow_membership(&nats, dispatcher.concurrency());
+        let concurrency = dispatcher.concurrency().clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                follow_membership(&nats, &concurrency);
+            }
+        });
+    }
     dispatcher
         .load_settings()
         .await
@@ -379,4 +391,15 @@ async fn follow_changes(
             Err(RecvError::Closed) => return,
         }
     }
+}
+
+/// Sets this node's share of the cluster's concurrency limits from the
+/// live nodes as it sees them now.
+fn follow_membership(nats: &NatsStore, concurrency: &Concurrency) {
+    let live = nats.members().live();
+    let me = nats.members().node_id();
+    let rank = live.iter().position(|n| n.node == me).unwrap_or(0);
+    concurrency.set_share(rank, live.len());
+    metrics::gauge!("wisp_cluster_nodes").set(live.len() as f64);
+    metrics::gauge!("wisp_concurrency_share").set(concurrency.share_of(concurrency.limit()) as f64);
 }

@@ -97,6 +97,37 @@ fn three_nodes_serve_one_cluster() {
     });
     eprintln!("the alias change reached node 1 in {:?}", moved.elapsed());
 
+    // Each node admits its share of the cluster's account limit (1000).
+    let shares: Vec<f64> = nodes
+        .iter()
+        .map(|n| {
+            wait_until("the node sees all three", Duration::from_secs(10), || {
+                (n.metric("wisp_cluster_nodes") == 3.0).then_some(())
+            });
+            n.metric("wisp_concurrency_share")
+        })
+        .collect();
+    assert_eq!(shares.iter().sum::<f64>(), 1000.0, "{shares:?}");
+    // A reservation set through node 0 holds on node 1.
+    let (status, v) = nodes[0].api_json(
+        "PUT",
+        "/2017-10-31/functions/kit/concurrency",
+        &json!({"ReservedConcurrentExecutions": 0}),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_until("node 1 throttles", Duration::from_secs(10), || {
+        (invoke(&nodes[1], "kit", &json!(0)).0 == 429).then_some(())
+    });
+    let (status, _) = nodes[2].api_json(
+        "DELETE",
+        "/2017-10-31/functions/kit/concurrency",
+        &Value::Null,
+    );
+    assert_eq!(status, 204);
+    wait_until("node 1 runs it again", Duration::from_secs(10), || {
+        (invoke(&nodes[1], "kit", &json!(0)).0 == 200).then_some(())
+    });
+
     // Two nodes deploying the same function at once: one wins, the other
     // is told of the conflict; then racing code updates leave one whole
     // version, never a mix.
@@ -392,5 +423,12 @@ fn nothing_acknowledged_is_lost_when_a_node_or_a_nats_server_dies() {
     );
     for id in &keyed {
         assert!(ran(&done, id) <= 1, "keyed event {id} ran twice");
+    }
+    // The survivors split the account limit between them.
+    for n in [&nodes[0], &nodes[2]] {
+        wait_until("the dead node is dropped", Duration::from_secs(30), || {
+            (n.metric("wisp_cluster_nodes") == 2.0).then_some(())
+        });
+        assert_eq!(n.metric("wisp_concurrency_share"), 500.0);
     }
 }
