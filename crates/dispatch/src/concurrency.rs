@@ -90,11 +90,13 @@ impl Concurrency {
     }
 
     /// Makes this node the `rank`th of `nodes` live ones (0-based), each
-    /// admitting its share of every limit.
-    pub fn set_share(&self, rank: usize, nodes: usize) {
-        if let Ok(mut s) = self.share.lock() {
-            *s = (rank.min(nodes.max(1) - 1), nodes.max(1));
-        }
+    /// admitting its share of every limit. Says whether that changed it.
+    pub fn set_share(&self, rank: usize, nodes: usize) -> bool {
+        let Ok(mut s) = self.share.lock() else {
+            return false;
+        };
+        let new = (rank.min(nodes.max(1) - 1), nodes.max(1));
+        std::mem::replace(&mut *s, new) != new
     }
 
     /// This node's share of a cluster-wide `limit`.

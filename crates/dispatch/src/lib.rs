@@ -127,6 +127,14 @@ pub struct Dispatcher {
     /// Idempotency settings by function; cleared by `forget`.
     idempotency: Mutex<HashMap<String, Arc<wisp_core::idempotency::IdempotencyConfig>>>,
     waiters: idempotent::Waiters,
+    /// The provisioned concurrency applied here, cluster-wide counts by
+    /// (function, qualifier); this node keeps its share of each warm.
+    provisioned: Mutex<HashMap<(String, String), usize>>,
+}
+
+/// The cluster-wide count a stored provisioned-concurrency setting asks for.
+fn requested(stored: &serde_json::Value) -> usize {
+    stored["requested"].as_u64().unwrap_or(0) as usize
 }
 
 /// The request that carries an Invoke payload to a function (`POST /`,
@@ -178,6 +186,7 @@ impl Dispatcher {
             concurrency,
             idempotency: Mutex::new(HashMap::new()),
             waiters: idempotent::Waiters::default(),
+            provisioned: Mutex::new(HashMap::new()),
         }
     }
 
@@ -214,8 +223,10 @@ impl Dispatcher {
         let me = self.clone();
         tokio::spawn(async move {
             for s in provisioned {
-                let count = s.value["requested"].as_u64().unwrap_or(0) as usize;
-                if let Err(e) = me.provision(&s.function, &s.qualifier, count).await {
+                if let Err(e) = me
+                    .provision(&s.function, &s.qualifier, requested(&s.value))
+                    .await
+                {
                     tracing::warn!(function = %s.function, qualifier = %s.qualifier, error = %e, "could not provision");
                 }
             }
@@ -264,19 +275,84 @@ impl Dispatcher {
         Ok(ready)
     }
 
-    /// Keeps `count` workers of `function:qualifier` initialised.
+    /// Keeps `count` workers of `function:qualifier` initialised across
+    /// the cluster: this node's share of them (all of them on one node).
     pub async fn provision(
         &self,
         function: &str,
         qualifier: &str,
         count: usize,
     ) -> Result<(), InvokeError> {
+        if let Ok(mut p) = self.provisioned.lock() {
+            let key = (function.to_string(), qualifier.to_string());
+            match count {
+                0 => p.remove(&key),
+                n => p.insert(key, n),
+            };
+        }
         let version = self
             .resolve(function, Some(qualifier))
             .await
             .map_err(|e| InvokeError::new(Cause::NotFound, e.to_string()))?;
         let (prepared, _) = self.prepare(&version).await?;
-        prepared.provision(count).await
+        let share = self.concurrency.share_of(count);
+        metrics::gauge!(
+            "wisp_provisioned_workers",
+            "function" => function.to_string(),
+            "qualifier" => qualifier.to_string(),
+        )
+        .set(share as f64);
+        prepared.provision(share).await
+    }
+
+    /// Applies every provisioned count again, after this node's share of
+    /// the cluster changed.
+    pub async fn reprovision(&self) {
+        let all: Vec<_> = match self.provisioned.lock() {
+            Ok(p) => p.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+            Err(_) => return,
+        };
+        for ((function, qualifier), count) in all {
+            if let Err(e) = self.provision(&function, &qualifier, count).await {
+                tracing::warn!(%function, %qualifier, error = %e, "could not provision");
+            }
+        }
+    }
+
+    /// Makes the provisioned counts of `function` applied here what is
+    /// stored, after another node changed them.
+    async fn refresh_provisioned(&self, function: &str) -> Result<(), StoreError> {
+        let stored: HashMap<String, usize> = self
+            .store
+            .list_settings(setting_kinds::PROVISIONED, Some(function))
+            .await?
+            .into_iter()
+            .map(|s| (s.qualifier, requested(&s.value)))
+            .collect();
+        let applied: HashMap<String, usize> = match self.provisioned.lock() {
+            Ok(p) => p
+                .iter()
+                .filter(|((f, _), _)| f == function)
+                .map(|((_, q), n)| (q.clone(), *n))
+                .collect(),
+            Err(_) => return Ok(()),
+        };
+        let gone = applied.keys().filter(|q| !stored.contains_key(*q));
+        let changes: Vec<(String, usize)> = gone
+            .map(|q| (q.clone(), 0))
+            .chain(
+                stored
+                    .iter()
+                    .filter(|(q, n)| applied.get(*q) != Some(n))
+                    .map(|(q, n)| (q.clone(), *n)),
+            )
+            .collect();
+        for (qualifier, count) in changes {
+            if let Err(e) = self.provision(function, &qualifier, count).await {
+                tracing::warn!(function, %qualifier, error = %e, "could not provision");
+            }
+        }
+        Ok(())
     }
 
     /// The workers of `function:qualifier` right now, if it is prepared.
@@ -462,6 +538,7 @@ impl Dispatcher {
     /// gets the provisioned workers stored for any qualifier naming it.
     fn restore_provisioned(&self, version: &FunctionVersion, prepared: Arc<dyn Prepared>) {
         let store = self.store.clone();
+        let concurrency = self.concurrency.clone();
         let version = version.clone();
         tokio::spawn(async move {
             let settings = match store
@@ -481,7 +558,7 @@ impl Dispatcher {
                         Ok(Some(a)) if a.version == version.version
                     );
                 if names_it {
-                    let count = s.value["requested"].as_u64().unwrap_or(0) as usize;
+                    let count = concurrency.share_of(requested(&s.value));
                     if let Err(e) = prepared.provision(count).await {
                         tracing::warn!(function = %version.function, error = %e, "could not provision");
                     }
@@ -491,8 +568,8 @@ impl Dispatcher {
     }
 
     /// Catches up with a change another node made to `function`: drops
-    /// what is cached of it, and applies its reservation as stored (or
-    /// forgets it all, if the function is gone).
+    /// what is cached of it, and applies its reservation and provisioned
+    /// concurrency as stored (or forgets it all, if the function is gone).
     pub async fn refresh(&self, function: &str) {
         self.forget(function);
         match self.store.get_version(function, LATEST).await {
@@ -519,10 +596,16 @@ impl Dispatcher {
                 tracing::warn!(function, error = %e, "a reservation set elsewhere does not fit here");
             }
         }
+        if let Err(e) = self.refresh_provisioned(function).await {
+            tracing::warn!(function, error = %e, "cannot refresh provisioned concurrency");
+        }
     }
 
     /// Drops everything cached of a deleted function.
     pub fn remove(&self, function: &str) {
+        if let Ok(mut p) = self.provisioned.lock() {
+            p.retain(|(f, _), _| f != function);
+        }
         if let Ok(mut prepared) = self.prepared.lock() {
             prepared.remove(function);
         }

@@ -82,6 +82,7 @@ pub struct Running {
     pub credentials: Credentials,
     shutdown: tokio::sync::watch::Sender<bool>,
     dispatcher: Arc<Dispatcher>,
+    cluster: Option<Arc<NatsStore>>,
 }
 
 impl Running {
@@ -93,10 +94,17 @@ impl Running {
         format!("http://{}", self.api_addr)
     }
 
-    /// Stops accepting connections and flushes records.
+    /// Stops accepting connections and flushes records; a cluster node
+    /// then leaves, so the others take over its share at once rather
+    /// than after its missed heartbeats.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.dispatcher.flush().await;
+        if let Some(nats) = self.cluster {
+            if let Err(e) = nats.members().leave().await {
+                tracing::warn!(error = %e, "could not leave the cluster");
+            }
+        }
     }
 }
 
@@ -188,13 +196,15 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         clock.clone(),
         Concurrency::new(config.concurrency),
     ));
-    if let Some(nats) = cluster {
+    if let Some(nats) = cluster.clone() {
         follow_membership(&nats, dispatcher.concurrency());
-        let concurrency = dispatcher.concurrency().clone();
+        let dispatcher = dispatcher.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                follow_membership(&nats, &concurrency);
+                if follow_membership(&nats, dispatcher.concurrency()) {
+                    dispatcher.reprovision().await;
+                }
             }
         });
     }
@@ -350,6 +360,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         credentials,
         shutdown,
         dispatcher,
+        cluster,
     })
 }
 
@@ -394,12 +405,13 @@ async fn follow_changes(
 }
 
 /// Sets this node's share of the cluster's concurrency limits from the
-/// live nodes as it sees them now.
-fn follow_membership(nats: &NatsStore, concurrency: &Concurrency) {
+/// live nodes as it sees them now; says whether its share changed.
+fn follow_membership(nats: &NatsStore, concurrency: &Concurrency) -> bool {
     let live = nats.members().live();
     let me = nats.members().node_id();
     let rank = live.iter().position(|n| n.node == me).unwrap_or(0);
-    concurrency.set_share(rank, live.len());
+    let changed = concurrency.set_share(rank, live.len());
     metrics::gauge!("wisp_cluster_nodes").set(live.len() as f64);
     metrics::gauge!("wisp_concurrency_share").set(concurrency.share_of(concurrency.limit()) as f64);
+    changed
 }

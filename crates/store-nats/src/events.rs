@@ -324,7 +324,17 @@ impl EventQueue for NatsStore {
         limit: usize,
     ) -> Result<(Vec<QueuedEvent>, Option<i64>)> {
         let consumer = self.consumer(function).await?;
-        let mut batch = crate::fetch(&consumer, limit).await?;
+        let mut batch = match crate::fetch(&consumer, limit).await? {
+            Some(batch) => batch,
+            // The function was deleted and made again through another node.
+            None => {
+                self.leases.consumers.lock().await.remove(function);
+                let consumer = self.consumer(function).await?;
+                crate::fetch(&consumer, limit)
+                    .await?
+                    .ok_or_else(|| crate::vanished(function))?
+            }
+        };
         let mut events = Vec::new();
         let mut next: Option<i64> = None;
         let mut fetched = 0;

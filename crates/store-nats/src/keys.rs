@@ -8,7 +8,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use wisp_store::{Claim, KeyOutcome, KeyStore, Result};
 
-use crate::kv::{long_seg, seg, Versioned};
+use crate::kv::{long_seg, seg, ttl, Versioned};
 use crate::NatsStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,13 +81,16 @@ impl KeyStore for NatsStore {
             node: self.members.node_id().into(),
             result: None,
         };
+        let ttl = ttl(now_ms, expires_ms);
         loop {
-            let existing = self.keys.entry::<KeyRow>(&kv_key).await?;
-            let won = match existing {
-                Some(live) if live.value.expires_ms > now_ms => return Ok(self.held(live.value)),
-                Some(expired) => self.keys.update(&kv_key, &row, expired.revision).await?,
-                None => self.keys.create(&kv_key, &row).await?,
-            };
+            let (existing, revision) = self.keys.latest::<KeyRow>(&kv_key).await?;
+            if let Some(live) = existing.filter(|row| row.expires_ms > now_ms) {
+                return Ok(self.held(live));
+            }
+            let won = self
+                .keys
+                .write_expiring(&kv_key, &row, Some(revision), ttl)
+                .await?;
             if won.is_some() {
                 return Ok(Claim::Claimed);
             }
@@ -119,7 +122,8 @@ impl KeyStore for NatsStore {
                     node: self.members.node_id().into(),
                     result: Some(base64::engine::general_purpose::STANDARD.encode(result)),
                 };
-                self.keys.put(&kv_key, &row).await?;
+                let ttl = ttl(crate::members::now_ms(), expires_ms);
+                self.keys.write_expiring(&kv_key, &row, None, ttl).await?;
             }
             KeyOutcome::Release => {
                 if let Some(found) = self.keys.entry::<KeyRow>(&kv_key).await? {
@@ -132,18 +136,8 @@ impl KeyStore for NatsStore {
         Ok(())
     }
 
-    async fn purge_keys(&self, now_ms: i64) -> Result<u64> {
-        let mut purged = 0;
-        for found in self.keys.scan::<KeyRow>("k.>").await? {
-            let row = &found.value;
-            let finished = row.state == State::Done || !self.members.is_live(&row.node);
-            if finished
-                && row.expires_ms <= now_ms
-                && self.keys.purge_at(&found.key, found.revision).await?
-            {
-                purged += 1;
-            }
-        }
-        Ok(purged)
+    /// Nothing to do: each key carries its TTL, and the server drops it.
+    async fn purge_keys(&self, _now_ms: i64) -> Result<u64> {
+        Ok(0)
     }
 }

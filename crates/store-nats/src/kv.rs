@@ -79,9 +79,18 @@ pub(crate) struct Versioned<T> {
     pub revision: u64,
 }
 
+/// How long the server is to keep an entry that expires at `until_ms`.
+pub(crate) fn ttl(now_ms: i64, until_ms: i64) -> std::time::Duration {
+    // The server counts TTLs in nanoseconds: cap "forever" at ten years.
+    const LONGEST_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
+    let ms = until_ms.saturating_sub(now_ms).clamp(1, LONGEST_MS);
+    std::time::Duration::from_millis(ms as u64)
+}
+
 #[derive(Clone)]
 pub(crate) struct Bucket {
     pub kv: kv::Store,
+    js: jetstream::Context,
 }
 
 impl Bucket {
@@ -129,9 +138,12 @@ impl Bucket {
                 }
             }
         };
-        if kv.stream.cached_info().config.allow_direct {
-            let mut config = kv.stream.cached_info().config.clone();
+        // Reads from the leader; per-key TTLs allowed (`write_expiring`).
+        let config = &kv.stream.cached_info().config;
+        if config.allow_direct || !config.allow_message_ttl {
+            let mut config = config.clone();
             config.allow_direct = false;
+            config.allow_message_ttl = true;
             js.update_stream(config)
                 .await
                 .map_err(|e| internal(format!("cannot configure KV bucket {name}: {e}")))?;
@@ -139,9 +151,59 @@ impl Bucket {
                 .get_key_value(name)
                 .await
                 .map_err(|e| internal(format!("cannot open KV bucket {name}: {e}")))?;
-            return Ok(Bucket { kv });
+            return Ok(Bucket { kv, js: js.clone() });
         }
-        Ok(Bucket { kv })
+        Ok(Bucket { kv, js: js.clone() })
+    }
+
+    /// Writes `key` to vanish `ttl` from now (rounded up to whole
+    /// seconds, as the server counts them): whatever is there (`after`
+    /// `None`), only if there is nothing (`Some(0)`), or only over
+    /// `Some(revision)`. The new revision, or `None` if the condition
+    /// did not hold.
+    pub async fn write_expiring<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        after: Option<u64>,
+        ttl: std::time::Duration,
+    ) -> Result<Option<u64>> {
+        let subject = format!(
+            "{}{key}",
+            self.kv.put_prefix.as_deref().unwrap_or(&self.kv.prefix)
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        let secs = ttl.as_millis().div_ceil(1000).max(1);
+        headers.insert("Nats-TTL", secs.to_string().as_str());
+        if let Some(revision) = after {
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                revision.to_string().as_str(),
+            );
+        }
+        let published = self
+            .js
+            .publish_with_headers(subject, headers, to_bytes(value)?)
+            .await
+            .map_err(internal)?
+            .await;
+        match published {
+            Ok(ack) => Ok(Some(ack.sequence)),
+            Err(e) if lost_cas(&e) => Ok(None),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// What `key` holds, if anything, and the revision a conditional write
+    /// over it must name: the last write's, even a delete's (0: none).
+    pub async fn latest<T: DeserializeOwned>(&self, key: &str) -> Result<(Option<T>, u64)> {
+        match self.kv.entry(key).await.map_err(internal)? {
+            Some(e) if e.operation == Operation::Put => {
+                Ok((Some(serde_json::from_slice(&e.value)?), e.revision))
+            }
+            Some(deleted) => Ok((None, deleted.revision)),
+            None => Ok((None, 0)),
+        }
     }
 
     pub async fn entry<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>> {
@@ -230,7 +292,6 @@ impl Bucket {
                             .strip_prefix(prefix)
                             .unwrap_or_default()
                             .to_string(),
-                        revision: m.sequence,
                         value: serde_json::from_slice(m.payload)?,
                     });
                 }
@@ -245,7 +306,6 @@ impl Bucket {
 /// A key found by a scan.
 pub(crate) struct Scanned<T> {
     pub key: String,
-    pub revision: u64,
     pub value: T,
 }
 

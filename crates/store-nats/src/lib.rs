@@ -99,7 +99,7 @@ pub struct NatsStore {
 pub(crate) async fn fetch(
     consumer: &async_nats::jetstream::consumer::PullConsumer,
     max: usize,
-) -> Result<futures_util::stream::Peekable<async_nats::jetstream::consumer::pull::Batch>> {
+) -> Result<Option<Batch>> {
     use futures_util::StreamExt;
     let mut tries = 0;
     loop {
@@ -112,12 +112,26 @@ pub(crate) async fn fetch(
         let mut batch = batch.peekable();
         match std::pin::Pin::new(&mut batch).peek().await {
             Some(Err(e)) if tries < 20 && e.to_string().contains("503") => {
+                // No one answers for the consumer: deleted (through
+                // another node), or too new to have a leader yet.
+                if consumer.get_info().await.is_err() {
+                    return Ok(None);
+                }
                 tries += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            _ => return Ok(batch),
+            _ => return Ok(Some(batch)),
         }
     }
+}
+
+/// Fetched messages, each an error or a message, the first one peekable.
+pub(crate) type Batch =
+    futures_util::stream::Peekable<async_nats::jetstream::consumer::pull::Batch>;
+
+/// The error for a consumer that is gone even after it was made again.
+pub(crate) fn vanished(what: &str) -> StoreError {
+    internal(format!("the consumer of {what} vanished as it was opened"))
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {

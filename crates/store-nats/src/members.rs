@@ -35,13 +35,13 @@ pub struct Members {
     heartbeat: Duration,
     /// Other nodes, by id: when this node last heard from each.
     seen: Mutex<HashMap<String, (Instant, NodeInfo)>>,
+    /// Set by `leave`: no more heartbeats.
+    left: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    use wisp_core::clock::Clock;
+    wisp_core::clock::SystemClock.now_ms()
 }
 
 impl Members {
@@ -60,6 +60,7 @@ impl Members {
             bucket,
             heartbeat,
             seen: Mutex::new(HashMap::new()),
+            left: Default::default(),
         });
         members.announce().await?;
         // Watch first, then list: a node that heartbeats in between is seen
@@ -112,6 +113,7 @@ impl Members {
 
     /// Leaves at once (a clean stop), instead of after missed beats.
     pub async fn leave(&self) -> Result<()> {
+        self.left.store(true, std::sync::atomic::Ordering::Relaxed);
         self.bucket.purge(&seg(&self.me.node)).await
     }
 
@@ -143,6 +145,9 @@ async fn beat(members: Weak<Members>) {
         };
         tokio::time::sleep(every).await;
         let Some(m) = members.upgrade() else { return };
+        if m.left.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         if let Err(e) = m.announce().await {
             tracing::warn!(error = %e, "cannot send this node's heartbeat");
         }

@@ -33,7 +33,7 @@ use wisp_store::sqs::{
 };
 use wisp_store::{Result, StoreError};
 
-use crate::kv::{long_seg, seg};
+use crate::kv::{long_seg, seg, ttl};
 use crate::{internal, NatsStore};
 
 /// Longer than any visibility timeout (12 h): the server's own ack wait
@@ -226,11 +226,12 @@ impl NatsStore {
                 message_id: message_id.into(),
                 seq: None,
             };
-            let won = match self.queues.entry::<Dedupe>(key).await? {
-                Some(first) if first.value.until_ms > now_ms => match first.value.seq {
+            let (first, revision) = self.queues.latest::<Dedupe>(key).await?;
+            if let Some(first) = first.filter(|first| first.until_ms > now_ms) {
+                match first.seq {
                     Some(seq) => {
                         return Ok(Some(Sent {
-                            message_id: first.value.message_id,
+                            message_id: first.message_id,
                             sequence_number: Some(seq),
                             duplicate: true,
                         }))
@@ -240,10 +241,12 @@ impl NatsStore {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }
-                },
-                Some(expired) => self.queues.update(key, &claim, expired.revision).await?,
-                None => self.queues.create(key, &claim).await?,
-            };
+                }
+            }
+            let won = self
+                .queues
+                .write_expiring(key, &claim, Some(revision), ttl(now_ms, until_ms))
+                .await?;
             if won.is_some() {
                 return Ok(None);
             }
@@ -285,7 +288,8 @@ impl NatsStore {
                 message_id: m.message_id.clone(),
                 seq: Some(seq),
             };
-            self.queues.put(key, &done).await?;
+            let ttl = ttl(now_ms, f.dedupe_until_ms);
+            self.queues.write_expiring(key, &done, None, ttl).await?;
         }
         if m.visible_ms > now_ms {
             self.note_delayed(queue, seq, m.visible_ms).await?;
@@ -342,7 +346,17 @@ impl NatsStore {
         next_visible: &mut Option<i64>,
     ) -> Result<()> {
         let consumer = self.queue_consumer(&req.queue, group).await?;
-        let mut batch = crate::fetch(&consumer, max).await?;
+        let mut batch = match crate::fetch(&consumer, max).await? {
+            Some(batch) => batch,
+            // The queue was deleted and made again through another node.
+            None => {
+                self.forget_queue(&req.queue).await;
+                let consumer = self.queue_consumer(&req.queue, group).await?;
+                crate::fetch(&consumer, max)
+                    .await?
+                    .ok_or_else(|| crate::vanished(&req.queue))?
+            }
+        };
         let mut held_back: Option<i64> = None;
         while let Some(m) = batch.next().await {
             let m = m.map_err(internal)?;

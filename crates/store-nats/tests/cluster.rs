@@ -5,15 +5,24 @@
 use std::time::Duration;
 
 use wisp_store::conformance::registry::version;
-use wisp_store::{Claim, KeyStore, Registry, StoreError};
+use wisp_store::{Claim, EventQueue, KeyStore, QueueStore, Registry, StoreError};
 use wisp_store_nats::testing::NatsCluster;
 use wisp_store_nats::{NatsOptions, NatsStore};
 
 async fn node(cluster: &NatsCluster, dir: &tempfile::TempDir, name: &str) -> NatsStore {
+    node_beating(cluster, dir, name, Duration::from_millis(200)).await
+}
+
+async fn node_beating(
+    cluster: &NatsCluster,
+    dir: &tempfile::TempDir,
+    name: &str,
+    heartbeat: Duration,
+) -> NatsStore {
     let mut options = NatsOptions::new(cluster.urls(), dir.path().join(name));
     options.replicas = 3;
     options.node_id = name.into();
-    options.heartbeat = Duration::from_millis(200);
+    options.heartbeat = heartbeat;
     NatsStore::connect(options).await.unwrap()
 }
 
@@ -115,4 +124,73 @@ async fn nodes_race_see_each_other_and_inherit_a_dead_nodes_claims() {
             request_id: "r1".into()
         }
     );
+}
+
+/// Receives from `queue` through `s` until something comes (5 s at most).
+async fn receive_some(s: &NatsStore, queue: &str) -> Vec<String> {
+    use wisp_store::conformance::queues::{now, receive};
+    for _ in 0..100 {
+        let got = s.receive_messages(receive(queue, 10, now())).await.unwrap();
+        if !got.messages.is_empty() {
+            return got.messages.into_iter().map(|m| m.message_id).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
+/// Leases `function`'s events through `s` until some come (5 s at most).
+async fn lease_some(s: &NatsStore, function: &str) -> Vec<String> {
+    for _ in 0..100 {
+        let (got, _) = s.lease_events(function, i64::MAX / 2, 10).await.unwrap();
+        if !got.is_empty() {
+            return got.into_iter().map(|e| e.request_id).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_or_function_recreated_elsewhere_works_through_every_node_and_leaving_is_seen() {
+    use wisp_store::conformance::events::event;
+    use wisp_store::conformance::queues::{message, now, queue};
+    let cluster = NatsCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(&cluster, &dir, "a").await;
+    // Taken for dead only after five minutes of silence.
+    let b = node_beating(&cluster, &dir, "b", Duration::from_secs(60)).await;
+
+    // b opens the queue's stream and consumer, a deletes and re-creates
+    // the queue, b sends and receives on the new one.
+    a.create_queue(queue("q")).await.unwrap();
+    b.send_messages("q", vec![message("m1", now())], now())
+        .await
+        .unwrap();
+    assert_eq!(receive_some(&b, "q").await, ["m1"]);
+    a.delete_queue("q").await.unwrap();
+    a.create_queue(queue("q")).await.unwrap();
+    b.send_messages("q", vec![message("m2", now())], now())
+        .await
+        .unwrap();
+    assert_eq!(receive_some(&b, "q").await, ["m2"]);
+
+    // The same for a function's event consumer.
+    a.create_function(version("f", "x")).await.unwrap();
+    b.enqueue_events(vec![event("e1", "f", None, 0)], 0)
+        .await
+        .unwrap();
+    assert_eq!(lease_some(&b, "f").await, ["e1"]);
+    a.delete_function("f").await.unwrap();
+    a.create_function(version("f", "y")).await.unwrap();
+    b.enqueue_events(vec![event("e2", "f", None, 0)], 0)
+        .await
+        .unwrap();
+    assert_eq!(lease_some(&b, "f").await, ["e2"]);
+
+    // b leaves (a clean stop): a stops counting it at once, not after
+    // the missed beats that would take minutes here.
+    eventually("a sees b", || a.members().is_live("b")).await;
+    b.members().leave().await.unwrap();
+    eventually("a sees b leave", || !a.members().is_live("b")).await;
 }

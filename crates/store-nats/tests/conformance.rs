@@ -30,3 +30,33 @@ async fn nats_store_passes_the_shared_checks() {
     events::events(&store(&server, &dir).await).await;
     queues::queues(&store(&server, &dir).await).await;
 }
+
+/// Idempotency keys and FIFO de-duplication entries carry their TTL: the
+/// server drops them when it passes, with no purge run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_vanish_by_their_own_ttl() {
+    use wisp_store::{Claim, KeyOutcome, KeyStore, Registry};
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&server, &dir).await;
+    s.create_function(registry::version("f", "x"))
+        .await
+        .unwrap();
+    let now = queues::now();
+    let claim = s.claim_key("f", "k", "a", now, now + 1000).await.unwrap();
+    assert_eq!(claim, Claim::Claimed);
+    let done = KeyOutcome::Done {
+        result: b"r".to_vec(),
+        expires_ms: now + 1000,
+    };
+    s.finish_key("f", "k", "a", done).await.unwrap();
+    // Asked as of the start, the key is there until the server drops it.
+    assert!(s.key_holder("f", "k", now).await.unwrap().is_some());
+    for _ in 0..100 {
+        if s.key_holder("f", "k", now).await.unwrap().is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the key outlived its TTL by 9 s");
+}

@@ -296,7 +296,8 @@ pub trait KeyStore: Send + Sync + 'static {
         outcome: KeyOutcome,
     ) -> Result<()>;
 
-    /// Drops finished keys expired by `now_ms`; returns how many went.
+    /// Drops finished keys expired by `now_ms`; returns how many went. A
+    /// backend whose keys carry their own TTL has nothing to do here.
     async fn purge_keys(&self, now_ms: i64) -> Result<u64>;
 }
 

@@ -139,8 +139,15 @@ async fn provisioned_json(
         .await
         .map(|s| s.workers as u64)
         .unwrap_or(0);
+    // In a cluster each node keeps its share warm and answers for the
+    // whole: ready once its own share is up.
+    let share = state.dispatcher.concurrency().share_of(requested as usize) as u64;
     let ready = if is_process(state, function, qualifier).await {
-        workers.min(requested)
+        if workers >= share {
+            requested
+        } else {
+            workers
+        }
     } else {
         // A prepared component is ready for any number of calls.
         requested

@@ -128,6 +128,36 @@ fn three_nodes_serve_one_cluster() {
         (invoke(&nodes[1], "kit", &json!(0)).0 == 200).then_some(())
     });
 
+    // Provisioned concurrency set through node 1 is spread over the
+    // three: 4 workers kept warm as 2 + 1 + 1. Removed through node 2, it
+    // is let go everywhere.
+    let provisioned = "/2019-09-30/functions/kit/provisioned-concurrency?Qualifier=1";
+    let (status, v) = nodes[1].api_json(
+        "PUT",
+        provisioned,
+        &json!({"ProvisionedConcurrentExecutions": 4}),
+    );
+    assert_eq!(status, 202, "{v}");
+    let warm = |n: &Server| n.metric(r#"wisp_provisioned_workers{function="kit",qualifier="1"}"#);
+    wait_until(
+        "every node keeps its share warm",
+        Duration::from_secs(10),
+        || {
+            let mut per_node: Vec<f64> = nodes.iter().map(warm).collect();
+            per_node.sort_by(f64::total_cmp);
+            (per_node == [1.0, 1.0, 2.0]).then_some(())
+        },
+    );
+    let (_, v) = nodes[0].api_json("GET", provisioned, &Value::Null);
+    assert_eq!(v["RequestedProvisionedConcurrentExecutions"], 4, "{v}");
+    let (status, _) = nodes[2].api_json("DELETE", provisioned, &Value::Null);
+    assert_eq!(status, 204);
+    wait_until(
+        "every node lets its share go",
+        Duration::from_secs(10),
+        || nodes.iter().all(|n| warm(n) == 0.0).then_some(()),
+    );
+
     // Two nodes deploying the same function at once: one wins, the other
     // is told of the conflict; then racing code updates leave one whole
     // version, never a mix.

@@ -59,11 +59,16 @@ pub async fn keys<S: Registry + KeyStore + ?Sized>(s: &S) {
     s.finish_key("f", "k", "b", KeyOutcome::Release)
         .await
         .unwrap();
+    assert_eq!(
+        s.key_holder("f", "k", 1999).await.unwrap(),
+        Some(done.clone())
+    );
+    // A purge leaves what has not expired; expired, the key is free
+    // again (a backend purges it, or the server drops it by its TTL).
+    assert_eq!(s.purge_keys(1999).await.unwrap(), 0);
     assert_eq!(s.key_holder("f", "k", 1999).await.unwrap(), Some(done));
-    // Expired, it is free again, and a purge drops it.
     assert_eq!(s.key_holder("f", "k", 2000).await.unwrap(), None);
-    assert!(s.purge_keys(1999).await.unwrap() == 0);
-    assert_eq!(s.purge_keys(2000).await.unwrap(), 1);
+    assert!(s.purge_keys(2000).await.unwrap() <= 1);
     assert_eq!(
         s.claim_key("f", "k", "y", 2001, 3000).await.unwrap(),
         Claim::Claimed

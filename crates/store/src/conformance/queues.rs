@@ -18,10 +18,8 @@ pub const VISIBILITY_MS: i64 = 400;
 
 /// Now, in milliseconds since the epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    use wisp_core::clock::Clock;
+    wisp_core::clock::SystemClock.now_ms()
 }
 
 /// Every check, on a store with no queues yet.
