@@ -3,6 +3,7 @@
 //! `/wisp/v1`, and SigV4 authentication of every request.
 
 mod error;
+pub mod events;
 pub mod json_protocol;
 mod lambda;
 pub mod sigv4;
@@ -35,6 +36,8 @@ pub struct ApiState {
     pub sqs: Arc<wisp_queues::Sqs>,
     /// Event source mappings and their pollers.
     pub mappings: Arc<wisp_queues::Mappings>,
+    /// Event buses, rules and their deliveries.
+    pub events: Arc<wisp_events::Events>,
     pub credentials: Credentials,
     pub account_id: String,
     pub gateway_url: String,
@@ -201,6 +204,9 @@ impl Api {
                     sender_id: verified.access_key_id.clone(),
                 };
                 sqs::handle(&self.state.sqs, &caller, t.operation, body).await
+            }
+            Some(t) if t.service == events::TARGET => {
+                events::handle(&self.state.events, t.operation, body).await
             }
             _ => JsonError::unknown_operation(JsonVersion::V1_0, text).into_response(),
         }

@@ -121,6 +121,23 @@ impl Pattern {
     pub fn matches(&self, event: &Value) -> bool {
         self.root.matches(event)
     }
+
+    /// The strings of which a top-level `field` of a matching event must
+    /// equal one (or hold one, if an array), when the pattern lists only
+    /// exact strings for it: what an index of many patterns keys on.
+    pub fn required_strings(&self, field: &str) -> Option<Vec<&str>> {
+        let Some((_, Field::Leaf(filters))) = self.root.fields.iter().find(|(k, _)| k == field)
+        else {
+            return None;
+        };
+        filters
+            .iter()
+            .map(|f| match f {
+                Filter::Exact(Value::String(s)) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 fn node(map: &Map<String, Value>, depth: usize, budget: &mut usize) -> Result<Node, PatternError> {

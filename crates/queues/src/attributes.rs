@@ -193,6 +193,16 @@ impl QueueAttributes {
         Ok(attributes)
     }
 
+    /// The attributes of a queue wisp keeps for itself, whose name is
+    /// not one SQS allows (so no user's queue can take it).
+    pub fn create_internal(
+        given: &BTreeMap<String, String>,
+    ) -> Result<QueueAttributes, AttributeError> {
+        let mut attributes = QueueAttributes::default();
+        attributes.apply(given, true)?;
+        Ok(attributes)
+    }
+
     /// Applies SetQueueAttributes' `given`; `FifoQueue` cannot change.
     pub fn set(&mut self, given: &BTreeMap<String, String>) -> Result<(), AttributeError> {
         let mut next = self.clone();

@@ -72,6 +72,10 @@ pub struct SendEntry {
     pub group_id: Option<String>,
 }
 
+/// How the names of queues wisp keeps for itself begin: `~` is not
+/// allowed in an SQS queue name.
+pub const INTERNAL_PREFIX: &str = "wisp~";
+
 /// What a sent message answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendResult {
@@ -555,8 +559,11 @@ impl Sqs {
     }
 
     fn queue_of(row: QueueRow) -> Result<Queue, SqsError> {
-        let attributes = QueueAttributes::create(&row.name, &row.attributes)
-            .map_err(|e| SqsError::internal(format!("stored queue {}: {e}", row.name)))?;
+        let attributes = match row.name.starts_with(INTERNAL_PREFIX) {
+            true => QueueAttributes::create_internal(&row.attributes),
+            false => QueueAttributes::create(&row.name, &row.attributes),
+        }
+        .map_err(|e| SqsError::internal(format!("stored queue {}: {e}", row.name)))?;
         Ok(Queue {
             name: row.name,
             attributes,
@@ -656,6 +663,33 @@ impl Sqs {
         self.queue(name).await
     }
 
+    /// A queue wisp keeps for itself (named with [`INTERNAL_PREFIX`]),
+    /// created on first use; never listed to users.
+    pub async fn internal_queue(
+        &self,
+        name: &str,
+        given: &BTreeMap<String, String>,
+    ) -> Result<Arc<Queue>, SqsError> {
+        debug_assert!(name.starts_with(INTERNAL_PREFIX));
+        if let Ok(existing) = self.queue(name).await {
+            return Ok(existing);
+        }
+        let attributes = QueueAttributes::create_internal(given)?;
+        let now = self.clock.now_ms();
+        let row = QueueRow {
+            name: name.to_string(),
+            attributes: attributes.to_map(),
+            tags: BTreeMap::new(),
+            created_ms: now,
+            modified_ms: now,
+        };
+        match self.store.create_queue(row).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.queue(name).await
+    }
+
     pub async fn list_queues(&self, prefix: &str) -> Result<Vec<String>, SqsError> {
         Ok(self
             .store
@@ -663,6 +697,7 @@ impl Sqs {
             .await?
             .into_iter()
             .map(|q| q.name)
+            .filter(|name| !name.starts_with(INTERNAL_PREFIX))
             .collect())
     }
 

@@ -253,6 +253,14 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     if started > 0 {
         tracing::info!(mappings = started, "started event source mappings");
     }
+    let events = wisp_events::Events::new(
+        store.clone(),
+        sqs.clone(),
+        queue.clone(),
+        clock.clone(),
+        Arc::new(ThreadRng),
+    );
+    events.start_delivering();
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -269,6 +277,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         queue,
         sqs,
         mappings,
+        events,
         credentials: credentials.clone(),
         account_id: ACCOUNT_ID.into(),
         gateway_url: format!("http://{gateway_addr}"),
@@ -387,6 +396,7 @@ async fn follow_changes(
             }
             Ok(Change::Queue(q)) => state.sqs.forget(&q),
             Ok(Change::Events(f)) => state.queue.notice(&f),
+            Ok(Change::Document(kind, name)) => state.events.changed(&kind, &name),
             // Fell behind: catch up with everything.
             Ok(Change::Resync) | Err(RecvError::Lagged(_)) => {
                 if let Ok(functions) = state.dispatcher.store().list_latest().await {
@@ -398,6 +408,7 @@ async fn follow_changes(
                 }
                 let _ = wisp_aws::reload_routes(&state).await;
                 state.sqs.forget_all();
+                state.events.forget_all();
             }
             Err(RecvError::Closed) => return,
         }

@@ -20,6 +20,7 @@ fn registry_change(key: &str) -> Option<Change> {
     match (parts.next()?, parts.next()) {
         ("routes", _) => Some(Change::Routes),
         ("fn" | "ver" | "alias" | "set", Some(f)) => Some(Change::Function(unseg(f))),
+        ("doc", Some(kind)) => Some(Change::Document(unseg(kind), unseg(parts.next()?))),
         _ => None,
     }
 }

@@ -292,6 +292,7 @@ impl Bucket {
                             .strip_prefix(prefix)
                             .unwrap_or_default()
                             .to_string(),
+                        revision: m.sequence,
                         value: serde_json::from_slice(m.payload)?,
                     });
                 }
@@ -306,6 +307,7 @@ impl Bucket {
 /// A key found by a scan.
 pub(crate) struct Scanned<T> {
     pub key: String,
+    pub revision: u64,
     pub value: T,
 }
 

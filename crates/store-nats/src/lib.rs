@@ -9,6 +9,7 @@
 
 mod changes;
 mod code;
+mod documents;
 mod events;
 mod keys;
 mod kv;

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wisp_store::conformance::{code, events, keys, queues, records, registry};
+use wisp_store::conformance::{code, documents, events, keys, queues, records, registry};
 use wisp_store_nats::testing::NatsServer;
 use wisp_store_nats::{NatsOptions, NatsStore};
 
@@ -29,6 +29,7 @@ async fn nats_store_passes_the_shared_checks() {
     keys::keys_go_with_their_function(&s).await;
     events::events(&store(&server, &dir).await).await;
     queues::queues(&store(&server, &dir).await).await;
+    documents::documents(&store(&server, &dir).await).await;
 }
 
 /// Idempotency keys and FIFO de-duplication entries carry their TTL: the

@@ -1,15 +1,18 @@
 //! Where wisp keeps its state, one trait per concern: the registry
 //! (functions, versions, aliases, routes, settings), code blobs, records
-//! and logs, the async event queue, idempotency keys, and SQS queues.
+//! and logs, the async event queue, idempotency keys, SQS queues, and
+//! documents (buses, rules, schedules).
 //! `Store` is their union. SQLite implements each here; the clustered
 //! store (`wisp-store-nats`) implements the same traits on JetStream, and
 //! both pass the same checks (`conformance`).
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod documents;
 mod group_commit;
 mod queue;
 mod sqlite;
+mod sqlite_documents;
 mod sqlite_queue;
 mod sqlite_sqs;
 pub mod sqs;
@@ -19,6 +22,7 @@ use std::path::PathBuf;
 use wisp_core::route::Route;
 use wisp_core::{Alias, Finished, FunctionVersion, InvocationRecord, LogEntry};
 
+pub use documents::{Document, DocumentStore};
 pub use queue::{
     undeliverable, Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueueStats, QueuedEvent,
     Settle, Settlement,
@@ -118,6 +122,8 @@ pub enum Change {
     Queue(String),
     /// Async events were queued for a function.
     Events(String),
+    /// A document (kind, name) was written or removed.
+    Document(String, String),
     /// Changes may have been missed (the feed broke and was made again):
     /// catch up with everything.
     Resync,
@@ -303,6 +309,12 @@ pub trait KeyStore: Send + Sync + 'static {
 
 /// Every concern at once: what the dispatcher and the API hold. Each
 /// backend implements the concerns one by one; this is their union.
-pub trait Store: Registry + CodeStore + RecordStore + EventQueue + KeyStore + QueueStore {}
+pub trait Store:
+    Registry + CodeStore + RecordStore + EventQueue + KeyStore + QueueStore + DocumentStore
+{
+}
 
-impl<T> Store for T where T: Registry + CodeStore + RecordStore + EventQueue + KeyStore + QueueStore {}
+impl<T> Store for T where
+    T: Registry + CodeStore + RecordStore + EventQueue + KeyStore + QueueStore + DocumentStore
+{
+}

@@ -189,6 +189,7 @@ CREATE INDEX invocations_by_request ON invocations (request_id);
 ALTER TABLE invocations ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
 "#,
     crate::sqlite_sqs::MIGRATION,
+    crate::sqlite_documents::MIGRATION,
 ];
 
 /// The columns of an invocation record, in the order `record_from_row` reads them.
@@ -414,7 +415,7 @@ impl SqliteStore {
         .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
     }
 
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {

@@ -1,6 +1,6 @@
 //! The shared checks (`wisp_store::conformance`) on the embedded store.
 
-use wisp_store::conformance::{code, events, keys, queues, records, registry};
+use wisp_store::conformance::{code, documents, events, keys, queues, records, registry};
 use wisp_store::SqliteStore;
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -44,4 +44,10 @@ async fn sqlite_queues() {
 async fn sqlite_events() {
     let (_dir, s) = store();
     events::events(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_documents() {
+    let (_dir, s) = store();
+    documents::documents(&s).await;
 }

@@ -15,6 +15,11 @@ fn boto3_and_the_aws_cli_drive_the_sqs_api() {
     run_checks("sqs_api.py");
 }
 
+#[test]
+fn boto3_and_the_aws_cli_drive_the_eventbridge_api() {
+    run_checks("events_api.py");
+}
+
 /// Runs one of the `tests/py` check scripts against a fresh server.
 fn run_checks(script: &str) {
     let tmp = tempfile::tempdir().unwrap();

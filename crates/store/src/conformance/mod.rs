@@ -4,6 +4,7 @@
 //! cannot drift apart. A new stored concept comes with its checks here.
 
 pub mod code;
+pub mod documents;
 pub mod events;
 pub mod keys;
 pub mod queues;

@@ -1,0 +1,488 @@
+//! EventBridge on the wire: AWS JSON 1.1, `X-Amz-Target:
+//! AWSEvents.<Operation>`. Reads each operation's input shape, calls the
+//! bus engine, and answers in the output shape; errors are the modeled
+//! exceptions botocore raises.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use wisp_events::envelope::Entry;
+use wisp_events::model::{Bus, DeadLetterConfig, Rule, Target};
+use wisp_events::{Events, EventsError};
+
+use crate::json_protocol::{self, JsonError, JsonVersion};
+
+const V: JsonVersion = JsonVersion::V1_1;
+
+/// The X-Amz-Target prefix of EventBridge.
+pub const TARGET: &str = "AWSEvents";
+
+fn error(e: EventsError) -> JsonError {
+    let status = match e.internal {
+        true => StatusCode::INTERNAL_SERVER_ERROR,
+        false => StatusCode::BAD_REQUEST,
+    };
+    JsonError::new(V, status, e.error_type, e.message)
+}
+
+/// Serves one EventBridge operation.
+pub async fn handle(events: &Arc<Events>, operation: &str, body: &Bytes) -> Response {
+    match call(events, operation, body).await {
+        Ok(v) => json_protocol::ok(V, &v),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn input<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, JsonError> {
+    json_protocol::input(V, body)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Tag {
+    key: String,
+    value: String,
+}
+
+fn tags_in(tags: Option<Vec<Tag>>) -> Result<BTreeMap<String, String>, EventsError> {
+    let tags = tags.unwrap_or_default();
+    if tags.len() > 50 {
+        return Err(EventsError::validation("A resource has at most 50 tags."));
+    }
+    let mut out = BTreeMap::new();
+    for t in tags {
+        if t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256 {
+            return Err(EventsError::validation(
+                "Tag keys have 1 to 128 characters, values at most 256.",
+            ));
+        }
+        out.insert(t.key, t.value);
+    }
+    Ok(out)
+}
+
+fn tags_out(tags: &BTreeMap<String, String>) -> Value {
+    tags.iter()
+        .map(|(k, v)| json!({"Key": k, "Value": v}))
+        .collect()
+}
+
+fn seconds(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// A page of `items` from `token` (an offset), at most `limit` (1–100).
+fn page<T>(
+    items: Vec<T>,
+    token: Option<&str>,
+    limit: Option<i64>,
+) -> Result<(Vec<T>, Option<String>), EventsError> {
+    let limit = match limit {
+        None => 100,
+        Some(n @ 1..=100) => n as usize,
+        Some(n) => {
+            return Err(EventsError::validation(format!(
+                "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 100"
+            )))
+        }
+    };
+    let start = match token {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| EventsError::validation("The NextToken is not valid."))?,
+    };
+    let next = (start + limit < items.len()).then(|| (start + limit).to_string());
+    Ok((items.into_iter().skip(start).take(limit).collect(), next))
+}
+
+fn bus_json(events: &Events, bus: &Bus) -> Value {
+    let mut v = json!({"Name": bus.name, "Arn": events.bus_arn(&bus.name)});
+    if let Some(d) = &bus.description {
+        v["Description"] = json!(d);
+    }
+    if bus.created_ms > 0 {
+        v["CreationTime"] = seconds(bus.created_ms);
+        v["LastModifiedTime"] = seconds(bus.modified_ms);
+    }
+    if let Some(dlq) = &bus.dead_letter_config {
+        v["DeadLetterConfig"] = json!(dlq);
+    }
+    v
+}
+
+fn rule_json(events: &Events, rule: &Rule) -> Value {
+    let mut v = json!({
+        "Name": rule.name,
+        "Arn": events.rule_arn(&rule.event_bus_name, &rule.name),
+        "State": rule.state,
+        "EventBusName": rule.event_bus_name,
+    });
+    for (key, value) in [
+        ("EventPattern", &rule.event_pattern),
+        ("ScheduleExpression", &rule.schedule_expression),
+        ("Description", &rule.description),
+        ("RoleArn", &rule.role_arn),
+    ] {
+        if let Some(value) = value {
+            v[key] = json!(value);
+        }
+    }
+    v
+}
+
+fn failed_entries(failed: Vec<(String, &'static str, String)>) -> Value {
+    let entries: Vec<Value> = failed
+        .into_iter()
+        .map(|(id, code, message)| json!({"TargetId": id, "ErrorCode": code, "ErrorMessage": message}))
+        .collect();
+    json!({"FailedEntryCount": entries.len(), "FailedEntries": entries})
+}
+
+/// A bus or rule named by an ARN: (bus, Some(rule)) or (bus, None).
+fn resource(events: &Events, arn: &str) -> Result<(String, Option<String>), EventsError> {
+    let not_found = || EventsError::not_found(format!("Resource {arn} does not exist."));
+    let (_, path) = arn.split_once(":events:").ok_or_else(not_found)?;
+    // region:account:kind/...
+    let path = path.splitn(3, ':').nth(2).ok_or_else(not_found)?;
+    if let Some(bus) = path.strip_prefix("event-bus/") {
+        return Ok((events.bus_name(Some(bus))?, None));
+    }
+    let rule = path.strip_prefix("rule/").ok_or_else(not_found)?;
+    Ok(match rule.rsplit_once('/') {
+        Some((bus, rule)) => (bus.to_string(), Some(rule.to_string())),
+        None => ("default".to_string(), Some(rule.to_string())),
+    })
+}
+
+async fn call(events: &Arc<Events>, operation: &str, body: &Bytes) -> Result<Value, JsonError> {
+    let ev = events.as_ref();
+    match operation {
+        "CreateEventBus" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+                description: Option<String>,
+                dead_letter_config: Option<DeadLetterConfig>,
+                tags: Option<Vec<Tag>>,
+            }
+            let i: In = input(body)?;
+            let bus = Bus {
+                name: i.name,
+                description: i.description,
+                dead_letter_config: i.dead_letter_config,
+                tags: tags_in(i.tags).map_err(error)?,
+                ..Default::default()
+            };
+            let bus = ev.create_bus(bus).await.map_err(error)?;
+            let mut out = json!({"EventBusArn": ev.bus_arn(&bus.name)});
+            if let Some(d) = bus.description {
+                out["Description"] = json!(d);
+            }
+            Ok(out)
+        }
+        "DescribeEventBus" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: Option<String>,
+            }
+            let i: In = input(body)?;
+            let name = ev.bus_name(i.name.as_deref()).map_err(error)?;
+            let bus = ev.require_bus(&name).await.map_err(error)?;
+            Ok(bus_json(ev, &bus))
+        }
+        "UpdateEventBus" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: Option<String>,
+                description: Option<String>,
+                dead_letter_config: Option<DeadLetterConfig>,
+            }
+            let i: In = input(body)?;
+            let name = ev.bus_name(i.name.as_deref()).map_err(error)?;
+            let bus = ev
+                .update_bus(&name, |b| {
+                    if i.description.is_some() {
+                        b.description = i.description.clone();
+                    }
+                    if i.dead_letter_config.is_some() {
+                        b.dead_letter_config = i.dead_letter_config.clone();
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(error)?;
+            Ok(bus_json(ev, &bus))
+        }
+        "ListEventBuses" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name_prefix: Option<String>,
+                next_token: Option<String>,
+                limit: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let buses = ev
+                .list_buses(i.name_prefix.as_deref().unwrap_or(""))
+                .await
+                .map_err(error)?;
+            let (buses, next) = page(buses, i.next_token.as_deref(), i.limit).map_err(error)?;
+            let list: Vec<Value> = buses.iter().map(|b| bus_json(ev, b)).collect();
+            Ok(with_token(json!({ "EventBuses": list }), next))
+        }
+        "DeleteEventBus" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+            }
+            let i: In = input(body)?;
+            ev.delete_bus(&i.name).await.map_err(error)?;
+            Ok(json!({}))
+        }
+        "PutRule" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+                schedule_expression: Option<String>,
+                event_pattern: Option<String>,
+                state: Option<String>,
+                description: Option<String>,
+                role_arn: Option<String>,
+                tags: Option<Vec<Tag>>,
+                event_bus_name: Option<String>,
+            }
+            let i: In = input(body)?;
+            let rule = Rule {
+                name: i.name,
+                event_bus_name: ev.bus_name(i.event_bus_name.as_deref()).map_err(error)?,
+                event_pattern: i.event_pattern,
+                schedule_expression: i.schedule_expression,
+                state: i.state.unwrap_or_else(|| "ENABLED".into()),
+                description: i.description,
+                role_arn: i.role_arn,
+                targets: Vec::new(),
+                tags: tags_in(i.tags).map_err(error)?,
+            };
+            let arn = ev.put_rule(rule).await.map_err(error)?;
+            Ok(json!({ "RuleArn": arn }))
+        }
+        "DescribeRule" | "EnableRule" | "DisableRule" | "DeleteRule" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+                event_bus_name: Option<String>,
+                force: Option<bool>,
+            }
+            let i: In = input(body)?;
+            let bus = ev.bus_name(i.event_bus_name.as_deref()).map_err(error)?;
+            match operation {
+                "DescribeRule" => {
+                    let (rule, _) = ev.get_rule(&bus, &i.name).await.map_err(error)?;
+                    let mut v = rule_json(ev, &rule);
+                    v["CreatedBy"] = json!(ev.account());
+                    Ok(v)
+                }
+                "DeleteRule" => {
+                    ev.delete_rule(&bus, &i.name, i.force.unwrap_or(false))
+                        .await
+                        .map_err(error)?;
+                    Ok(json!({}))
+                }
+                _ => {
+                    let state = match operation {
+                        "EnableRule" => "ENABLED",
+                        _ => "DISABLED",
+                    };
+                    ev.update_rule(&bus, &i.name, |r| {
+                        r.state = state.into();
+                        Ok(())
+                    })
+                    .await
+                    .map_err(error)?;
+                    Ok(json!({}))
+                }
+            }
+        }
+        "ListRules" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name_prefix: Option<String>,
+                event_bus_name: Option<String>,
+                next_token: Option<String>,
+                limit: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let bus = ev.bus_name(i.event_bus_name.as_deref()).map_err(error)?;
+            let prefix = i.name_prefix.unwrap_or_default();
+            let rules: Vec<Rule> = ev
+                .list_rules(&bus)
+                .await
+                .map_err(error)?
+                .into_iter()
+                .filter(|r| r.name.starts_with(&prefix))
+                .collect();
+            let (rules, next) = page(rules, i.next_token.as_deref(), i.limit).map_err(error)?;
+            let list: Vec<Value> = rules.iter().map(|r| rule_json(ev, r)).collect();
+            Ok(with_token(json!({ "Rules": list }), next))
+        }
+        "PutTargets" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                rule: String,
+                event_bus_name: Option<String>,
+                targets: Vec<Target>,
+            }
+            let i: In = input(body)?;
+            let bus = ev.bus_name(i.event_bus_name.as_deref()).map_err(error)?;
+            let failed = ev
+                .put_targets(&bus, &i.rule, i.targets)
+                .await
+                .map_err(error)?;
+            Ok(failed_entries(failed))
+        }
+        "RemoveTargets" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                rule: String,
+                event_bus_name: Option<String>,
+                ids: Vec<String>,
+            }
+            let i: In = input(body)?;
+            let bus = ev.bus_name(i.event_bus_name.as_deref()).map_err(error)?;
+            let failed = ev
+                .remove_targets(&bus, &i.rule, i.ids)
+                .await
+                .map_err(error)?;
+            Ok(failed_entries(failed))
+        }
+        "ListTargetsByRule" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                rule: String,
+                event_bus_name: Option<String>,
+                next_token: Option<String>,
+                limit: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let bus = ev.bus_name(i.event_bus_name.as_deref()).map_err(error)?;
+            let (rule, _) = ev.get_rule(&bus, &i.rule).await.map_err(error)?;
+            let (targets, next) =
+                page(rule.targets, i.next_token.as_deref(), i.limit).map_err(error)?;
+            Ok(with_token(json!({ "Targets": targets }), next))
+        }
+        "ListRuleNamesByTarget" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                target_arn: String,
+                event_bus_name: Option<String>,
+                next_token: Option<String>,
+                limit: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let bus = ev.bus_name(i.event_bus_name.as_deref()).map_err(error)?;
+            let names: Vec<String> = ev
+                .list_rules(&bus)
+                .await
+                .map_err(error)?
+                .into_iter()
+                .filter(|r| r.targets.iter().any(|t| t.arn == i.target_arn))
+                .map(|r| r.name)
+                .collect();
+            let (names, next) = page(names, i.next_token.as_deref(), i.limit).map_err(error)?;
+            Ok(with_token(json!({ "RuleNames": names }), next))
+        }
+        "TestEventPattern" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                event_pattern: String,
+                event: String,
+            }
+            let i: In = input(body)?;
+            let result = Events::test_pattern(&i.event_pattern, &i.event).map_err(error)?;
+            Ok(json!({ "Result": result }))
+        }
+        "PutEvents" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                entries: Vec<Entry>,
+            }
+            let i: In = input(body)?;
+            let results = ev.put_events(i.entries).await.map_err(error)?;
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            let entries: Vec<Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(id) => json!({ "EventId": id }),
+                    Err(e) => json!({ "ErrorCode": e.code, "ErrorMessage": e.message }),
+                })
+                .collect();
+            Ok(json!({ "FailedEntryCount": failed, "Entries": entries }))
+        }
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                #[serde(rename = "ResourceARN")]
+                resource_arn: String,
+                tags: Option<Vec<Tag>>,
+                tag_keys: Option<Vec<String>>,
+            }
+            let i: In = input(body)?;
+            let (bus, rule) = resource(ev, &i.resource_arn).map_err(error)?;
+            let add = tags_in(i.tags).map_err(error)?;
+            let remove = i.tag_keys.unwrap_or_default();
+            let change = |tags: &mut BTreeMap<String, String>| {
+                tags.extend(add.clone());
+                tags.retain(|k, _| !remove.contains(k));
+                Ok(tags_out(tags))
+            };
+            let tags = match rule {
+                Some(rule) => ev
+                    .update_rule(&bus, &rule, |r| change(&mut r.tags))
+                    .await
+                    .map_err(error)?,
+                None => {
+                    let b = ev
+                        .update_bus(&bus, |b| change(&mut b.tags).map(|_| ()))
+                        .await
+                        .map_err(error)?;
+                    tags_out(&b.tags)
+                }
+            };
+            Ok(match operation {
+                "ListTagsForResource" => json!({ "Tags": tags }),
+                _ => json!({}),
+            })
+        }
+        _ => Err(JsonError::unknown_operation(
+            V,
+            &format!("{TARGET}.{operation}"),
+        )),
+    }
+}
+
+fn with_token(mut v: Value, next: Option<String>) -> Value {
+    if let Some(t) = next {
+        v["NextToken"] = json!(t);
+    }
+    v
+}

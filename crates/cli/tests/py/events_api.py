@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Drives a running wisp's EventBridge API through boto3 and the AWS CLI:
+buses, rules, targets, PutEvents and delivery to queues, functions and
+other buses, input transformation, dead-letter queues, TestEventPattern.
+
+Environment: WISP_API, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_DEFAULT_REGION, WISP_FIXTURES. Prints `ok - <name>` / `not ok - <name>`
+per check, then `N passed, M failed`; exits 0 only if nothing failed.
+"""
+import io
+import json
+import os
+import time
+import uuid
+import zipfile
+from datetime import datetime, timezone
+
+import boto3
+from botocore.config import Config
+
+import checks
+from checks import check, eq, expect, raises
+
+API = os.environ["WISP_API"]
+REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+ACCOUNT = "000000000000"
+P = "ev" + uuid.uuid4().hex[:6]
+
+_config = dict(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=60)
+events = boto3.client("events", endpoint_url=API, region_name=REGION, config=Config(**_config))
+raw = boto3.client("events", endpoint_url=API, region_name=REGION,
+                   config=Config(parameter_validation=False, **_config))
+sqs = boto3.client("sqs", endpoint_url=API, region_name=REGION, config=Config(**_config))
+lam = boto3.client("lambda", endpoint_url=API, region_name=REGION, config=Config(**_config))
+state = {}
+
+
+def queue(name):
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    return url, f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+
+
+def drain(url, want, timeout=20):
+    """Receives from `url` until `want` messages came (or `timeout` s)."""
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < want and time.time() < deadline:
+        r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                MessageAttributeNames=["All"])
+        for m in r.get("Messages", []):
+            got.append(m)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return got
+
+
+def zipped(fixture):
+    buf = io.BytesIO()
+    root = os.path.join(os.environ["WISP_FIXTURES"], fixture)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(os.listdir(root)):
+            z.write(os.path.join(root, f), f)
+    return buf.getvalue()
+
+
+def entry(source, detail, detail_type="Order Placed", **extra):
+    return dict(Source=source, DetailType=detail_type, Detail=json.dumps(detail), **extra)
+
+
+def group_buses():
+    bus = P + "-bus"
+    state["bus"] = bus
+    with check("the default bus exists without being made"):
+        d = events.describe_event_bus()
+        eq(d["Name"], "default", "Name")
+        eq(d["Arn"], f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default", "Arn")
+        names = [b["Name"] for b in events.list_event_buses()["EventBuses"]]
+        expect("default" in names, "default listed", names)
+    with check("create_event_bus answers its ARN", critical=True):
+        r = events.create_event_bus(Name=bus, Description="orders",
+                                    Tags=[{"Key": "team", "Value": "shop"}])
+        eq(r["EventBusArn"], f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{bus}", "EventBusArn")
+    with check("describe, by name and by ARN, with its times"):
+        d = events.describe_event_bus(Name=bus)
+        eq(d["Description"], "orders", "Description")
+        expect(isinstance(d["CreationTime"], datetime), "CreationTime a timestamp", d)
+        eq(events.describe_event_bus(Name=d["Arn"])["Name"], bus, "by ARN")
+    with check("update_event_bus changes the description"):
+        events.update_event_bus(Name=bus, Description="all orders")
+        eq(events.describe_event_bus(Name=bus)["Description"], "all orders", "Description")
+    with check("list_event_buses by prefix, paginated"):
+        events.create_event_bus(Name=bus + "-2")
+        r = events.list_event_buses(NamePrefix=P, Limit=1)
+        eq([b["Name"] for b in r["EventBuses"]], [bus], "first page")
+        r = events.list_event_buses(NamePrefix=P, Limit=1, NextToken=r["NextToken"])
+        eq([b["Name"] for b in r["EventBuses"]], [bus + "-2"], "second page")
+        expect("NextToken" not in r, "no more pages", r)
+        events.delete_event_bus(Name=bus + "-2")
+    with check("tags on a bus"):
+        arn = events.describe_event_bus(Name=bus)["Arn"]
+        events.tag_resource(ResourceARN=arn, Tags=[{"Key": "env", "Value": "test"}])
+        events.untag_resource(ResourceARN=arn, TagKeys=["team"])
+        eq(events.list_tags_for_resource(ResourceARN=arn)["Tags"],
+           [{"Key": "env", "Value": "test"}], "Tags")
+    with check("errors: an existing bus, a missing one, the default one, a bad name"):
+        raises("ResourceAlreadyExistsException", 400, events.create_event_bus, Name=bus)
+        raises("ResourceNotFoundException", 400, events.describe_event_bus, Name=P + "-none")
+        raises("ValidationException", 400, events.delete_event_bus, Name="default")
+        raises("ValidationException", 400, raw.create_event_bus, Name="bad name!")
+
+
+def group_rules():
+    bus = state["bus"]
+    pattern = {"source": ["shop"], "detail": {"total": [{"numeric": [">", 100]}]}}
+    with check("put_rule answers the rule's ARN", critical=True):
+        r = events.put_rule(Name="big-orders", EventBusName=bus, EventPattern=json.dumps(pattern),
+                            Description="over 100")
+        eq(r["RuleArn"], f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{bus}/big-orders", "RuleArn")
+        r = events.put_rule(Name=P + "-default", EventPattern=json.dumps({"source": ["x"]}))
+        eq(r["RuleArn"], f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{P}-default", "on default")
+    with check("describe_rule shows it back"):
+        d = events.describe_rule(Name="big-orders", EventBusName=bus)
+        eq(json.loads(d["EventPattern"]), pattern, "EventPattern")
+        eq((d["State"], d["EventBusName"], d["Description"]), ("ENABLED", bus, "over 100"), "fields")
+    with check("an invalid pattern is InvalidEventPatternException"):
+        for bad in ['{"source": "shop"}', '{"a": [{"numeric": [">", "x"]}]}', "not json", "{}"]:
+            raises("InvalidEventPatternException", 400, events.put_rule, Name="bad",
+                   EventBusName=bus, EventPattern=bad)
+    with check("a rule needs a pattern or a schedule; a bus must exist"):
+        raises("ValidationException", 400, events.put_rule, Name="none", EventBusName=bus)
+        raises("ResourceNotFoundException", 400, events.put_rule, Name="r",
+               EventBusName=P + "-nobus", EventPattern='{"source": ["a"]}')
+    with check("list_rules by prefix, paginated"):
+        for n in ["a1", "a2", "a3"]:
+            events.put_rule(Name=n, EventBusName=bus, EventPattern='{"source": ["a"]}')
+        r = events.list_rules(EventBusName=bus, NamePrefix="a", Limit=2)
+        eq([x["Name"] for x in r["Rules"]], ["a1", "a2"], "page 1")
+        r = events.list_rules(EventBusName=bus, NamePrefix="a", Limit=2, NextToken=r["NextToken"])
+        eq([x["Name"] for x in r["Rules"]], ["a3"], "page 2")
+        for n in ["a1", "a2", "a3"]:
+            events.delete_rule(Name=n, EventBusName=bus)
+    with check("disable_rule and enable_rule"):
+        events.disable_rule(Name="big-orders", EventBusName=bus)
+        eq(events.describe_rule(Name="big-orders", EventBusName=bus)["State"], "DISABLED", "State")
+        events.enable_rule(Name="big-orders", EventBusName=bus)
+        eq(events.describe_rule(Name="big-orders", EventBusName=bus)["State"], "ENABLED", "State")
+    with check("a missing rule is ResourceNotFoundException"):
+        raises("ResourceNotFoundException", 400, events.describe_rule, Name="nope",
+               EventBusName=bus)
+        raises("ResourceNotFoundException", 400, events.enable_rule, Name="nope",
+               EventBusName=bus)
+
+
+def group_delivery():
+    bus = state["bus"]
+    q_url, q_arn = queue(P + "-big")
+    all_url, all_arn = queue(P + "-all")
+    dest_url, dest_arn = queue(P + "-dest")
+    fn = P + "-fn"
+    with check("targets: a queue with an input transformer, a function, a constant", critical=True):
+        lam.create_function(FunctionName=fn, Runtime="nodejs20.x", Handler="index.handler",
+                            Role="arn:aws:iam::000000000000:role/x",
+                            Code={"ZipFile": zipped("node-kit")}, Timeout=10)
+        lam.put_function_event_invoke_config(
+            FunctionName=fn, DestinationConfig={"OnSuccess": {"Destination": dest_arn}})
+        r = events.put_targets(Rule="big-orders", EventBusName=bus, Targets=[
+            {"Id": "to-queue", "Arn": q_arn, "InputTransformer": {
+                "InputPathsMap": {"id": "$.detail.id", "total": "$.detail.total",
+                                  "who": "$.detail.customer"},
+                "InputTemplate": '{"order": <id>, "total": <total>, '
+                                 '"note": "<who> spent <total>", "rule": "<aws.events.rule-name>"}'}},
+            {"Id": "to-function", "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{fn}"},
+        ])
+        eq(r["FailedEntryCount"], 0, "FailedEntryCount")
+        events.put_rule(Name="everything", EventBusName=bus, EventPattern='{"source": ["shop"]}')
+        events.put_targets(Rule="everything", EventBusName=bus, Targets=[
+            {"Id": "path", "Arn": all_arn, "InputPath": "$.detail"}])
+    with check("list_targets_by_rule and list_rule_names_by_target"):
+        t = events.list_targets_by_rule(Rule="big-orders", EventBusName=bus)["Targets"]
+        eq([x["Id"] for x in t], ["to-queue", "to-function"], "ids")
+        eq(t[0]["InputTransformer"]["InputPathsMap"]["id"], "$.detail.id", "kept as given")
+        names = events.list_rule_names_by_target(TargetArn=q_arn, EventBusName=bus)["RuleNames"]
+        eq(names, ["big-orders"], "RuleNames")
+    with check("put_events answers an id per entry and delivers to every matched target"):
+        r = events.put_events(Entries=[
+            entry("shop", {"id": 1, "total": 250, "customer": 'Zoë "Z"'}, EventBusName=bus),
+            entry("shop", {"id": 2, "total": 5, "customer": "Al"}, EventBusName=bus),
+            entry("other", {"id": 3, "total": 999}, EventBusName=bus),
+        ])
+        eq(r["FailedEntryCount"], 0, "FailedEntryCount")
+        eq(len([e for e in r["Entries"] if "EventId" in e]), 3, "ids")
+        state["first_id"] = r["Entries"][0]["EventId"]
+        big = drain(q_url, 1)
+        eq([json.loads(m["Body"]) for m in big],
+           [{"order": 1, "total": 250, "note": 'Zoë "Z" spent 250', "rule": "big-orders"}],
+           "the transformed big order")
+        details = sorted(json.loads(m["Body"])["id"] for m in drain(all_url, 2))
+        eq(details, [1, 2], "InputPath $.detail of both shop events")
+    with check("a function target is invoked asynchronously with the whole event"):
+        got = drain(dest_url, 1, timeout=30)
+        expect(len(got) == 1, "a success destination record", got)
+        record = json.loads(got[0]["Body"])
+        event = record["requestPayload"]
+        eq(event["id"], state["first_id"], "id")
+        eq((event["source"], event["detail-type"], event["account"], event["region"]),
+           ("shop", "Order Placed", ACCOUNT, REGION), "envelope")
+        eq(event["detail"]["total"], 250, "detail")
+        eq(record["responsePayload"]["event"]["id"], state["first_id"], "the function got it")
+    with check("a disabled rule delivers nothing"):
+        events.disable_rule(Name="everything", EventBusName=bus)
+        events.put_events(Entries=[entry("shop", {"id": 4, "total": 1}, EventBusName=bus)])
+        time.sleep(1)
+        eq(drain(all_url, 1, timeout=2), [], "nothing")
+        events.enable_rule(Name="everything", EventBusName=bus)
+    with check("a bus target forwards the event to another bus"):
+        fwd = P + "-fwd"
+        events.create_event_bus(Name=fwd)
+        f_url, f_arn = queue(P + "-fwdq")
+        events.put_rule(Name="in", EventBusName=fwd, EventPattern='{"detail-type": ["Forward"]}')
+        events.put_targets(Rule="in", EventBusName=fwd, Targets=[{"Id": "q", "Arn": f_arn}])
+        events.put_rule(Name="out", EventBusName=bus, EventPattern='{"detail-type": ["Forward"]}')
+        events.put_targets(Rule="out", EventBusName=bus, Targets=[
+            {"Id": "bus", "Arn": events.describe_event_bus(Name=fwd)["Arn"]}])
+        r = events.put_events(Entries=[entry("fw", {"n": 1}, "Forward", EventBusName=bus)])
+        got = drain(f_url, 1)
+        eq([json.loads(m["Body"])["id"] for m in got], [r["Entries"][0]["EventId"]], "same event")
+    with check("remove_targets; a rule with targets is not deleted unless forced"):
+        raises("ValidationException", 400, events.delete_rule, Name="everything", EventBusName=bus)
+        r = events.remove_targets(Rule="everything", EventBusName=bus, Ids=["path", "nope"])
+        eq(r["FailedEntryCount"], 1, "FailedEntryCount")
+        eq(r["FailedEntries"][0]["TargetId"], "nope", "the missing one")
+        events.delete_rule(Name="everything", EventBusName=bus)
+        events.delete_rule(Name="out", EventBusName=bus, Force=True)
+
+
+def group_dead_letters():
+    bus = state["bus"]
+    dlq_url, dlq_arn = queue(P + "-dlq")
+    with check("a target that cannot be reached sends the event to its DLQ with AWS's attributes"):
+        missing_fn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{P}-missing"
+        events.put_rule(Name="doomed", EventBusName=bus, EventPattern='{"source": ["doom"]}')
+        events.put_targets(Rule="doomed", EventBusName=bus, Targets=[{
+            "Id": "gone", "Arn": missing_fn, "DeadLetterConfig": {"Arn": dlq_arn},
+            "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 60}}])
+        events.put_events(Entries=[entry("doom", {"n": 1}, EventBusName=bus)])
+        got = drain(dlq_url, 1)
+        expect(len(got) == 1, "one dead letter", got)
+        a = {k: v["StringValue"] for k, v in got[0]["MessageAttributes"].items()}
+        eq(a["ERROR_CODE"], "RESOURCE_NOT_FOUND", "ERROR_CODE")
+        eq(a["TARGET_ARN"], missing_fn, "TARGET_ARN")
+        eq(a["RULE_ARN"], f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{bus}/doomed", "RULE_ARN")
+        expect("ERROR_MESSAGE" in a, "an ERROR_MESSAGE", a)
+        eq(json.loads(got[0]["Body"])["source"], "doom", "the event")
+    with check("bad targets are refused: a bad retry policy, two inputs, an unknown ARN"):
+        r = events.put_targets(Rule="doomed", EventBusName=bus, Targets=[
+            {"Id": "a", "Arn": dlq_arn, "Input": "{}", "InputPath": "$.detail"},
+            {"Id": "b", "Arn": "arn:aws:ecs:us-east-1:000000000000:cluster/x"},
+        ])
+        eq(r["FailedEntryCount"], 2, "FailedEntryCount")
+        raises("ValidationException", 400, raw.put_targets, Rule="doomed", EventBusName=bus,
+               Targets=[{"Id": "c", "Arn": dlq_arn, "RetryPolicy": {"MaximumRetryAttempts": 186}}])
+
+
+def group_put_events_errors():
+    bus = state["bus"]
+    with check("entries are refused one by one with AWS's codes"):
+        r = raw.put_events(Entries=[
+            {"DetailType": "x", "Detail": "{}"},
+            {"Source": "s", "DetailType": "x", "Detail": "[1]"},
+            {"Source": "s", "DetailType": "x", "Detail": "{}", "EventBusName": P + "-none"},
+            {"Source": "aws.s3", "DetailType": "x", "Detail": "{}"},
+            {"Source": "s", "DetailType": "x", "Detail": "{}", "EventBusName": bus},
+        ])
+        eq(r["FailedEntryCount"], 4, "FailedEntryCount")
+        eq([e.get("ErrorCode") for e in r["Entries"]],
+           ["InvalidArgument", "MalformedDetail", "ResourceNotFoundException",
+            "NotAuthorizedForSourceException", None], "codes")
+        expect("EventId" in r["Entries"][4], "the good one accepted", r["Entries"][4])
+    with check("more than 10 entries, or over 256 KiB, is a ValidationException"):
+        raises("ValidationException", 400, raw.put_events,
+               Entries=[entry("s", {})] * 11)
+        big = {"x": "y" * (256 * 1024)}
+        raises("ValidationException", 400, raw.put_events, Entries=[entry("s", big)])
+    with check("a given Time is kept, as RFC 3339"):
+        url, arn = queue(P + "-time")
+        events.put_rule(Name="time", EventBusName=bus, EventPattern='{"source": ["clock"]}')
+        events.put_targets(Rule="time", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+        t = datetime(2024, 2, 29, 12, 30, 5, tzinfo=timezone.utc)
+        events.put_events(Entries=[entry("clock", {}, Time=t, EventBusName=bus,
+                                         Resources=["arn:aws:x"])])
+        got = drain(url, 1)
+        body = json.loads(got[0]["Body"])
+        eq((body["time"], body["resources"]), ("2024-02-29T12:30:05Z", ["arn:aws:x"]), "time")
+        events.delete_rule(Name="time", EventBusName=bus, Force=True)
+
+
+def group_test_pattern():
+    event = {"id": "1", "account": ACCOUNT, "source": "shop", "time": "2024-01-01T00:00:00Z",
+             "region": REGION, "resources": [], "detail-type": "t", "detail": {"n": 5}}
+    with check("test_event_pattern matches and does not"):
+        r = events.test_event_pattern(EventPattern='{"detail": {"n": [{"numeric": [">", 1]}]}}',
+                                      Event=json.dumps(event))
+        eq(r["Result"], True, "match")
+        r = events.test_event_pattern(EventPattern='{"source": [{"prefix": "x"}]}',
+                                      Event=json.dumps(event))
+        eq(r["Result"], False, "no match")
+    with check("test_event_pattern refuses a bad pattern and an event missing fields"):
+        raises("InvalidEventPatternException", 400, events.test_event_pattern,
+               EventPattern='{"a": 1}', Event=json.dumps(event))
+        raises("ValidationException", 400, events.test_event_pattern,
+               EventPattern='{"source": ["a"]}', Event='{"source": "a"}')
+
+
+def group_cli():
+    bus = state["bus"]
+    with check("aws events put-events and list-rules"):
+        entries = json.dumps([{"Source": "cli", "DetailType": "t", "Detail": '{"a": 1}',
+                               "EventBusName": bus}])
+        r = checks.aws(API, "events", "put-events", "--entries", entries)
+        eq(r["FailedEntryCount"], 0, "FailedEntryCount")
+        r = checks.aws(API, "events", "list-rules", "--event-bus-name", bus)
+        expect("big-orders" in [x["Name"] for x in r["Rules"]], "big-orders listed", r)
+
+
+def cleanup():
+    try:
+        for b in events.list_event_buses(NamePrefix=P)["EventBuses"]:
+            for r in events.list_rules(EventBusName=b["Name"])["Rules"]:
+                events.delete_rule(Name=r["Name"], EventBusName=b["Name"], Force=True)
+            events.delete_event_bus(Name=b["Name"])
+        events.delete_rule(Name=P + "-default")
+        for f in lam.list_functions().get("Functions", []):
+            if f["FunctionName"].startswith(P):
+                lam.delete_function(FunctionName=f["FunctionName"])
+        for u in sqs.list_queues(QueueNamePrefix=P).get("QueueUrls", []):
+            sqs.delete_queue(QueueUrl=u)
+    except Exception as e:  # noqa: BLE001
+        print(f"# cleanup failed: {e}", flush=True)
+
+
+def main():
+    print(f"# wisp EventBridge API at {API}, resources {P}-*", flush=True)
+    checks.run([group_buses, group_rules, group_delivery, group_dead_letters,
+                group_put_events_errors, group_test_pattern, group_cli], cleanup)
+
+
+if __name__ == "__main__":
+    main()

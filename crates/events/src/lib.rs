@@ -1,0 +1,18 @@
+//! Event buses as EventBridge has them: buses, rules (an event pattern),
+//! targets, and PutEvents. An accepted event is matched at once against
+//! its bus's rules (an index keyed on `source` and `detail-type` keeps
+//! that from growing with the number of rules), and one delivery per
+//! matched rule and target is stored durably, on a queue wisp keeps for
+//! itself, before PutEvents answers. Deliverers take them from there to
+//! the targets, each on its own, retried with backoff by the target's
+//! RetryPolicy and dead-lettered when it runs out.
+
+pub mod deliver;
+pub mod engine;
+pub mod envelope;
+pub mod error;
+pub mod index;
+pub mod model;
+
+pub use engine::Events;
+pub use error::EventsError;
