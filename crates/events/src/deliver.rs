@@ -23,8 +23,10 @@ use crate::model::{RetryPolicy, Target};
 pub const DELIVERIES: &str = "wisp~events";
 pub const FAILED: &str = "wisp~events-failed";
 
-/// How long a delivery is hidden from other deliverers while one tries it.
-const VISIBILITY_SECONDS: i64 = 60;
+/// How long a delivery is hidden from other deliverers while one tries
+/// it: longer than an attempt takes, short enough that what a crashed
+/// node held is soon tried elsewhere.
+const VISIBILITY_SECONDS: i64 = 15;
 /// Deliveries in flight at once on a node.
 const IN_FLIGHT: usize = 256;
 /// The longest wait between two attempts.

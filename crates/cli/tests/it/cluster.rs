@@ -158,6 +158,27 @@ fn three_nodes_serve_one_cluster() {
         || nodes.iter().all(|n| warm(n) == 0.0).then_some(()),
     );
 
+    // Event buses: node 0 has compiled the default bus's rules (none)
+    // when a rule is put through node 1; node 0 follows, and its events
+    // are delivered by whichever node takes them.
+    let put = |n: &Server, source: &str| {
+        let entry = json!({"Source": source, "DetailType": "t", "Detail": "{}"});
+        let (status, v) = n.events("PutEvents", &json!({"Entries": [entry]}));
+        assert_eq!((status, &v["FailedEntryCount"]), (200, &json!(0)), "{v}");
+        v["Entries"][0]["EventId"].as_str().unwrap().to_string()
+    };
+    put(&nodes[0], "cluster");
+    let url = crate::events::rule_to_queue(&nodes[1], "cluster", "bus-sink");
+    wait_until(
+        "node 0 matches the new rule",
+        Duration::from_secs(10),
+        || {
+            let want = std::collections::HashSet::from([put(&nodes[0], "cluster")]);
+            let got = crate::events::delivered_ids(&nodes[2], &url, &want, Duration::from_secs(2));
+            want.is_subset(&got).then_some(())
+        },
+    );
+
     // Two nodes deploying the same function at once: one wins, the other
     // is told of the conflict; then racing code updates leave one whole
     // version, never a mix.

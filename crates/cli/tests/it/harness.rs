@@ -234,20 +234,38 @@ impl Server {
             .send()
     }
 
-    /// An SQS operation (AWS JSON 1.0); `Err` when no answer came.
-    pub fn try_sqs(&self, operation: &str, input: &Value) -> reqwest::Result<(u16, Value)> {
-        let target = format!("AmazonSQS.{operation}");
+    /// An operation of an AWS JSON protocol (`X-Amz-Target: target`);
+    /// `Err` when no answer came.
+    fn try_json_target(
+        &self,
+        target: &str,
+        content_type: &str,
+        input: &Value,
+    ) -> reqwest::Result<(u16, Value)> {
         let r = self.try_api(
             "POST",
             "/",
             input.to_string().as_bytes(),
-            &[
-                ("x-amz-target", &target),
-                ("content-type", "application/x-amz-json-1.0"),
-            ],
+            &[("x-amz-target", target), ("content-type", content_type)],
         )?;
         let status = r.status().as_u16();
         Ok((status, r.json().unwrap_or(Value::Null)))
+    }
+
+    /// An SQS operation (AWS JSON 1.0); `Err` when no answer came.
+    pub fn try_sqs(&self, operation: &str, input: &Value) -> reqwest::Result<(u16, Value)> {
+        let target = format!("AmazonSQS.{operation}");
+        self.try_json_target(&target, "application/x-amz-json-1.0", input)
+    }
+
+    /// An EventBridge operation (AWS JSON 1.1); `Err` when no answer came.
+    pub fn try_events(&self, operation: &str, input: &Value) -> reqwest::Result<(u16, Value)> {
+        let target = format!("AWSEvents.{operation}");
+        self.try_json_target(&target, "application/x-amz-json-1.1", input)
+    }
+
+    pub fn events(&self, operation: &str, input: &Value) -> (u16, Value) {
+        self.try_events(operation, input).expect("the API answers")
     }
 
     pub fn sqs(&self, operation: &str, input: &Value) -> (u16, Value) {

@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod apigw;
 mod cluster;
+mod events;
 mod gateway;
 mod hostile;
 mod lifecycle;
