@@ -122,10 +122,11 @@ impl Pattern {
         self.root.matches(event)
     }
 
-    /// The strings of which a top-level `field` of a matching event must
-    /// equal one (or hold one, if an array), when the pattern lists only
-    /// exact strings for it: what an index of many patterns keys on.
-    pub fn required_strings(&self, field: &str) -> Option<Vec<&str>> {
+    /// What a top-level `field` of a matching event must be (or, if an
+    /// array, hold) when the pattern allows only exact strings and
+    /// case-sensitive prefixes for it: what an index of many patterns
+    /// keys on.
+    pub fn required(&self, field: &str) -> Option<Vec<Required<'_>>> {
         let Some((_, Field::Leaf(filters))) = self.root.fields.iter().find(|(k, _)| k == field)
         else {
             return None;
@@ -133,11 +134,19 @@ impl Pattern {
         filters
             .iter()
             .map(|f| match f {
-                Filter::Exact(Value::String(s)) => Some(s.as_str()),
+                Filter::Exact(Value::String(s)) => Some(Required::Exact(s)),
+                Filter::Prefix(t) if !t.ignore_case => Some(Required::Prefix(&t.text)),
                 _ => None,
             })
             .collect()
     }
+}
+
+/// One of the values a pattern requires of a field ([`Pattern::required`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Required<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
 }
 
 fn node(map: &Map<String, Value>, depth: usize, budget: &mut usize) -> Result<Node, PatternError> {

@@ -1,14 +1,14 @@
 //! The rules of one bus, indexed so matching an event does not try every
 //! rule. Most rules name a `source` (or failing that a `detail-type`)
-//! with exact values: such a rule is filed under each value, and an event
-//! only tries the rules filed under its own source and detail-type, plus
-//! those that could not be filed. A rule is always confirmed by its full
-//! pattern.
+//! with exact values or prefixes: such a rule is filed under each, and an
+//! event only tries the rules filed under its own source and detail-type
+//! (and under their prefixes), plus those that could not be filed. A rule
+//! is always confirmed by its full pattern.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
-use wisp_core::pattern::Pattern;
+use wisp_core::pattern::{Pattern, Required};
 
 use crate::model::Rule;
 
@@ -27,6 +27,8 @@ pub struct RuleSet {
     pub rules: Vec<Compiled>,
     /// For each of `KEYS`: value -> the rules filed under it.
     filed: [HashMap<String, Vec<usize>>; 2],
+    /// For each of `KEYS`: prefix -> the rules filed under it.
+    prefixed: [HashMap<String, Vec<usize>>; 2],
     /// Rules with no exact value for any of `KEYS`.
     unfiled: Vec<usize>,
 }
@@ -49,14 +51,25 @@ impl RuleSet {
             };
             let i = set.rules.len();
             let filed = KEYS.iter().enumerate().find_map(|(k, key)| {
-                pattern
-                    .required_strings(key)
-                    .map(|values| (k, values.into_iter().map(String::from).collect::<Vec<_>>()))
+                let required = pattern.required(key)?;
+                Some(
+                    required
+                        .into_iter()
+                        .map(|r| match r {
+                            Required::Exact(v) => (k, false, v.to_string()),
+                            Required::Prefix(p) => (k, true, p.to_string()),
+                        })
+                        .collect::<Vec<_>>(),
+                )
             });
             match filed {
-                Some((k, values)) => {
-                    for v in values {
-                        set.filed[k].entry(v).or_default().push(i);
+                Some(entries) => {
+                    for (k, prefix, v) in entries {
+                        let map = match prefix {
+                            false => &mut set.filed[k],
+                            true => &mut set.prefixed[k],
+                        };
+                        map.entry(v).or_default().push(i);
                     }
                 }
                 None => set.unfiled.push(i),
@@ -70,12 +83,21 @@ impl RuleSet {
     pub fn matching(&self, event: &Value) -> Vec<&Compiled> {
         let mut candidates: Vec<usize> = self.unfiled.clone();
         for (k, key) in KEYS.iter().enumerate() {
-            if self.filed[k].is_empty() {
+            let (exact, prefixed) = (&self.filed[k], &self.prefixed[k]);
+            if exact.is_empty() && prefixed.is_empty() {
                 continue;
             }
             let mut look = |v: &Value| {
-                if let Some(s) = v.as_str() {
-                    if let Some(rules) = self.filed[k].get(s) {
+                let Some(s) = v.as_str() else { return };
+                if let Some(rules) = exact.get(s) {
+                    candidates.extend(rules);
+                }
+                if prefixed.is_empty() {
+                    return;
+                }
+                // Every prefix of the value, the empty one included.
+                for (i, _) in s.char_indices().chain(std::iter::once((s.len(), ' '))) {
+                    if let Some(rules) = prefixed.get(&s[..i]) {
                         candidates.extend(rules);
                     }
                 }
@@ -167,7 +189,12 @@ mod tests {
                 rules.push(rule(&format!("r{i}"), pattern));
             }
             for (i, p) in prefixes.iter().enumerate() {
-                rules.push(rule(&format!("p{i}"), json!({"source": [{"prefix": p}]})));
+                let pattern = match i % 3 {
+                    0 => json!({"source": [{"prefix": p}]}),
+                    1 => json!({"source": [{"prefix": p}, event_type.clone()]}),
+                    _ => json!({"detail-type": [{"suffix": p}]}),
+                };
+                rules.push(rule(&format!("p{i}"), pattern));
             }
             let set = RuleSet::new(rules.clone());
             let event = json!({"source": event_source, "detail-type": event_type});
