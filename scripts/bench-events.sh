@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Event pattern matching alone, side by side with moto's matcher:
+# 1. Event pattern matching alone, side by side with moto's matcher:
 # 1,000 rules on one bus (70% filed by source, 20% by detail-type, 10%
 # prefix-only), 20,000 events, one thread. wisp's index tries only the
 # rules filed under an event's source and detail-type (plus the unfiled
 # ones); moto tries every rule. Both get the same rules and events (the
 # Rust example writes them out). Target: >= 200,000 events/s per core.
+# 2. PutEvents accepted durably on one node: SENDERS connections put
+#    batches of 10 for SECONDS to the default bus, where a rule sends each
+#    to an SQS queue, so every acknowledged event is a delivery stored
+#    (fsynced, group commit) before the answer. Target: >= 20,000/s.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 MOTO_EVENTS=${MOTO_EVENTS:-200}
+SECONDS_RUN=${SECONDS_RUN:-10}
+SENDERS=${SENDERS:-16}
 command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
 echo "== building the matcher benchmark (release)" >&2
 cargo build --release --quiet -p wisp-events --example match_bench --manifest-path "$ROOT/Cargo.toml"
@@ -28,3 +34,27 @@ PY
 wisp=$(awk '/^RESULT/ {print $2}' "$WORK/wisp.txt")
 moto=$(awk '/^RESULT/ {print $2}' "$WORK/moto.txt")
 echo "wisp/moto: $(python3 -c "print(round($wisp / $moto))")x (target: wisp >= 200000 events/s)"
+
+echo "== 2. PutEvents, batches of 10, ${SECONDS_RUN}s, $SENDERS connections, each event matched to an SQS target"
+build_wisp
+cargo build --release --quiet -p wisp-cli --example sqs_load --manifest-path "$ROOT/Cargo.toml"
+LOAD="$ROOT/target/release/examples/sqs_load"
+DATA="$WORK/data"
+start_wisp "$DATA"
+read -r KEY SECRET < <(python3 - "$DATA" <<'PY'
+import configparser, sys
+c = configparser.ConfigParser(); c.read(f"{sys.argv[1]}/credentials")
+print(c["wisp"]["aws_access_key_id"], c["wisp"]["aws_secret_access_key"])
+PY
+)
+AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1 python3 - "$API" <<'PY'
+import sys, boto3
+api = sys.argv[1]
+sqs = boto3.client("sqs", endpoint_url=api)
+events = boto3.client("events", endpoint_url=api)
+sqs.create_queue(QueueName="sink")
+events.put_rule(Name="load", EventPattern='{"source": ["bench"]}')
+events.put_targets(Rule="load", Targets=[{"Id": "q", "Arn": "arn:aws:sqs:us-east-1:000000000000:sink"}])
+PY
+"$LOAD" put-events "$API" "$KEY" "$SECRET" bench "$SECONDS_RUN" "$SENDERS"
+stop_wisp

@@ -1,10 +1,12 @@
-//! Load generator for `scripts/bench-queues.sh`: drives any SQS endpoint
-//! (wisp, moto) over AWS JSON 1.0 with SigV4, from many connections.
+//! Load generator for `scripts/bench-queues.sh` and `bench-events.sh`:
+//! drives any SQS endpoint (wisp, moto) over AWS JSON 1.0, or EventBridge
+//! over 1.1, with SigV4, from many connections.
 //!
 //! ```text
 //! sqs_load throughput ENDPOINT KEY SECRET QUEUE SECONDS SENDERS RECEIVERS
 //! sqs_load fill       ENDPOINT KEY SECRET QUEUE COUNT SENDERS
 //! sqs_load depth      ENDPOINT KEY SECRET QUEUE
+//! sqs_load put-events ENDPOINT KEY SECRET SOURCE SECONDS SENDERS
 //! ```
 //! `throughput` sends batches of 10 and, at the same time, receives 10 and
 //! deletes them with DeleteMessageBatch, for SECONDS; it prints messages
@@ -17,6 +19,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use wisp_aws::sigv4;
 use wisp_aws::Credentials;
+
+#[derive(Clone, Copy)]
+enum Service {
+    Sqs,
+    Events,
+}
 
 struct Client {
     http: reqwest::Client,
@@ -47,17 +55,27 @@ impl Client {
     }
 
     async fn call(&self, operation: &str, input: &Value) -> Result<Value, String> {
+        self.call_service(Service::Sqs, operation, input).await
+    }
+
+    async fn call_service(
+        &self,
+        service: Service,
+        operation: &str,
+        input: &Value,
+    ) -> Result<Value, String> {
+        let (prefix, content_type, signing_name) = match service {
+            Service::Sqs => ("AmazonSQS", "application/x-amz-json-1.0", "sqs"),
+            Service::Events => ("AWSEvents", "application/x-amz-json-1.1", "events"),
+        };
         let body = input.to_string().into_bytes();
         let mut headers = http::HeaderMap::new();
         headers.insert("host", self.host.parse().unwrap());
         headers.insert(
             "x-amz-target",
-            format!("AmazonSQS.{operation}").parse().unwrap(),
+            format!("{prefix}.{operation}").parse().unwrap(),
         );
-        headers.insert(
-            "content-type",
-            "application/x-amz-json-1.0".parse().unwrap(),
-        );
+        headers.insert("content-type", content_type.parse().unwrap());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -70,7 +88,7 @@ impl Client {
             &mut headers,
             &body,
             "us-east-1",
-            "sqs",
+            signing_name,
             now,
         );
         headers.remove("host");
@@ -313,10 +331,56 @@ async fn depth(c: Arc<Client>, queue: &str) {
     );
 }
 
+/// PutEvents, 10 entries a call, from `senders` connections for
+/// `seconds`, to the default bus; events/s accepted.
+async fn put_events(c: Arc<Client>, source: &str, seconds: u64, senders: usize) {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Latencies::default());
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..senders {
+        let (c, accepted, latencies) = (c.clone(), accepted.clone(), latencies.clone());
+        let source = source.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let entries: Vec<Value> = (0..10)
+                    .map(|j| {
+                        json!({"Source": source, "DetailType": "load",
+                               "Detail": json!({"sender": t, "n": i * 10 + j}).to_string()})
+                    })
+                    .collect();
+                let sent = Instant::now();
+                let v = c
+                    .call_service(Service::Events, "PutEvents", &json!({"Entries": entries}))
+                    .await
+                    .expect("PutEvents");
+                latencies.add(sent.elapsed());
+                let failed = v["FailedEntryCount"].as_u64().unwrap_or(10);
+                accepted.fetch_add(10 - failed, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let n = accepted.load(Ordering::Relaxed);
+    println!(
+        "accepted {:.0} events/s ({n} in {elapsed:.1}s)",
+        n as f64 / elapsed
+    );
+    println!("  PutEvents {}", latencies.summary());
+    println!("RESULT {:.0}", n as f64 / elapsed);
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: sqs_load throughput|fill|depth ENDPOINT KEY SECRET QUEUE [...]";
+    let usage =
+        "usage: sqs_load throughput|fill|depth|put-events ENDPOINT KEY SECRET QUEUE|SOURCE [...]";
     if args.len() < 6 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -336,6 +400,8 @@ async fn main() {
             .await
         }
         "fill" => fill(c, queue, num(6, 100_000), num(7, 32) as usize).await,
+        // The QUEUE argument is the events' source here.
+        "put-events" => put_events(c, queue, num(6, 10), num(7, 16) as usize).await,
         "depth" => depth(c, queue).await,
         _ => {
             eprintln!("{usage}");
