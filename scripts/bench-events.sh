@@ -9,11 +9,17 @@
 #    batches of 10 for SECONDS to the default bus, where a rule sends each
 #    to an SQS queue, so every acknowledged event is a delivery stored
 #    (fsynced, group commit) before the answer. Target: >= 20,000/s.
+# 3. Latency, PutEvents -> a matched Node function starts: LATENCY_EVENTS
+#    events one at a time (after a warm-up), each carrying its send time;
+#    the function logs the difference. Two durable hops on the way: the
+#    delivery, then the function's async invocation. Target: p50 < 5 ms,
+#    p99 < 50 ms.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 MOTO_EVENTS=${MOTO_EVENTS:-200}
 SECONDS_RUN=${SECONDS_RUN:-10}
 SENDERS=${SENDERS:-16}
+LATENCY_EVENTS=${LATENCY_EVENTS:-300}
 command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
 echo "== building the matcher benchmark (release)" >&2
 cargo build --release --quiet -p wisp-events --example match_bench --manifest-path "$ROOT/Cargo.toml"
@@ -57,4 +63,53 @@ events.put_rule(Name="load", EventPattern='{"source": ["bench"]}')
 events.put_targets(Rule="load", Targets=[{"Id": "q", "Arn": "arn:aws:sqs:us-east-1:000000000000:sink"}])
 PY
 "$LOAD" put-events "$API" "$KEY" "$SECRET" bench "$SECONDS_RUN" "$SENDERS"
+stop_wisp
+
+echo "== 3. latency: PutEvents -> function start, $LATENCY_EVENTS events one at a time (after a warm-up)"
+DATA="$WORK/data3"
+start_wisp "$DATA"
+read -r KEY SECRET < <(python3 - "$DATA" <<'PY'
+import configparser, sys
+c = configparser.ConfigParser(); c.read(f"{sys.argv[1]}/credentials")
+print(c["wisp"]["aws_access_key_id"], c["wisp"]["aws_secret_access_key"])
+PY
+)
+APP="$WORK/app"
+mkdir -p "$APP"
+cp -r "$ROOT/scripts/bench-fns/latency" "$APP/latency"
+cat > "$APP/wisp.toml" <<TOML
+[app]
+name = "eventbench"
+
+[function.latency]
+runtime = "nodejs20.x"
+source = "latency"
+handler = "index.handler"
+TOML
+"$WISP" deploy "$APP" --data-dir "$DATA" >/dev/null 2>&1
+AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1 python3 - "$API" "$LATENCY_EVENTS" <<'PY'
+import json, sys, time, boto3
+api, n = sys.argv[1], int(sys.argv[2])
+events = boto3.client("events", endpoint_url=api)
+events.put_rule(Name="lat", EventPattern='{"source": ["lat"]}')
+events.put_targets(Rule="lat", Targets=[
+    {"Id": "f", "Arn": "arn:aws:lambda:us-east-1:000000000000:function:latency"}])
+def put(i):
+    detail = json.dumps({"t": time.time() * 1000, "i": i})
+    events.put_events(Entries=[{"Source": "lat", "DetailType": "t", "Detail": detail}])
+# Warm-up (i < 0): the first start is a cold start (bench-coldstart.sh).
+for i in range(-20, 0):
+    put(i)
+time.sleep(1)
+for i in range(n):
+    put(i)
+    time.sleep(0.01)
+PY
+sleep 2
+"$WISP" logs latency --data-dir "$DATA" 2>/dev/null | python3 -c '
+import re, sys
+v = sorted(float(m.group(1)) for m in re.finditer(r"LAT ([\d.]+) (-?\d+)", sys.stdin.read()) if int(m.group(2)) >= 0)
+if not v: sys.exit("no latencies logged")
+at = lambda p: v[int((len(v) - 1) * p)]
+print(f"  {len(v)} events: p50 {at(0.5):.2f} ms  p90 {at(0.9):.2f} ms  p99 {at(0.99):.2f} ms  max {v[-1]:.2f} ms")'
 stop_wisp
