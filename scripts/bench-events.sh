@@ -47,12 +47,7 @@ cargo build --release --quiet -p wisp-cli --example sqs_load --manifest-path "$R
 LOAD="$ROOT/target/release/examples/sqs_load"
 DATA="$WORK/data"
 start_wisp "$DATA"
-read -r KEY SECRET < <(python3 - "$DATA" <<'PY'
-import configparser, sys
-c = configparser.ConfigParser(); c.read(f"{sys.argv[1]}/credentials")
-print(c["wisp"]["aws_access_key_id"], c["wisp"]["aws_secret_access_key"])
-PY
-)
+read -r KEY SECRET < <(creds "$DATA")
 AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1 python3 - "$API" <<'PY'
 import sys, boto3
 api = sys.argv[1]
@@ -68,12 +63,7 @@ stop_wisp
 echo "== 3. latency: PutEvents -> function start, $LATENCY_EVENTS events one at a time (after a warm-up)"
 DATA="$WORK/data3"
 start_wisp "$DATA"
-read -r KEY SECRET < <(python3 - "$DATA" <<'PY'
-import configparser, sys
-c = configparser.ConfigParser(); c.read(f"{sys.argv[1]}/credentials")
-print(c["wisp"]["aws_access_key_id"], c["wisp"]["aws_secret_access_key"])
-PY
-)
+read -r KEY SECRET < <(creds "$DATA")
 APP="$WORK/app"
 mkdir -p "$APP"
 cp -r "$ROOT/scripts/bench-fns/latency" "$APP/latency"
@@ -106,10 +96,5 @@ for i in range(n):
     time.sleep(0.01)
 PY
 sleep 2
-"$WISP" logs latency --data-dir "$DATA" 2>/dev/null | python3 -c '
-import re, sys
-v = sorted(float(m.group(1)) for m in re.finditer(r"LAT ([\d.]+) (-?\d+)", sys.stdin.read()) if int(m.group(2)) >= 0)
-if not v: sys.exit("no latencies logged")
-at = lambda p: v[int((len(v) - 1) * p)]
-print(f"  {len(v)} events: p50 {at(0.5):.2f} ms  p90 {at(0.9):.2f} ms  p99 {at(0.99):.2f} ms  max {v[-1]:.2f} ms")'
+latency_report "$DATA" latency events
 stop_wisp

@@ -33,14 +33,6 @@ cargo build --release --quiet -p wisp-cli --example sqs_load --manifest-path "$R
 LOAD="$ROOT/target/release/examples/sqs_load"
 command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
 
-creds() { # DATA -> "KEY SECRET"
-    python3 - "$1" <<'PY'
-import configparser, sys
-c = configparser.ConfigParser(); c.read(f"{sys.argv[1]}/credentials")
-print(c["wisp"]["aws_access_key_id"], c["wisp"]["aws_secret_access_key"])
-PY
-}
-
 echo "== 1. throughput: send -> receive -> delete, batches of 10, ${SECONDS_RUN}s, $SENDERS senders + $RECEIVERS receivers"
 DATA="$WORK/data"
 start_wisp "$DATA"
@@ -111,12 +103,7 @@ for i in range(n):
     time.sleep(0.01)
 PY
 sleep 2
-"$WISP" logs latency --data-dir "$DATA" 2>/dev/null | python3 -c '
-import re, sys
-v = sorted(float(m.group(1)) for m in re.finditer(r"LAT ([\d.]+) (-?\d+)", sys.stdin.read()) if int(m.group(2)) >= 0)
-if not v: sys.exit("no latencies logged")
-at = lambda p: v[int((len(v) - 1) * p)]
-print(f"  {len(v)} messages: p50 {at(0.5):.2f} ms  p90 {at(0.9):.2f} ms  p99 {at(0.99):.2f} ms  max {v[-1]:.2f} ms")'
+latency_report "$DATA" latency messages
 
 echo "== 3. drain: $DRAIN queued messages through a mapping to a wasm function"
 "$LOAD" fill "$API" "$KEY" "$SECRET" drain "$DRAIN" 32

@@ -129,3 +129,22 @@ pick = lambda q: vals[min(len(vals) - 1, int(q * len(vals)))]
 print(pick(0.5), pick(0.99), len(vals))
 ' "$1"
 }
+
+creds() { # DATA -> "KEY SECRET", the server's API credentials
+    python3 - "$1" <<'PY'
+import configparser, sys
+c = configparser.ConfigParser(); c.read(f"{sys.argv[1]}/credentials")
+print(c["wisp"]["aws_access_key_id"], c["wisp"]["aws_secret_access_key"])
+PY
+}
+
+# latency_report DATA FUNCTION WHAT: percentiles of the `LAT <ms> <i>`
+# lines FUNCTION logged (i < 0: warm-up, left out).
+latency_report() {
+    "$WISP" logs "$2" --data-dir "$1" 2>/dev/null | python3 -c '
+import re, sys
+v = sorted(float(m.group(1)) for m in re.finditer(r"LAT ([\d.]+) (-?\d+)", sys.stdin.read()) if int(m.group(2)) >= 0)
+if not v: sys.exit("no latencies logged")
+at = lambda p: v[int((len(v) - 1) * p)]
+print(f"  {len(v)} '"$3"': p50 {at(0.5):.2f} ms  p90 {at(0.9):.2f} ms  p99 {at(0.99):.2f} ms  max {v[-1]:.2f} ms")'
+}

@@ -151,15 +151,10 @@ fn signature(secret: &str, amz_date: &str, scope: &str, canonical: &str) -> Stri
 pub fn amz_date(unix_secs: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(unix_secs)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    t.format(time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second]Z"
+    ))
+    .unwrap_or_default()
 }
 
 fn parse_amz_date(s: &str) -> Option<i64> {

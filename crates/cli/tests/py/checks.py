@@ -105,3 +105,12 @@ def run(groups, cleanup=lambda: None):
         print("# failed: " + "; ".join(failed))
     print(f"{len(passed)} passed, {len(failed)} failed")
     sys.exit(1 if failed else 0)
+
+
+def delete_functions_and_queues(lam, sqs, prefix):
+    """Deletes the functions and queues whose names start with `prefix`."""
+    for f in lam.list_functions().get("Functions", []):
+        if f["FunctionName"].startswith(prefix):
+            lam.delete_function(FunctionName=f["FunctionName"])
+    for u in sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []):
+        sqs.delete_queue(QueueUrl=u)

@@ -328,11 +328,7 @@ def cleanup():
                 events.delete_rule(Name=r["Name"], EventBusName=b["Name"], Force=True)
             events.delete_event_bus(Name=b["Name"])
         events.delete_rule(Name=P + "-default")
-        for f in lam.list_functions().get("Functions", []):
-            if f["FunctionName"].startswith(P):
-                lam.delete_function(FunctionName=f["FunctionName"])
-        for u in sqs.list_queues(QueueNamePrefix=P).get("QueueUrls", []):
-            sqs.delete_queue(QueueUrl=u)
+        checks.delete_functions_and_queues(lam, sqs, P)
     except Exception as e:  # noqa: BLE001
         print(f"# cleanup failed: {e}", flush=True)
 

@@ -475,11 +475,7 @@ def cleanup():
         for m in lam.list_event_source_mappings().get("EventSourceMappings", []):
             if P in m["EventSourceArn"]:
                 lam.delete_event_source_mapping(UUID=m["UUID"])
-        for f in lam.list_functions().get("Functions", []):
-            if f["FunctionName"].startswith(P):
-                lam.delete_function(FunctionName=f["FunctionName"])
-        for u in sqs.list_queues(QueueNamePrefix=P).get("QueueUrls", []):
-            sqs.delete_queue(QueueUrl=u)
+        checks.delete_functions_and_queues(lam, sqs, P)
     except Exception as e:  # noqa: BLE001
         print(f"# cleanup failed: {e}", flush=True)
 
