@@ -1373,14 +1373,27 @@ impl Sqs {
 /// queues; Lambda does not send them to FIFO queues either).
 #[async_trait::async_trait]
 impl wisp_dispatch::MessageSink for Sqs {
+    /// A store failure (a clustered store electing a new leader, say) is
+    /// tried again for a few seconds before the record is given up.
     async fn send(&self, name: &str, body: String) -> Result<(), String> {
         let entry = SendEntry {
             body,
             ..SendEntry::default()
         };
-        let mut sent = Sqs::send(self, name, &[entry], DESTINATION_SENDER)
-            .await
-            .map_err(|e| e.message)?;
+        let mut wait = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        let mut sent = loop {
+            match Sqs::send(self, name, std::slice::from_ref(&entry), DESTINATION_SENDER).await {
+                Ok(sent) => break sent,
+                Err(e) if e.internal && waited < SINK_PATIENCE => {
+                    tracing::debug!(queue = name, error = %e.message, "retrying a destination record");
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.message),
+            }
+        };
         match sent.pop() {
             Some(Ok(_)) => Ok(()),
             Some(Err(e)) => Err(e.message),
@@ -1388,6 +1401,9 @@ impl wisp_dispatch::MessageSink for Sqs {
         }
     }
 }
+
+/// How long a destination record is retried through store failures.
+const SINK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The SenderId of destination records.
 pub const DESTINATION_SENDER: &str = "AWSLambda";
