@@ -358,93 +358,131 @@ impl NatsStore {
             }
         };
         let mut held_back: Option<i64> = None;
+        // A failure part way (a NATS server going away) must not strand
+        // what this fetch delivered: the message it failed on and those
+        // after it are handed back at once, the ones taken are returned.
+        let mut failure = None;
         while let Some(m) = batch.next().await {
-            let m = m.map_err(internal)?;
-            let seq = m.info().map_err(internal)?.stream_sequence as i64;
-            let reply = m.reply.as_ref().map(|r| r.to_string()).unwrap_or_default();
-            let Ok(msg) = serde_json::from_slice::<Msg>(&m.payload) else {
-                tracing::error!(queue = %req.queue, seq, "dropping an unreadable message");
-                let _ = m.ack_with(AckKind::Term).await;
-                continue;
-            };
-            // A FIFO group stops at its first message that is not visible:
-            // the ones after it wait with it.
-            if let Some(until) = held_back {
-                m.ack_with(AckKind::Nak(Some(Duration::from_millis(
-                    (until - req.now_ms).max(0) as u64,
-                ))))
-                .await
-                .map_err(internal)?;
-                continue;
-            }
-            if msg.expires_ms <= req.now_ms {
-                self.remove_msg(&req.queue, seq, Some(&reply)).await?;
-                continue;
-            }
-            let key = flight_key(&req.queue, seq);
-            let flight = self.flights.get::<Flight>(&key).await?;
-            let visible_at = flight.as_ref().map_or(msg.visible_ms, |f| f.visible_ms);
-            if visible_at > req.now_ms {
-                m.ack_with(AckKind::Nak(Some(Duration::from_millis(
-                    (visible_at - req.now_ms) as u64,
-                ))))
-                .await
-                .map_err(internal)?;
-                *next_visible = Some(next_visible.map_or(visible_at, |n| n.min(visible_at)));
-                if group.is_some() {
-                    held_back = Some(visible_at);
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    failure.get_or_insert(internal(e));
+                    break;
                 }
+            };
+            if failure.is_some() {
+                let _ = m.ack_with(AckKind::Nak(None)).await;
                 continue;
             }
-            let count = flight.as_ref().map_or(0, |f| f.count);
-            if let Some(dl) = req
-                .dead_letter
-                .as_ref()
-                .filter(|d| count >= d.max_receive_count)
-            {
-                let moved = Msg {
-                    visible_ms: req.now_ms,
-                    dl_source: Some(dl.source_arn.clone()),
-                    ..msg
-                };
-                self.publish_msg(&dl.queue, &moved, false).await?;
-                self.remove_msg(&req.queue, seq, Some(&reply)).await?;
-                got.dead_lettered += 1;
-                continue;
+            let taken = self
+                .take_one(req, group, &m, got, next_visible, &mut held_back)
+                .await;
+            if let Err(e) = taken {
+                let _ = m.ack_with(AckKind::Nak(None)).await;
+                failure = Some(e);
             }
-            let first_ms = match flight.as_ref() {
-                Some(f) if f.count > 0 => f.first_ms,
-                _ => req.now_ms,
-            };
-            let nonce = (rand_nonce() & i64::MAX).max(1);
-            let next = Flight {
-                count: count + 1,
-                nonce,
-                first_ms,
-                visible_ms: req.now_ms + req.visibility_ms,
-                reply,
-                group: msg.group.clone(),
-            };
-            self.flights.put(&key, &next).await?;
+        }
+        match failure {
+            Some(e) if got.messages.is_empty() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Handles one delivered message of a receive: hands back one not yet
+    /// visible, drops an expired one, dead-letters one received too often,
+    /// or takes it (a new flight, hidden for the visibility).
+    async fn take_one(
+        &self,
+        req: &ReceiveRequest,
+        group: Option<&str>,
+        m: &async_nats::jetstream::Message,
+        got: &mut Received,
+        next_visible: &mut Option<i64>,
+        held_back: &mut Option<i64>,
+    ) -> Result<()> {
+        let seq = m.info().map_err(internal)?.stream_sequence as i64;
+        let reply = m.reply.as_ref().map(|r| r.to_string()).unwrap_or_default();
+        let Ok(msg) = serde_json::from_slice::<Msg>(&m.payload) else {
+            tracing::error!(queue = %req.queue, seq, "dropping an unreadable message");
+            let _ = m.ack_with(AckKind::Term).await;
+            return Ok(());
+        };
+        // A FIFO group stops at its first message that is not visible:
+        // the ones after it wait with it.
+        if let Some(until) = *held_back {
             m.ack_with(AckKind::Nak(Some(Duration::from_millis(
-                req.visibility_ms.max(0) as u64,
+                (until - req.now_ms).max(0) as u64,
             ))))
             .await
             .map_err(internal)?;
-            got.messages.push(StoredMessage {
-                receipt: Receipt { id: seq, nonce },
-                message_id: msg.id,
-                body: msg.body,
-                extra: msg.extra,
-                sent_ms: msg.sent_ms,
-                receive_count: count + 1,
-                first_receive_ms: first_ms,
-                group_id: msg.group,
-                deduplication_id: msg.dedup,
-                sequence_number: req.fifo.then_some(seq),
-                dead_letter_source: msg.dl_source,
-            });
+            return Ok(());
         }
+        if msg.expires_ms <= req.now_ms {
+            return self.remove_msg(&req.queue, seq, Some(&reply)).await;
+        }
+        let key = flight_key(&req.queue, seq);
+        let flight = self.flights.get::<Flight>(&key).await?;
+        let visible_at = flight.as_ref().map_or(msg.visible_ms, |f| f.visible_ms);
+        if visible_at > req.now_ms {
+            m.ack_with(AckKind::Nak(Some(Duration::from_millis(
+                (visible_at - req.now_ms) as u64,
+            ))))
+            .await
+            .map_err(internal)?;
+            *next_visible = Some(next_visible.map_or(visible_at, |n| n.min(visible_at)));
+            if group.is_some() {
+                *held_back = Some(visible_at);
+            }
+            return Ok(());
+        }
+        let count = flight.as_ref().map_or(0, |f| f.count);
+        if let Some(dl) = req
+            .dead_letter
+            .as_ref()
+            .filter(|d| count >= d.max_receive_count)
+        {
+            let moved = Msg {
+                visible_ms: req.now_ms,
+                dl_source: Some(dl.source_arn.clone()),
+                ..msg
+            };
+            self.publish_msg(&dl.queue, &moved, false).await?;
+            self.remove_msg(&req.queue, seq, Some(&reply)).await?;
+            got.dead_lettered += 1;
+            return Ok(());
+        }
+        let first_ms = match flight.as_ref() {
+            Some(f) if f.count > 0 => f.first_ms,
+            _ => req.now_ms,
+        };
+        let nonce = (rand_nonce() & i64::MAX).max(1);
+        let next = Flight {
+            count: count + 1,
+            nonce,
+            first_ms,
+            visible_ms: req.now_ms + req.visibility_ms,
+            reply,
+            group: msg.group.clone(),
+        };
+        self.flights.put(&key, &next).await?;
+        m.ack_with(AckKind::Nak(Some(Duration::from_millis(
+            req.visibility_ms.max(0) as u64,
+        ))))
+        .await
+        .map_err(internal)?;
+        got.messages.push(StoredMessage {
+            receipt: Receipt { id: seq, nonce },
+            message_id: msg.id,
+            body: msg.body,
+            extra: msg.extra,
+            sent_ms: msg.sent_ms,
+            receive_count: count + 1,
+            first_receive_ms: first_ms,
+            group_id: msg.group,
+            deduplication_id: msg.dedup,
+            sequence_number: req.fifo.then_some(seq),
+            dead_letter_source: msg.dl_source,
+        });
         Ok(())
     }
 
