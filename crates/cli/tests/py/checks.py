@@ -1,10 +1,12 @@
 """What the SDK check scripts share: named checks that report `ok - <name>`
 / `not ok - <name>` and continue, expectations, and AWS error assertions."""
 import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 
 from botocore.exceptions import ClientError
 
@@ -114,3 +116,13 @@ def delete_functions_and_queues(lam, sqs, prefix):
             lam.delete_function(FunctionName=f["FunctionName"])
     for u in sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []):
         sqs.delete_queue(QueueUrl=u)
+
+
+def zipped(fixture):
+    """A code zip of the fixture directory `fixture` (under WISP_FIXTURES)."""
+    buf = io.BytesIO()
+    root = os.path.join(os.environ["WISP_FIXTURES"], fixture)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(os.listdir(root)):
+            z.write(os.path.join(root, f), f)
+    return buf.getvalue()

@@ -7,12 +7,10 @@ Environment: WISP_API, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_DEFAULT_REGION, WISP_FIXTURES. Prints `ok - <name>` / `not ok - <name>`
 per check, then `N passed, M failed`; exits 0 only if nothing failed.
 """
-import io
 import json
 import os
 import time
 import uuid
-import zipfile
 from datetime import datetime, timezone
 
 import boto3
@@ -51,15 +49,6 @@ def drain(url, want, timeout=20):
             got.append(m)
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return got
-
-
-def zipped(fixture):
-    buf = io.BytesIO()
-    root = os.path.join(os.environ["WISP_FIXTURES"], fixture)
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted(os.listdir(root)):
-            z.write(os.path.join(root, f), f)
-    return buf.getvalue()
 
 
 def entry(source, detail, detail_type="Order Placed", **extra):
@@ -159,7 +148,7 @@ def group_delivery():
     with check("targets: a queue with an input transformer, a function, a constant", critical=True):
         lam.create_function(FunctionName=fn, Runtime="nodejs20.x", Handler="index.handler",
                             Role="arn:aws:iam::000000000000:role/x",
-                            Code={"ZipFile": zipped("node-kit")}, Timeout=10)
+                            Code={"ZipFile": checks.zipped("node-kit")}, Timeout=10)
         lam.put_function_event_invoke_config(
             FunctionName=fn, DestinationConfig={"OnSuccess": {"Destination": dest_arn}})
         r = events.put_targets(Rule="big-orders", EventBusName=bus, Targets=[

@@ -7,7 +7,6 @@ AWS_DEFAULT_REGION. Prints `ok - <name>` / `not ok - <name>` per check, then
 `N passed, M failed`; exits 0 only if nothing failed.
 """
 import hashlib
-import io
 import json
 import os
 import struct
@@ -15,7 +14,6 @@ import subprocess
 import threading
 import time
 import uuid
-import zipfile
 from datetime import datetime
 
 import boto3
@@ -391,21 +389,12 @@ def group_cli():
                "a NonExistentQueue error", p.stderr)
 
 
-def zipped(fixture):
-    buf = io.BytesIO()
-    root = os.path.join(os.environ["WISP_FIXTURES"], fixture)
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted(os.listdir(root)):
-            z.write(os.path.join(root, f), f)
-    return buf.getvalue()
-
-
 def group_mappings():
     fn, qname = P + "-consumer", P + "-feed"
     with check("a function and a queue to map", critical=True):
         lam.create_function(FunctionName=fn, Runtime="nodejs20.x", Handler="index.handler",
                             Role="arn:aws:iam::000000000000:role/x",
-                            Code={"ZipFile": zipped("node-sqs")}, Timeout=10)
+                            Code={"ZipFile": checks.zipped("node-sqs")}, Timeout=10)
         sqs.create_queue(QueueName=qname, Attributes={"VisibilityTimeout": "30"})
     pattern = json.dumps({"body": {"kind": ["order"]}})
     with check("create_event_source_mapping answers Creating with AWS's fields", critical=True):
