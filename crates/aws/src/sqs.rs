@@ -131,6 +131,7 @@ impl SendInput {
             system_attributes: attributes_in(self.message_system_attributes)?,
             deduplication_id: self.message_deduplication_id,
             group_id: self.message_group_id,
+            message_id: None,
         })
     }
 }

@@ -283,6 +283,7 @@ impl Events {
                 sqs.and_then(|p| p.message_group_id.clone())
                     .unwrap_or_else(|| "events".into())
             }),
+            message_id: None,
         };
         let sent = self.sqs.send(&name, &[entry], "events").await;
         match sent.map(|mut r| r.pop()) {
@@ -381,6 +382,7 @@ impl Events {
                     system_attributes: BTreeMap::new(),
                     deduplication_id: None,
                     group_id: None,
+                    message_id: None,
                 };
                 matches!(
                     self.sqs

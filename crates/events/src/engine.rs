@@ -594,6 +594,7 @@ impl Events {
                         system_attributes: BTreeMap::new(),
                         deduplication_id: None,
                         group_id: None,
+                        message_id: None,
                     });
                 }
             }

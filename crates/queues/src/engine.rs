@@ -70,6 +70,10 @@ pub struct SendEntry {
     pub system_attributes: BTreeMap<String, MessageAttribute>,
     pub deduplication_id: Option<String>,
     pub group_id: Option<String>,
+    /// For callers inside wisp: the message id to use, so a send repeated
+    /// after an unclear failure is stored once (a clustered store
+    /// de-duplicates by it); `None`, a new one.
+    pub message_id: Option<String>,
 }
 
 /// How the names of queues wisp keeps for itself begin: `~` is not
@@ -918,7 +922,10 @@ impl Sqs {
                 entry.group_id.clone()
             },
         };
-        let message_id = uuid::Uuid::new_v4().to_string();
+        let message_id = entry
+            .message_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let result = SendResult {
             message_id: message_id.clone(),
             md5_of_body: md5_of_body(&entry.body),
@@ -1376,8 +1383,11 @@ impl wisp_dispatch::MessageSink for Sqs {
     /// A store failure (a clustered store electing a new leader, say) is
     /// tried again for a few seconds before the record is given up.
     async fn send(&self, name: &str, body: String) -> Result<(), String> {
+        // One id for every try: a try that landed but did not say so is
+        // not stored again.
         let entry = SendEntry {
             body,
+            message_id: Some(uuid::Uuid::new_v4().to_string()),
             ..SendEntry::default()
         };
         let mut wait = Duration::from_millis(100);
