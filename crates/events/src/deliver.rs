@@ -368,21 +368,12 @@ impl Events {
             "attempts": attempts,
             "failed_ms": self.clock.now_ms(),
         });
-        let attributes = BTreeMap::from([
-            ("VisibilityTimeout".to_string(), "30".to_string()),
-            ("MaximumMessageSize".to_string(), "1048576".to_string()),
-            ("MessageRetentionPeriod".to_string(), "1209600".to_string()),
-        ]);
+        let attributes = crate::engine::internal_queue_attributes(30);
         let stored = match self.sqs.internal_queue(FAILED, &attributes).await {
             Ok(_) => {
                 let entry = SendEntry {
                     body: kept.to_string(),
-                    delay_seconds: None,
-                    attributes: BTreeMap::new(),
-                    system_attributes: BTreeMap::new(),
-                    deduplication_id: None,
-                    group_id: None,
-                    message_id: None,
+                    ..SendEntry::default()
                 };
                 matches!(
                     self.sqs

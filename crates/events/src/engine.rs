@@ -589,12 +589,7 @@ impl Events {
                     };
                     deliveries.push(SendEntry {
                         body: serde_json::to_string(&delivery).map_err(internal)?,
-                        delay_seconds: None,
-                        attributes: BTreeMap::new(),
-                        system_attributes: BTreeMap::new(),
-                        deduplication_id: None,
-                        group_id: None,
-                        message_id: None,
+                        ..SendEntry::default()
                     });
                 }
             }
@@ -611,11 +606,7 @@ impl Events {
 
     /// The queue deliveries wait on, made on first use.
     pub(crate) async fn deliveries(&self) -> Result<(), EventsError> {
-        let attributes = BTreeMap::from([
-            ("VisibilityTimeout".to_string(), "60".to_string()),
-            ("MaximumMessageSize".to_string(), "1048576".to_string()),
-            ("MessageRetentionPeriod".to_string(), "1209600".to_string()),
-        ]);
+        let attributes = internal_queue_attributes(60);
         self.sqs.internal_queue(DELIVERIES, &attributes).await?;
         Ok(())
     }
@@ -642,6 +633,19 @@ impl Events {
         }
         Ok(pattern.matches(&event))
     }
+}
+
+/// The attributes of the queues the bus keeps for itself: messages up
+/// to 1 MiB (an event of 256 KiB plus its delivery), kept 14 days.
+pub(crate) fn internal_queue_attributes(visibility_seconds: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "VisibilityTimeout".to_string(),
+            visibility_seconds.to_string(),
+        ),
+        ("MaximumMessageSize".to_string(), "1048576".to_string()),
+        ("MessageRetentionPeriod".to_string(), "1209600".to_string()),
+    ])
 }
 
 fn check_description(d: Option<&str>) -> Result<(), EventsError> {
