@@ -132,6 +132,7 @@ impl SendInput {
             deduplication_id: self.message_deduplication_id,
             group_id: self.message_group_id,
             message_id: None,
+            once_for_ms: None,
         })
     }
 }

@@ -283,7 +283,7 @@ impl Events {
                 sqs.and_then(|p| p.message_group_id.clone())
                     .unwrap_or_else(|| "events".into())
             }),
-            message_id: None,
+            ..SendEntry::default()
         };
         let sent = self.sqs.send(&name, &[entry], "events").await;
         match sent.map(|mut r| r.pop()) {

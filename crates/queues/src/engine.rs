@@ -70,10 +70,12 @@ pub struct SendEntry {
     pub system_attributes: BTreeMap<String, MessageAttribute>,
     pub deduplication_id: Option<String>,
     pub group_id: Option<String>,
-    /// For callers inside wisp: the message id to use, so a send repeated
-    /// after an unclear failure is stored once (a clustered store
-    /// de-duplicates by it); `None`, a new one.
+    /// For callers inside wisp: the message id to use; `None`, a new one.
     pub message_id: Option<String>,
+    /// For callers inside wisp, with `message_id`: for this long, another
+    /// send of the same id (repeated after an unclear failure, or by a
+    /// node that took over a crashed one's work) is not stored again.
+    pub once_for_ms: Option<i64>,
 }
 
 /// How the names of queues wisp keeps for itself begin: `~` is not
@@ -940,6 +942,10 @@ impl Sqs {
             sent_ms: now,
             visible_ms: now + delay as i64 * 1000,
             expires_ms: now + a.message_retention_period as i64 * 1000,
+            once_until_ms: match (&fifo, &entry.message_id, entry.once_for_ms) {
+                (None, Some(_), Some(window)) => Some(now + window),
+                _ => None,
+            },
             fifo,
         };
         Ok((row, result))
@@ -974,7 +980,9 @@ impl Sqs {
         for result in out.iter_mut().flatten() {
             let Some(s) = sent.next() else { break };
             result.message_id = s.message_id;
-            result.sequence_number = s.sequence_number.map(|n| format!("{n:020}"));
+            if q.attributes.fifo_queue {
+                result.sequence_number = s.sequence_number.map(|n| format!("{n:020}"));
+            }
         }
         self.wake(name);
         Ok(out)
@@ -1388,6 +1396,7 @@ impl wisp_dispatch::MessageSink for Sqs {
         let entry = SendEntry {
             body,
             message_id: Some(uuid::Uuid::new_v4().to_string()),
+            once_for_ms: Some(SINK_PATIENCE.as_millis() as i64 * 2),
             ..SendEntry::default()
         };
         let mut wait = Duration::from_millis(100);

@@ -20,6 +20,7 @@ mod registry;
 mod sqs;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,6 +88,8 @@ pub struct NatsStore {
     pub(crate) leases: Arc<events::Leases>,
     pub(crate) queues: Bucket,
     pub(crate) flights: Bucket,
+    pub(crate) timers: Bucket,
+    pub(crate) timer_indexes: timers::Indexes,
     pub(crate) opened: tokio::sync::Mutex<sqs::Opened>,
     pub(crate) changes: tokio::sync::broadcast::Sender<wisp_store::Change>,
     /// Dropped with the store: its background watches stop.
@@ -175,12 +178,14 @@ impl NatsStore {
             nodes,
             queues,
             flights,
+            timers,
             code,
             records,
             events,
             failed,
         } = loop {
-            match open_parts(&js, &ns, placement, &options).await {
+            // Boxed: the opening future is large enough to crowd a stack.
+            match Box::pin(open_parts(&js, &ns, placement, &options)).await {
                 Ok(parts) => break parts,
                 Err(e) if std::time::Instant::now() < deadline => {
                     tracing::warn!(error = %e, "JetStream not ready; retrying");
@@ -212,6 +217,8 @@ impl NatsStore {
             leases: events::new_leases(),
             queues,
             flights,
+            timers,
+            timer_indexes: Default::default(),
             opened: Default::default(),
             changes,
             _alive: alive,
@@ -271,6 +278,7 @@ struct Parts {
     nodes: Bucket,
     queues: Bucket,
     flights: Bucket,
+    timers: Bucket,
     code: object_store::ObjectStore,
     records: stream::Stream,
     events: stream::Stream,
@@ -290,6 +298,7 @@ async fn open_parts(
     let nodes = Bucket::open_with(js, &format!("{ns}_nodes"), placement, 1, dead_after).await?;
     let queues = Bucket::open(js, &format!("{ns}_queues"), placement, 1).await?;
     let flights = Bucket::open(js, &format!("{ns}_flights"), placement, 1).await?;
+    let timers = Bucket::open(js, &format!("{ns}_timers"), placement, 1).await?;
     let code = open_object_store(js, &format!("{ns}_code"), placement).await?;
     let open = |name: &'static str, subject: &'static str, config: stream::Config| {
         open_stream(js, ns, placement, name, subject, config)
@@ -327,6 +336,7 @@ async fn open_parts(
         nodes,
         queues,
         flights,
+        timers,
         code,
         records,
         events,

@@ -255,18 +255,22 @@ impl NatsStore {
     }
 
     async fn send_one(&self, queue: &str, m: NewMessage, now_ms: i64) -> Result<Sent> {
-        let dedupe_key = m.fifo.as_ref().map(|f| {
-            let scope = match f.per_group {
-                true => format!("{}\n{}", f.group_id, f.deduplication_id),
-                false => f.deduplication_id.clone(),
-            };
-            format!("d.{}.{}", seg(queue), long_seg(&scope))
-        });
-        if let (Some(key), Some(f)) = (&dedupe_key, &m.fifo) {
-            if let Some(first) = self
-                .dedupe(key, &m.message_id, now_ms, f.dedupe_until_ms)
-                .await?
-            {
+        let dedupe = match (&m.fifo, m.once_until_ms) {
+            (Some(f), _) => Some((
+                match f.per_group {
+                    true => format!("{}\n{}", f.group_id, f.deduplication_id),
+                    false => f.deduplication_id.clone(),
+                },
+                f.dedupe_until_ms,
+            )),
+            // Apart from FIFO ids: `\u{1}` starts no printable id.
+            (None, Some(until_ms)) => Some((format!("\u{1}once\n{}", m.message_id), until_ms)),
+            (None, None) => None,
+        };
+        let dedupe = dedupe
+            .map(|(scope, until_ms)| (format!("d.{}.{}", seg(queue), long_seg(&scope)), until_ms));
+        if let Some((key, until_ms)) = &dedupe {
+            if let Some(first) = self.dedupe(key, &m.message_id, now_ms, *until_ms).await? {
                 return Ok(first);
             }
         }
@@ -282,13 +286,13 @@ impl NatsStore {
             dl_source: None,
         };
         let seq = self.publish_msg(queue, &msg, true).await?;
-        if let (Some(key), Some(f)) = (&dedupe_key, &m.fifo) {
+        if let Some((key, until_ms)) = &dedupe {
             let done = Dedupe {
-                until_ms: f.dedupe_until_ms,
+                until_ms: *until_ms,
                 message_id: m.message_id.clone(),
                 seq: Some(seq),
             };
-            let ttl = ttl(now_ms, f.dedupe_until_ms);
+            let ttl = ttl(now_ms, *until_ms);
             self.queues.write_expiring(key, &done, None, ttl).await?;
         }
         if m.visible_ms > now_ms {

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wisp_store::conformance::{code, documents, events, keys, queues, records, registry};
+use wisp_store::conformance::{code, documents, events, keys, queues, records, registry, timers};
 use wisp_store_nats::testing::NatsServer;
 use wisp_store_nats::{NatsOptions, NatsStore};
 
@@ -30,6 +30,7 @@ async fn nats_store_passes_the_shared_checks() {
     events::events(&store(&server, &dir).await).await;
     queues::queues(&store(&server, &dir).await).await;
     documents::documents(&store(&server, &dir).await).await;
+    timers::timers(&store(&server, &dir).await).await;
 }
 
 /// Idempotency keys and FIFO de-duplication entries carry their TTL: the

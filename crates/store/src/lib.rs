@@ -1,7 +1,8 @@
 //! Where wisp keeps its state, one trait per concern: the registry
 //! (functions, versions, aliases, routes, settings), code blobs, records
 //! and logs, the async event queue, idempotency keys, SQS queues, and
-//! documents (buses, rules, schedules).
+//! documents (buses, rules, schedules), and timers (schedules' ticks,
+//! workflows' waits).
 //! `Store` is their union. SQLite implements each here; the clustered
 //! store (`wisp-store-nats`) implements the same traits on JetStream, and
 //! both pass the same checks (`conformance`).
@@ -15,7 +16,9 @@ mod sqlite;
 mod sqlite_documents;
 mod sqlite_queue;
 mod sqlite_sqs;
+mod sqlite_timers;
 pub mod sqs;
+mod timers;
 
 use std::path::PathBuf;
 
@@ -29,6 +32,7 @@ pub use queue::{
 };
 pub use sqlite::SqliteStore;
 pub use sqs::QueueStore;
+pub use timers::{LeasedTimer, Timer, TimerStore};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -310,11 +314,18 @@ pub trait KeyStore: Send + Sync + 'static {
 /// Every concern at once: what the dispatcher and the API hold. Each
 /// backend implements the concerns one by one; this is their union.
 pub trait Store:
-    Registry + CodeStore + RecordStore + EventQueue + KeyStore + QueueStore + DocumentStore
+    Registry + CodeStore + RecordStore + EventQueue + KeyStore + QueueStore + DocumentStore + TimerStore
 {
 }
 
 impl<T> Store for T where
-    T: Registry + CodeStore + RecordStore + EventQueue + KeyStore + QueueStore + DocumentStore
+    T: Registry
+        + CodeStore
+        + RecordStore
+        + EventQueue
+        + KeyStore
+        + QueueStore
+        + DocumentStore
+        + TimerStore
 {
 }

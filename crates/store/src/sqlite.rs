@@ -190,6 +190,7 @@ ALTER TABLE invocations ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
 "#,
     crate::sqlite_sqs::MIGRATION,
     crate::sqlite_documents::MIGRATION,
+    crate::sqlite_timers::MIGRATION,
 ];
 
 /// The columns of an invocation record, in the order `record_from_row` reads them.

@@ -151,6 +151,10 @@ pub(crate) fn delete_queue(conn: &Connection, name: &str) -> Result<()> {
     }
 }
 
+/// The dedupe scope of standard messages stored once by id (no FIFO
+/// group is named so: group ids are printable).
+const ONCE_SCOPE: &str = "\u{1}once";
+
 pub(crate) fn send(
     conn: &Connection,
     queue: &str,
@@ -171,7 +175,33 @@ pub(crate) fn send(
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         let (group, dedup, seq) = match &m.fifo {
-            None => (None, None, None),
+            None => {
+                if let Some(until_ms) = m.once_until_ms {
+                    let earlier: Option<String> = conn
+                        .prepare_cached(
+                            "SELECT message_id FROM sqs_dedupe
+                             WHERE queue = ?1 AND scope = ?2 AND dedup_id = ?3 AND until_ms > ?4",
+                        )?
+                        .query_row(params![queue, ONCE_SCOPE, m.message_id, now_ms], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    if let Some(message_id) = earlier {
+                        out.push(Sent {
+                            message_id,
+                            sequence_number: None,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                    conn.prepare_cached(
+                        "INSERT OR REPLACE INTO sqs_dedupe (queue, scope, dedup_id, message_id, sequence, until_ms)
+                         VALUES (?1, ?2, ?3, ?3, 0, ?4)",
+                    )?
+                    .execute(params![queue, ONCE_SCOPE, m.message_id, until_ms])?;
+                }
+                (None, None, None)
+            }
             Some(fifo) => {
                 let scope = if fifo.per_group {
                     fifo.group_id.as_str()

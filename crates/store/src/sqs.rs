@@ -42,6 +42,10 @@ pub struct NewMessage {
     /// When retention drops it.
     pub expires_ms: i64,
     pub fifo: Option<FifoKeys>,
+    /// A standard queue's message sent by wisp itself under an id it
+    /// chose: until then, another send of the same id is a duplicate (not
+    /// stored again), as a FIFO deduplication id is.
+    pub once_until_ms: Option<i64>,
 }
 
 /// A stored message's answer to its sender.

@@ -1,6 +1,6 @@
 //! The shared checks (`wisp_store::conformance`) on the embedded store.
 
-use wisp_store::conformance::{code, documents, events, keys, queues, records, registry};
+use wisp_store::conformance::{code, documents, events, keys, queues, records, registry, timers};
 use wisp_store::SqliteStore;
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -50,4 +50,10 @@ async fn sqlite_events() {
 async fn sqlite_documents() {
     let (_dir, s) = store();
     documents::documents(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_timers() {
+    let (_dir, s) = store();
+    timers::timers(&s).await;
 }

@@ -10,3 +10,4 @@ pub mod keys;
 pub mod queues;
 pub mod records;
 pub mod registry;
+pub mod timers;

@@ -25,6 +25,7 @@ pub fn now() -> i64 {
 /// Every check, on a store with no queues yet.
 pub async fn queues(s: &dyn QueueStore) {
     lifecycle(s).await;
+    stored_once_by_id(s).await;
     fifo_order_and_dedupe(s).await;
     dead_letters_and_moves(s).await;
     retention(s).await;
@@ -50,6 +51,7 @@ pub fn message(id: &str, at: i64) -> NewMessage {
         visible_ms: at,
         expires_ms: at + 1_000_000,
         fifo: None,
+        once_until_ms: None,
     }
 }
 
@@ -108,6 +110,44 @@ async fn receive_until(
 
 fn names(messages: &[StoredMessage]) -> Vec<&str> {
     messages.iter().map(|m| m.message_id.as_str()).collect()
+}
+
+/// A standard message wisp sends under an id of its own, with a window:
+/// sent again inside the window (even after it was received and
+/// deleted), it is not stored again. (What happens after the window is
+/// not checked: JetStream's own duplicate window runs on the real clock.)
+async fn stored_once_by_id(s: &dyn QueueStore) {
+    s.create_queue(queue("once")).await.unwrap();
+    let t0 = now();
+    let once = |id: &str, until| NewMessage {
+        once_until_ms: Some(until),
+        ..message(id, t0)
+    };
+    let first = s
+        .send_messages("once", vec![once("tick", t0 + 60_000)], t0)
+        .await
+        .unwrap();
+    assert!(!first[0].duplicate);
+    let got = receive_until(s, |at| receive("once", 10, at), 1).await;
+    assert_eq!(names(&got), ["tick"]);
+    let deleted = s
+        .delete_messages("once", vec![got[0].receipt])
+        .await
+        .unwrap();
+    assert_eq!(deleted, [true]);
+    let again = s
+        .send_messages(
+            "once",
+            vec![once("tick", t0 + 60_000), once("other", t0 + 60_000)],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(again[0].duplicate, "inside its window: not stored again");
+    assert_eq!(again[0].message_id, "tick");
+    assert!(!again[1].duplicate);
+    let c = s.queue_counts("once", now()).await.unwrap();
+    assert_eq!(c.visible, 1);
 }
 
 async fn lifecycle(s: &dyn QueueStore) {
