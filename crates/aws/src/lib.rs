@@ -6,6 +6,7 @@ mod error;
 pub mod events;
 pub mod json_protocol;
 mod lambda;
+mod scheduler;
 pub mod sigv4;
 pub mod sqs;
 mod wisp_api;
@@ -132,6 +133,28 @@ impl Api {
             .route(
                 "/2016-08-19/account-settings/",
                 get(lambda::account_settings),
+            )
+            // EventBridge Scheduler (REST-JSON).
+            .route("/schedules", get(scheduler::list_schedules))
+            .route(
+                "/schedules/{name}",
+                post(scheduler::create_schedule)
+                    .get(scheduler::get_schedule)
+                    .put(scheduler::update_schedule)
+                    .delete(scheduler::delete_schedule),
+            )
+            .route("/schedule-groups", get(scheduler::list_groups))
+            .route(
+                "/schedule-groups/{name}",
+                post(scheduler::create_group)
+                    .get(scheduler::get_group)
+                    .delete(scheduler::delete_group),
+            )
+            .route(
+                "/tags/{arn}",
+                get(scheduler::list_tags)
+                    .post(scheduler::tag_resource)
+                    .delete(scheduler::untag_resource),
             )
             .route("/wisp/v1/info", get(wisp_api::info))
             .route("/wisp/v1/routes", get(wisp_api::list_routes))

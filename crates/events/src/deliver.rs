@@ -42,6 +42,33 @@ pub struct Delivery {
     pub input: String,
     pub event_id: String,
     pub accepted_ms: i64,
+    /// Set when a schedule's tick made the delivery (`bus` is then the
+    /// schedule's group, `rule` its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleRun>,
+}
+
+/// One tick of a schedule, as its dead-letter messages and its Input's
+/// context attributes name it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    pub arn: String,
+    pub scheduled_ms: i64,
+    pub execution_id: String,
+}
+
+impl Delivery {
+    /// The labels of its metrics: a rule's bus and name, or a schedule's
+    /// group (as `scheduler/<group>`) and name.
+    fn labels(&self) -> [(&'static str, String); 2] {
+        match self.schedule {
+            Some(_) => [
+                ("bus", format!("scheduler/{}", self.bus)),
+                ("rule", self.rule.clone()),
+            ],
+            None => [("bus", self.bus.clone()), ("rule", self.rule.clone())],
+        }
+    }
 }
 
 /// Why an attempt failed: an ERROR_CODE as AWS's dead-letter messages
@@ -141,7 +168,14 @@ impl Events {
                 return self.settle(&m).await;
             }
         };
-        let labels = [("bus", d.bus.clone()), ("rule", d.rule.clone())];
+        let labels = d.labels();
+        let mut d = d;
+        if d.schedule.is_some() {
+            d.input = d.input.replace(
+                "<aws.scheduler.attempt-number>",
+                &m.receive_count.to_string(),
+            );
+        }
         let failure = match self.send_to_target(&d).await {
             Ok(()) => {
                 metrics::counter!("wisp_events_delivered_total", &labels).increment(1);
@@ -310,8 +344,7 @@ impl Events {
         exhausted: Option<&str>,
         attempts: u32,
     ) -> bool {
-        let labels = [("bus", d.bus.clone()), ("rule", d.rule.clone())];
-        let rule_arn = self.rule_arn(&d.bus, &d.rule);
+        let labels = d.labels();
         let mut attributes = BTreeMap::from([
             (
                 "ERROR_CODE".to_string(),
@@ -321,7 +354,6 @@ impl Events {
                 "ERROR_MESSAGE".to_string(),
                 string_attribute(failure.message.chars().take(1000).collect()),
             ),
-            ("RULE_ARN".to_string(), string_attribute(rule_arn)),
             (
                 "TARGET_ARN".to_string(),
                 string_attribute(d.target.arn.clone()),
@@ -334,6 +366,24 @@ impl Events {
                 },
             ),
         ]);
+        match &d.schedule {
+            // EventBridge Scheduler's attributes.
+            Some(run) => {
+                attributes.insert("SCHEDULE_ARN".into(), string_attribute(run.arn.clone()));
+                attributes.insert(
+                    "SCHEDULED_TIME".into(),
+                    string_attribute(crate::envelope::rfc3339(run.scheduled_ms)),
+                );
+                attributes.insert(
+                    "EXECUTION_ID".into(),
+                    string_attribute(run.execution_id.clone()),
+                );
+            }
+            None => {
+                let rule_arn = self.rule_arn(&d.bus, &d.rule);
+                attributes.insert("RULE_ARN".into(), string_attribute(rule_arn));
+            }
+        }
         if let Some(condition) = exhausted {
             attributes.insert(
                 "EXHAUSTED_RETRY_CONDITION".into(),

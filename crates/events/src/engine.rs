@@ -29,6 +29,8 @@ pub struct Events {
     pub(crate) rng: Arc<dyn Rng>,
     /// Compiled rules by bus.
     rules: Mutex<HashMap<String, Arc<RuleSet>>>,
+    /// Wakes this node's scheduler when a timer is armed here.
+    pub(crate) scheduler_wake: tokio::sync::Notify,
 }
 
 impl Events {
@@ -46,6 +48,7 @@ impl Events {
             clock,
             rng,
             rules: Mutex::new(HashMap::new()),
+            scheduler_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -284,6 +287,9 @@ impl Events {
             }
             _ => {}
         }
+        if let Some(e) = &given.schedule_expression {
+            crate::scheduler::check_rule_schedule(e)?;
+        }
         if given.schedule_expression.is_some() && bus != DEFAULT_BUS {
             return Err(EventsError::validation(
                 "ScheduleExpression is supported only on the default event bus.",
@@ -332,6 +338,7 @@ impl Events {
             }
         }
         self.forget(&bus);
+        self.arm_rule(&bus, &given.name).await?;
         Ok(self.rule_arn(&bus, &given.name))
     }
 
@@ -353,6 +360,7 @@ impl Events {
             {
                 Ok(_) => {
                     self.forget(bus);
+                    self.arm_rule(bus, name).await?;
                     return Ok(out);
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -373,6 +381,7 @@ impl Events {
                     .delete_document(RULE, &model::rule_key(bus, name))
                     .await?;
                 self.forget(bus);
+                self.arm_rule(bus, name).await?;
                 Ok(())
             }
             Err(e) if e.error_type == "ResourceNotFoundException" => {
@@ -565,28 +574,7 @@ impl Events {
             for compiled in set.matching(event) {
                 let rule = &compiled.rule;
                 metrics::counter!("wisp_events_matched_total", "bus" => bus.to_string(), "rule" => rule.name.clone()).increment(1);
-                let rule_arn = self.rule_arn(bus, &rule.name);
-                let cx = Context {
-                    rule_name: &rule.name,
-                    rule_arn: &rule_arn,
-                    ingestion_ms: now_ms,
-                };
-                for target in &rule.targets {
-                    let input = match Input::of(target) {
-                        Ok(i) => i.render(event, &cx),
-                        Err(e) => {
-                            tracing::warn!(rule = %rule.name, target = %target.id, error = %e, "target input cannot be made");
-                            continue;
-                        }
-                    };
-                    let delivery = Delivery {
-                        bus: bus.to_string(),
-                        rule: rule.name.clone(),
-                        target: target.clone(),
-                        input,
-                        event_id: event["id"].as_str().unwrap_or_default().to_string(),
-                        accepted_ms: now_ms,
-                    };
+                for delivery in self.deliveries_for(bus, rule, event, now_ms) {
                     deliveries.push(SendEntry {
                         body: serde_json::to_string(&delivery).map_err(internal)?,
                         ..SendEntry::default()
@@ -602,6 +590,42 @@ impl Events {
             }
         }
         Ok(n)
+    }
+
+    /// What a matched rule's targets get of an event: one delivery each.
+    pub(crate) fn deliveries_for(
+        &self,
+        bus: &str,
+        rule: &Rule,
+        event: &Value,
+        now_ms: i64,
+    ) -> Vec<Delivery> {
+        let rule_arn = self.rule_arn(bus, &rule.name);
+        let cx = Context {
+            rule_name: &rule.name,
+            rule_arn: &rule_arn,
+            ingestion_ms: now_ms,
+        };
+        let mut out = Vec::with_capacity(rule.targets.len());
+        for target in &rule.targets {
+            let input = match Input::of(target) {
+                Ok(i) => i.render(event, &cx),
+                Err(e) => {
+                    tracing::warn!(rule = %rule.name, target = %target.id, error = %e, "target input cannot be made");
+                    continue;
+                }
+            };
+            out.push(Delivery {
+                bus: bus.to_string(),
+                rule: rule.name.clone(),
+                target: target.clone(),
+                input,
+                event_id: event["id"].as_str().unwrap_or_default().to_string(),
+                accepted_ms: now_ms,
+                schedule: None,
+            });
+        }
+        out
     }
 
     /// The queue deliveries wait on, made on first use.

@@ -44,6 +44,16 @@ impl EventsError {
         EventsError::new("LimitExceededException", message)
     }
 
+    /// EventBridge Scheduler's conflict (a name taken).
+    pub fn scheduler_conflict(message: impl Into<String>) -> EventsError {
+        EventsError::new("ConflictException", message)
+    }
+
+    /// EventBridge Scheduler's quota error.
+    pub fn quota(message: impl Into<String>) -> EventsError {
+        EventsError::new("ServiceQuotaExceededException", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> EventsError {
         EventsError {
             internal: true,

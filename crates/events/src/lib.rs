@@ -5,14 +5,18 @@
 //! matched rule and target is stored durably, on a queue wisp keeps for
 //! itself, before PutEvents answers. Deliverers take them from there to
 //! the targets, each on its own, retried with backoff by the target's
-//! RetryPolicy and dead-lettered when it runs out.
+//! RetryPolicy and dead-lettered when it runs out. Schedules (EventBridge
+//! Scheduler's, and rules' `ScheduleExpression`) fire from durable timers
+//! into the same deliveries.
 
 pub mod deliver;
 pub mod engine;
 pub mod envelope;
 pub mod error;
+pub mod expression;
 pub mod index;
 pub mod model;
+pub mod scheduler;
 
 pub use engine::Events;
 pub use error::EventsError;

@@ -261,6 +261,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         Arc::new(ThreadRng),
     );
     events.start_delivering();
+    events.start_scheduling();
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await

@@ -179,6 +179,25 @@ fn three_nodes_serve_one_cluster() {
         },
     );
 
+    // Schedules: each of three one-time schedules made through a
+    // different node fires once, though every node watches the timers.
+    let (status, v) = nodes[0].sqs("CreateQueue", &json!({"QueueName": "cluster-ticks"}));
+    assert_eq!(status, 200, "{v}");
+    let ticks = v["QueueUrl"].as_str().unwrap().to_string();
+    for (i, n) in nodes.iter().enumerate() {
+        let input = json!({ "node": i }).to_string();
+        crate::events::schedule_to_queue(
+            n,
+            &format!("tick{i}"),
+            &crate::events::at_in(2),
+            "cluster-ticks",
+            &input,
+        );
+    }
+    let mut fired = crate::events::bodies(&nodes[1], &ticks, Duration::from_secs(8));
+    fired.sort();
+    assert_eq!(fired, [r#"{"node":0}"#, r#"{"node":1}"#, r#"{"node":2}"#]);
+
     // Two nodes deploying the same function at once: one wins, the other
     // is told of the conflict; then racing code updates leave one whole
     // version, never a mix.

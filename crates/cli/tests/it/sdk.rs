@@ -20,6 +20,12 @@ fn boto3_and_the_aws_cli_drive_the_eventbridge_api() {
     run_checks("events_api.py");
 }
 
+/// EventBridge Scheduler's API and scheduled rules, ticks fired included.
+#[test]
+fn boto3_and_the_aws_cli_drive_the_scheduler_api() {
+    run_checks("scheduler_api.py");
+}
+
 /// Runs one of the `tests/py` check scripts against a fresh server.
 fn run_checks(script: &str) {
     let tmp = tempfile::tempdir().unwrap();

@@ -126,3 +126,18 @@ def zipped(fixture):
         for f in sorted(os.listdir(root)):
             z.write(os.path.join(root, f), f)
     return buf.getvalue()
+
+
+def drain(sqs, url, want, timeout=20):
+    """Receives from `url` until `want` messages came (or `timeout` s),
+    deleting each; what came, with its message attributes."""
+    import time
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < want and time.time() < deadline:
+        r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                MessageAttributeNames=["All"])
+        for m in r.get("Messages", []):
+            got.append(m)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return got

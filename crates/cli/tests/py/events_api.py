@@ -39,16 +39,7 @@ def queue(name):
 
 
 def drain(url, want, timeout=20):
-    """Receives from `url` until `want` messages came (or `timeout` s)."""
-    got = []
-    deadline = time.time() + timeout
-    while len(got) < want and time.time() < deadline:
-        r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                MessageAttributeNames=["All"])
-        for m in r.get("Messages", []):
-            got.append(m)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    return got
+    return checks.drain(sqs, url, want, timeout)
 
 
 def entry(source, detail, detail_type="Order Placed", **extra):
