@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use wisp_events::archive::{Archive, Replay};
 use wisp_events::envelope::Entry;
 use wisp_events::model::{Bus, DeadLetterConfig, Rule, Target};
 use wisp_events::{Events, EventsError};
@@ -134,6 +135,44 @@ fn rule_json(events: &Events, rule: &Rule) -> Value {
         }
     }
     v
+}
+
+async fn archive_json(ev: &Events, a: &Archive) -> Result<Value, EventsError> {
+    let (count, bytes) = ev.archive_size(&a.archive_name).await?;
+    Ok(json!({
+        "ArchiveName": a.archive_name,
+        "EventSourceArn": ev.bus_arn(&a.bus),
+        "State": "ENABLED",
+        "RetentionDays": a.retention_days,
+        "SizeBytes": bytes,
+        "EventCount": count,
+        "CreationTime": seconds(a.created_ms),
+    }))
+}
+
+fn replay_json(ev: &Events, r: &Replay) -> Value {
+    let mut v = json!({
+        "ReplayName": r.replay_name,
+        "EventSourceArn": ev.archive_arn(&r.archive),
+        "State": r.state,
+        "EventStartTime": seconds(r.event_start_ms),
+        "EventEndTime": seconds(r.event_end_ms),
+        "ReplayStartTime": seconds(r.replay_start_ms),
+    });
+    if let Some(reason) = &r.state_reason {
+        v["StateReason"] = json!(reason);
+    }
+    if let Some(ms) = r.event_last_replayed_ms {
+        v["EventLastReplayedTime"] = seconds(ms);
+    }
+    if let Some(ms) = r.replay_end_ms {
+        v["ReplayEndTime"] = seconds(ms);
+    }
+    v
+}
+
+fn time_ms(v: &Value, field: &str) -> Result<i64, EventsError> {
+    json_protocol::epoch_ms(v, &format!("Parameter {field}")).map_err(EventsError::validation)
 }
 
 fn failed_entries(failed: Vec<(String, &'static str, String)>) -> Value {
@@ -407,6 +446,209 @@ async fn call(events: &Arc<Events>, operation: &str, body: &Bytes) -> Result<Val
                 .collect();
             let (names, next) = page(names, i.next_token.as_deref(), i.limit).map_err(error)?;
             Ok(with_token(json!({ "RuleNames": names }), next))
+        }
+        "CreateArchive" | "UpdateArchive" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                archive_name: String,
+                event_source_arn: Option<String>,
+                description: Option<String>,
+                event_pattern: Option<String>,
+                retention_days: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let retention_days = match i.retention_days {
+                None => None,
+                Some(d @ 0..=2_147_483_647) => Some(d as u32),
+                Some(_) => {
+                    return Err(error(EventsError::validation(
+                        "1 validation error detected: Value at 'retentionDays' failed to satisfy constraint: Member must have value greater than or equal to 0",
+                    )))
+                }
+            };
+            let a = match operation {
+                "CreateArchive" => {
+                    let source = i.event_source_arn.ok_or_else(|| {
+                        error(EventsError::validation("EventSourceArn is required."))
+                    })?;
+                    let bus = ev.bus_name(Some(&source)).map_err(error)?;
+                    let archive = Archive {
+                        archive_name: i.archive_name,
+                        bus,
+                        description: i.description,
+                        event_pattern: i.event_pattern,
+                        retention_days: retention_days.unwrap_or(0),
+                        created_ms: 0,
+                    };
+                    ev.create_archive(archive).await.map_err(error)?
+                }
+                _ => ev
+                    .update_archive(
+                        &i.archive_name,
+                        i.description,
+                        i.event_pattern,
+                        retention_days,
+                    )
+                    .await
+                    .map_err(error)?,
+            };
+            Ok(json!({
+                "ArchiveArn": ev.archive_arn(&a.archive_name),
+                "State": "ENABLED",
+                "CreationTime": seconds(a.created_ms),
+            }))
+        }
+        "DescribeArchive" | "DeleteArchive" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                archive_name: String,
+            }
+            let i: In = input(body)?;
+            if operation == "DeleteArchive" {
+                ev.delete_archive(&i.archive_name).await.map_err(error)?;
+                return Ok(json!({}));
+            }
+            let (a, _) = ev.get_archive(&i.archive_name).await.map_err(error)?;
+            let mut v = archive_json(ev, &a).await.map_err(error)?;
+            v["ArchiveArn"] = json!(ev.archive_arn(&a.archive_name));
+            if let Some(p) = &a.event_pattern {
+                v["EventPattern"] = json!(p);
+            }
+            if let Some(d) = &a.description {
+                v["Description"] = json!(d);
+            }
+            Ok(v)
+        }
+        "ListArchives" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name_prefix: Option<String>,
+                event_source_arn: Option<String>,
+                state: Option<String>,
+                next_token: Option<String>,
+                limit: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let bus = match &i.event_source_arn {
+                Some(arn) => Some(ev.bus_name(Some(arn)).map_err(error)?),
+                None => None,
+            };
+            let archives: Vec<Archive> = ev
+                .list_archives(i.name_prefix.as_deref().unwrap_or(""))
+                .await
+                .map_err(error)?
+                .into_iter()
+                .filter(|a| bus.as_ref().is_none_or(|b| &a.bus == b))
+                .filter(|_| i.state.as_deref().is_none_or(|s| s == "ENABLED"))
+                .collect();
+            let (archives, next) =
+                page(archives, i.next_token.as_deref(), i.limit).map_err(error)?;
+            let mut list = Vec::with_capacity(archives.len());
+            for a in &archives {
+                list.push(archive_json(ev, a).await.map_err(error)?);
+            }
+            Ok(with_token(json!({ "Archives": list }), next))
+        }
+        "StartReplay" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct Destination {
+                arn: String,
+                filter_arns: Option<Vec<String>>,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                replay_name: String,
+                description: Option<String>,
+                event_source_arn: String,
+                event_start_time: Value,
+                event_end_time: Value,
+                destination: Destination,
+            }
+            let i: In = input(body)?;
+            let bus = ev.bus_name(Some(&i.destination.arn)).map_err(error)?;
+            let mut rules = Vec::new();
+            for arn in i.destination.filter_arns.unwrap_or_default() {
+                let name = arn.rsplit('/').next().unwrap_or_default().to_string();
+                if !arn.contains(":rule/") || name.is_empty() {
+                    return Err(error(EventsError::validation(format!(
+                        "Parameter Destination.FilterArns is not valid: {arn} is not a rule ARN."
+                    ))));
+                }
+                rules.push(name);
+            }
+            let replay = Replay {
+                replay_name: i.replay_name,
+                archive: Events::archive_name(&i.event_source_arn),
+                description: i.description,
+                bus,
+                rules,
+                event_start_ms: time_ms(&i.event_start_time, "EventStartTime").map_err(error)?,
+                event_end_ms: time_ms(&i.event_end_time, "EventEndTime").map_err(error)?,
+                ..Default::default()
+            };
+            let r = ev.start_replay(replay).await.map_err(error)?;
+            Ok(json!({
+                "ReplayArn": ev.replay_arn(&r.replay_name),
+                "State": r.state,
+                "ReplayStartTime": seconds(r.replay_start_ms),
+            }))
+        }
+        "DescribeReplay" | "CancelReplay" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                replay_name: String,
+            }
+            let i: In = input(body)?;
+            if operation == "CancelReplay" {
+                let r = ev.cancel_replay(&i.replay_name).await.map_err(error)?;
+                return Ok(json!({
+                    "ReplayArn": ev.replay_arn(&r.replay_name),
+                    "State": r.state,
+                }));
+            }
+            let (r, _) = ev.get_replay(&i.replay_name).await.map_err(error)?;
+            let mut v = replay_json(ev, &r);
+            v["ReplayArn"] = json!(ev.replay_arn(&r.replay_name));
+            let mut destination = json!({"Arn": ev.bus_arn(&r.bus)});
+            if !r.rules.is_empty() {
+                let arns: Vec<String> = r.rules.iter().map(|n| ev.rule_arn(&r.bus, n)).collect();
+                destination["FilterArns"] = json!(arns);
+            }
+            v["Destination"] = destination;
+            if let Some(d) = &r.description {
+                v["Description"] = json!(d);
+            }
+            Ok(v)
+        }
+        "ListReplays" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name_prefix: Option<String>,
+                state: Option<String>,
+                event_source_arn: Option<String>,
+                next_token: Option<String>,
+                limit: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let archive = i.event_source_arn.as_deref().map(Events::archive_name);
+            let replays: Vec<Replay> = ev
+                .list_replays(i.name_prefix.as_deref().unwrap_or(""))
+                .await
+                .map_err(error)?
+                .into_iter()
+                .filter(|r| archive.as_ref().is_none_or(|a| &r.archive == a))
+                .filter(|r| i.state.as_ref().is_none_or(|s| &r.state == s))
+                .collect();
+            let (replays, next) = page(replays, i.next_token.as_deref(), i.limit).map_err(error)?;
+            let list: Vec<Value> = replays.iter().map(|r| replay_json(ev, r)).collect();
+            Ok(with_token(json!({ "Replays": list }), next))
         }
         "TestEventPattern" => {
             #[derive(Deserialize)]

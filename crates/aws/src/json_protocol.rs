@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// The JSON protocol version a service speaks; it names the content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +135,28 @@ pub fn input<T: DeserializeOwned>(version: JsonVersion, body: &Bytes) -> Result<
             format!("the request body is not this operation's input: {e}"),
         )
     })
+}
+
+/// A timestamp as botocore sends one in JSON (epoch seconds, maybe with
+/// a fraction) or as RFC 3339 text; in ms. The error names `field`.
+pub fn epoch_ms(v: &Value, field: &str) -> Result<i64, String> {
+    let bad = || format!("{field} is not a valid timestamp.");
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && s.abs() < 1e12)
+            .map(|s| (s * 1000.0).round() as i64)
+            .ok_or_else(bad),
+        Value::String(s) => match s.parse::<f64>() {
+            Ok(n) => epoch_ms(&Value::from(n), field),
+            Err(_) => {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                    .map_err(|_| bad())
+            }
+        },
+        _ => Err(bad()),
+    }
 }
 
 #[cfg(test)]

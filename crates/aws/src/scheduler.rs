@@ -72,25 +72,8 @@ fn seconds(ms: i64) -> Value {
     json!(ms as f64 / 1000.0)
 }
 
-/// A timestamp as botocore sends one (epoch seconds) or as text.
 fn timestamp(v: &Value, field: &str) -> Result<i64> {
-    let bad = || invalid(format!("{field} is not a valid timestamp."));
-    match v {
-        Value::Number(n) => n
-            .as_f64()
-            .filter(|s| s.is_finite() && s.abs() < 1e12)
-            .map(|s| (s * 1000.0).round() as i64)
-            .ok_or_else(bad),
-        Value::String(s) => {
-            if let Ok(n) = s.parse::<f64>() {
-                return timestamp(&json!(n), field);
-            }
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                .map_err(|_| bad())
-        }
-        _ => Err(bad()),
-    }
+    crate::json_protocol::epoch_ms(v, field).map_err(invalid)
 }
 
 #[derive(Deserialize, Default)]

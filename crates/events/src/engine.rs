@@ -29,6 +29,8 @@ pub struct Events {
     pub(crate) rng: Arc<dyn Rng>,
     /// Compiled rules by bus.
     rules: Mutex<HashMap<String, Arc<RuleSet>>>,
+    /// Compiled archives by bus.
+    pub(crate) archives: crate::archive::Archives,
     /// Wakes this node's scheduler when a timer is armed here.
     pub(crate) scheduler_wake: tokio::sync::Notify,
 }
@@ -48,6 +50,7 @@ impl Events {
             clock,
             rng,
             rules: Mutex::new(HashMap::new()),
+            archives: Default::default(),
             scheduler_wake: tokio::sync::Notify::new(),
         })
     }
@@ -110,6 +113,7 @@ impl Events {
                 }
             }
             BUS => self.forget(name),
+            crate::archive::ARCHIVE => self.archives.forget_all(),
             _ => {}
         }
     }
@@ -118,6 +122,7 @@ impl Events {
         if let Ok(mut rules) = self.rules.lock() {
             rules.clear();
         }
+        self.archives.forget_all();
     }
 
     // ---- buses
@@ -561,12 +566,15 @@ impl Events {
     }
 
     /// Matches events against their buses' rules and stores a delivery
-    /// for every matched rule and target, durably, before returning.
+    /// for every matched rule and target, and each event in the archives
+    /// it matches, durably, before returning.
     pub async fn accept<'a>(
         &self,
         events: impl Iterator<Item = (&'a str, &'a Value)>,
         now_ms: i64,
     ) -> Result<usize, EventsError> {
+        let events: Vec<(&str, &Value)> = events.collect();
+        self.archive(&events, now_ms).await?;
         let mut deliveries = Vec::new();
         for (bus, event) in events {
             metrics::counter!("wisp_events_in_total", "bus" => bus.to_string()).increment(1);

@@ -44,6 +44,11 @@ impl EventsError {
         EventsError::new("LimitExceededException", message)
     }
 
+    /// A replay in a state that does not allow the call.
+    pub fn illegal_status(message: impl Into<String>) -> EventsError {
+        EventsError::new("IllegalStatusException", message)
+    }
+
     /// EventBridge Scheduler's conflict (a name taken).
     pub fn scheduler_conflict(message: impl Into<String>) -> EventsError {
         EventsError::new("ConflictException", message)

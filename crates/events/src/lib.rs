@@ -9,6 +9,7 @@
 //! Scheduler's, and rules' `ScheduleExpression`) fire from durable timers
 //! into the same deliveries.
 
+pub mod archive;
 pub mod deliver;
 pub mod engine;
 pub mod envelope;

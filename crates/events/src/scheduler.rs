@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use wisp_queues::SendEntry;
 use wisp_store::{LeasedTimer, StoreError, Timer};
 
+use crate::archive::REPLAY_TIMER;
 use crate::deliver::{Delivery, ScheduleRun, DELIVERIES};
 use crate::engine::{internal, Events};
 use crate::envelope::{self, Entry};
@@ -778,7 +779,7 @@ impl Events {
     async fn fire_loop(self: Arc<Self>) {
         loop {
             let mut fired = 0;
-            for kind in [SCHEDULE_TIMER, RULE_TIMER] {
+            for kind in [SCHEDULE_TIMER, RULE_TIMER, REPLAY_TIMER] {
                 let now = self.clock.now_ms();
                 match self.store.lease_due_timers(kind, now, LEASE_MS, 64).await {
                     Ok(due) => {
@@ -807,6 +808,7 @@ impl Events {
         let id = leased.timer.id.clone();
         let outcome = match leased.timer.kind.as_str() {
             SCHEDULE_TIMER => self.fire_schedule(&leased).await,
+            REPLAY_TIMER => self.fire_replay(&leased).await,
             _ => self.fire_rule(&leased).await,
         };
         if let Err(e) = outcome {

@@ -7,6 +7,7 @@
 //! Every bucket and stream is named after a namespace (`wisp` unless set),
 //! so several wisp clusters, or tests, can share one NATS cluster.
 
+mod archives;
 mod changes;
 mod code;
 mod documents;
@@ -83,6 +84,7 @@ pub struct NatsStore {
     pub(crate) code: object_store::ObjectStore,
     pub(crate) code_cache: PathBuf,
     pub(crate) records: stream::Stream,
+    pub(crate) archive: stream::Stream,
     pub(crate) events: stream::Stream,
     pub(crate) failed: stream::Stream,
     pub(crate) leases: Arc<events::Leases>,
@@ -146,6 +148,12 @@ impl NatsStore {
     /// Connects, creating what is missing (buckets, streams), and joins
     /// the cluster's membership.
     pub async fn connect(options: NatsOptions) -> Result<NatsStore> {
+        // Boxed: opening holds every stream's and bucket's info at once,
+        // enough to crowd a small stack.
+        Box::pin(Self::open(options)).await
+    }
+
+    async fn open(options: NatsOptions) -> Result<NatsStore> {
         let ns = options.namespace.clone();
         if ns.is_empty() || !ns.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(StoreError::Internal(format!(
@@ -181,11 +189,11 @@ impl NatsStore {
             timers,
             code,
             records,
+            archive,
             events,
             failed,
         } = loop {
-            // Boxed: the opening future is large enough to crowd a stack.
-            match Box::pin(open_parts(&js, &ns, placement, &options)).await {
+            match open_parts(&js, &ns, placement, &options).await {
                 Ok(parts) => break parts,
                 Err(e) if std::time::Instant::now() < deadline => {
                     tracing::warn!(error = %e, "JetStream not ready; retrying");
@@ -212,6 +220,7 @@ impl NatsStore {
             code,
             code_cache: options.cache_dir,
             records,
+            archive,
             events,
             failed,
             leases: events::new_leases(),
@@ -281,6 +290,7 @@ struct Parts {
     timers: Bucket,
     code: object_store::ObjectStore,
     records: stream::Stream,
+    archive: stream::Stream,
     events: stream::Stream,
     failed: stream::Stream,
 }
@@ -312,6 +322,15 @@ async fn open_parts(
         },
     )
     .await?;
+    let archive = open(
+        "archive",
+        "arch",
+        stream::Config {
+            allow_message_ttl: true,
+            ..Default::default()
+        },
+    )
+    .await?;
     let events = open(
         "events",
         "ev",
@@ -339,6 +358,7 @@ async fn open_parts(
         timers,
         code,
         records,
+        archive,
         events,
         failed,
     })

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wisp_store::conformance::{code, documents, events, keys, queues, records, registry, timers};
+use wisp_store::conformance::{
+    archives, code, documents, events, keys, queues, records, registry, timers,
+};
 use wisp_store_nats::testing::NatsServer;
 use wisp_store_nats::{NatsOptions, NatsStore};
 
@@ -31,6 +33,7 @@ async fn nats_store_passes_the_shared_checks() {
     queues::queues(&store(&server, &dir).await).await;
     documents::documents(&store(&server, &dir).await).await;
     timers::timers(&store(&server, &dir).await).await;
+    archives::archives(&store(&server, &dir).await).await;
 }
 
 /// Idempotency keys and FIFO de-duplication entries carry their TTL: the

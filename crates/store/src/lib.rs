@@ -1,18 +1,20 @@
 //! Where wisp keeps its state, one trait per concern: the registry
 //! (functions, versions, aliases, routes, settings), code blobs, records
 //! and logs, the async event queue, idempotency keys, SQS queues, and
-//! documents (buses, rules, schedules), and timers (schedules' ticks,
+//! documents (buses, rules, schedules), event archives, and timers (schedules' ticks,
 //! workflows' waits).
 //! `Store` is their union. SQLite implements each here; the clustered
 //! store (`wisp-store-nats`) implements the same traits on JetStream, and
 //! both pass the same checks (`conformance`).
 
+mod archives;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod documents;
 mod group_commit;
 mod queue;
 mod sqlite;
+mod sqlite_archives;
 mod sqlite_documents;
 mod sqlite_queue;
 mod sqlite_sqs;
@@ -25,6 +27,7 @@ use std::path::PathBuf;
 use wisp_core::route::Route;
 use wisp_core::{Alias, Finished, FunctionVersion, InvocationRecord, LogEntry};
 
+pub use archives::{ArchiveStore, Archived};
 pub use documents::{Document, DocumentStore};
 pub use queue::{
     undeliverable, Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueueStats, QueuedEvent,
@@ -314,7 +317,15 @@ pub trait KeyStore: Send + Sync + 'static {
 /// Every concern at once: what the dispatcher and the API hold. Each
 /// backend implements the concerns one by one; this is their union.
 pub trait Store:
-    Registry + CodeStore + RecordStore + EventQueue + KeyStore + QueueStore + DocumentStore + TimerStore
+    Registry
+    + CodeStore
+    + RecordStore
+    + EventQueue
+    + KeyStore
+    + QueueStore
+    + DocumentStore
+    + TimerStore
+    + ArchiveStore
 {
 }
 
@@ -327,5 +338,6 @@ impl<T> Store for T where
         + QueueStore
         + DocumentStore
         + TimerStore
+        + ArchiveStore
 {
 }

@@ -1,6 +1,8 @@
 //! The shared checks (`wisp_store::conformance`) on the embedded store.
 
-use wisp_store::conformance::{code, documents, events, keys, queues, records, registry, timers};
+use wisp_store::conformance::{
+    archives, code, documents, events, keys, queues, records, registry, timers,
+};
 use wisp_store::SqliteStore;
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -56,4 +58,24 @@ async fn sqlite_documents() {
 async fn sqlite_timers() {
     let (_dir, s) = store();
     timers::timers(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_archives() {
+    let (_dir, s) = store();
+    archives::archives(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_archives_purge_what_expired() {
+    use wisp_store::ArchiveStore;
+    let (_dir, s) = store();
+    s.append_archive("a", vec![(1, "{}".into())], Some(100))
+        .await
+        .unwrap();
+    s.append_archive("a", vec![(2, "{}".into())], None)
+        .await
+        .unwrap();
+    assert_eq!(s.purge_archives(100).await.unwrap(), 1);
+    assert_eq!(s.archive_size("a").await.unwrap().0, 1);
 }

@@ -11,7 +11,7 @@ import json
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import boto3
 from botocore.config import Config
@@ -273,6 +273,95 @@ def group_put_events_errors():
         events.delete_rule(Name="time", EventBusName=bus, Force=True)
 
 
+def group_archives():
+    bus = state["bus"]
+    bus_arn = events.describe_event_bus(Name=bus)["Arn"]
+    url, arn = queue(P + "-replayed")
+    name = P + "-arch"
+    with check("create_archive answers its ARN; bad input is refused", critical=True):
+        r = events.create_archive(ArchiveName=name, EventSourceArn=bus_arn, RetentionDays=1,
+                                  EventPattern=json.dumps({"source": ["archived"]}),
+                                  Description="shop events")
+        eq(r["ArchiveArn"], f"arn:aws:events:{REGION}:{ACCOUNT}:archive/{name}", "ArchiveArn")
+        eq(r["State"], "ENABLED", "State")
+        raises("ResourceAlreadyExistsException", 400, events.create_archive, ArchiveName=name,
+               EventSourceArn=bus_arn)
+        raises("InvalidEventPatternException", 400, events.create_archive,
+               ArchiveName=name + "-x", EventSourceArn=bus_arn, EventPattern='{"a": 1}')
+        raises("ResourceNotFoundException", 400, events.create_archive, ArchiveName=name + "-y",
+               EventSourceArn=f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{P}-nobus")
+    with check("matching events are archived as PutEvents answers"):
+        state["t0"] = datetime.now(timezone.utc) - timedelta(seconds=2)
+        r = events.put_events(Entries=[entry("archived", {"n": n}, EventBusName=bus)
+                                       for n in range(3)] +
+                              [entry("not-archived", {"n": 9}, EventBusName=bus)])
+        eq(r["FailedEntryCount"], 0, "FailedEntryCount")
+        d = events.describe_archive(ArchiveName=name)
+        eq((d["EventCount"], d["RetentionDays"], d["EventSourceArn"]), (3, 1, bus_arn), "counts")
+        expect(d["SizeBytes"] > 0, "a size", d)
+    with check("list_archives and update_archive"):
+        r = events.list_archives(NamePrefix=P, EventSourceArn=bus_arn)
+        eq([a["ArchiveName"] for a in r["Archives"]], [name], "listed")
+        events.update_archive(ArchiveName=name, Description="all", RetentionDays=7)
+        d = events.describe_archive(ArchiveName=name)
+        eq((d["Description"], d["RetentionDays"]), ("all", 7), "updated")
+    with check("a replay sends the archived events back to the rules named, with replay-name"):
+        events.put_rule(Name="replayed", EventBusName=bus,
+                        EventPattern='{"source": ["archived"]}')
+        events.put_targets(Rule="replayed", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+        events.put_rule(Name="not-replayed", EventBusName=bus,
+                        EventPattern='{"source": ["archived"]}')
+        drain(url, 10, timeout=2)
+        time.sleep(1.1)
+        r = events.start_replay(
+            ReplayName=P + "-r1", EventSourceArn=f"arn:aws:events:{REGION}:{ACCOUNT}:archive/{name}",
+            EventStartTime=state["t0"], EventEndTime=datetime.now(timezone.utc),
+            Destination={"Arn": bus_arn, "FilterArns": [
+                f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{bus}/replayed"]})
+        eq(r["State"], "STARTING", "State")
+        got = drain(url, 3)
+        bodies = [json.loads(m["Body"]) for m in got]
+        eq(sorted(b["detail"]["n"] for b in bodies), [0, 1, 2], "the archived events")
+        eq({b["replay-name"] for b in bodies}, {P + "-r1"}, "replay-name")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            d = events.describe_replay(ReplayName=P + "-r1")
+            if d["State"] == "COMPLETED":
+                break
+            time.sleep(0.2)
+        eq(d["State"], "COMPLETED", "State")
+        expect("ReplayEndTime" in d and "EventLastReplayedTime" in d, "progress times", d)
+        eq(d["Destination"]["FilterArns"],
+           [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{bus}/replayed"], "FilterArns")
+        eq(events.describe_archive(ArchiveName=name)["EventCount"], 3, "replays not re-archived")
+    with check("list_replays; cancelling a finished replay is IllegalStatusException"):
+        r = events.list_replays(NamePrefix=P)
+        eq([(x["ReplayName"], x["State"]) for x in r["Replays"]], [(P + "-r1", "COMPLETED")],
+           "listed")
+        raises("IllegalStatusException", 400, events.cancel_replay, ReplayName=P + "-r1")
+        raises("ResourceAlreadyExistsException", 400, events.start_replay, ReplayName=P + "-r1",
+               EventSourceArn=f"arn:aws:events:{REGION}:{ACCOUNT}:archive/{name}",
+               EventStartTime=state["t0"], EventEndTime=datetime.now(timezone.utc),
+               Destination={"Arn": bus_arn})
+    with check("a replay is refused: times backwards or ahead, another bus, no archive"):
+        src = f"arn:aws:events:{REGION}:{ACCOUNT}:archive/{name}"
+        now = datetime.now(timezone.utc)
+        for kwargs in [dict(EventStartTime=now, EventEndTime=now - timedelta(minutes=1)),
+                       dict(EventStartTime=now, EventEndTime=now + timedelta(hours=1)),
+                       dict(EventStartTime=state["t0"], EventEndTime=now,
+                            Destination={"Arn": f"arn:aws:events:{REGION}:{ACCOUNT}:"
+                                                "event-bus/default"})]:
+            kwargs.setdefault("Destination", {"Arn": bus_arn})
+            raises("ValidationException", 400, events.start_replay, ReplayName=P + "-bad",
+                   EventSourceArn=src, **kwargs)
+        raises("ResourceNotFoundException", 400, events.start_replay, ReplayName=P + "-bad",
+               EventSourceArn=src + "-none", EventStartTime=state["t0"], EventEndTime=now,
+               Destination={"Arn": bus_arn})
+    with check("delete_archive"):
+        events.delete_archive(ArchiveName=name)
+        raises("ResourceNotFoundException", 400, events.describe_archive, ArchiveName=name)
+
+
 def group_test_pattern():
     event = {"id": "1", "account": ACCOUNT, "source": "shop", "time": "2024-01-01T00:00:00Z",
              "region": REGION, "resources": [], "detail-type": "t", "detail": {"n": 5}}
@@ -316,7 +405,7 @@ def cleanup():
 def main():
     print(f"# wisp EventBridge API at {API}, resources {P}-*", flush=True)
     checks.run([group_buses, group_rules, group_delivery, group_dead_letters,
-                group_put_events_errors, group_test_pattern, group_cli], cleanup)
+                group_put_events_errors, group_archives, group_test_pattern, group_cli], cleanup)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 //! embedded store and the clustered one run exactly the same checks and
 //! cannot drift apart. A new stored concept comes with its checks here.
 
+pub mod archives;
 pub mod code;
 pub mod documents;
 pub mod events;
