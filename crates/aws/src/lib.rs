@@ -3,6 +3,7 @@
 //! `/wisp/v1`, and SigV4 authentication of every request.
 
 mod error;
+mod event_views;
 pub mod events;
 pub mod json_protocol;
 mod lambda;
@@ -156,6 +157,9 @@ impl Api {
                     .post(scheduler::tag_resource)
                     .delete(scheduler::untag_resource),
             )
+            .route("/wisp/v1/schedules", get(event_views::schedules))
+            .route("/wisp/v1/buses/{bus}/tail", get(event_views::tail))
+            .route("/wisp/v1/graph", get(event_views::graph))
             .route("/wisp/v1/info", get(wisp_api::info))
             .route("/wisp/v1/routes", get(wisp_api::list_routes))
             .route("/wisp/v1/apps/{app}/routes", put(wisp_api::put_routes))

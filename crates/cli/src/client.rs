@@ -161,24 +161,44 @@ impl Client {
 
     /// Calls an SQS operation (AWS JSON 1.0) and returns its output.
     pub async fn sqs(&self, operation: &str, input: &Value) -> anyhow::Result<Value> {
-        let target = format!("AmazonSQS.{operation}");
+        self.json_call("AmazonSQS", "1.0", operation, input).await
+    }
+
+    /// Calls an EventBridge operation (AWS JSON 1.1) and returns its output.
+    pub async fn events(&self, operation: &str, input: &Value) -> anyhow::Result<Value> {
+        self.json_call("AWSEvents", "1.1", operation, input).await
+    }
+
+    /// Calls an operation of an AWS JSON protocol service and returns its
+    /// output; fails with the modeled error type and message.
+    async fn json_call(
+        &self,
+        service: &str,
+        version: &str,
+        operation: &str,
+        input: &Value,
+    ) -> anyhow::Result<Value> {
+        let target = format!("{service}.{operation}");
+        let content_type = format!("application/x-amz-json-{version}");
         let reply = self
             .send(
                 "POST",
                 "/",
                 input.to_string().into_bytes(),
-                &[
-                    ("x-amz-target", &target),
-                    ("content-type", "application/x-amz-json-1.0"),
-                ],
+                &[("x-amz-target", &target), ("content-type", &content_type)],
             )
             .await?;
         if reply.status >= 300 {
             let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+            let kind = v["__type"].as_str().unwrap_or("Error");
             bail!(ApiFailure {
                 status: reply.status,
-                kind: v["__type"].as_str().unwrap_or("Error").to_string(),
-                message: v["message"].as_str().unwrap_or("").to_string(),
+                kind: kind.rsplit('#').next().unwrap_or(kind).to_string(),
+                message: v["message"]
+                    .as_str()
+                    .or(v["Message"].as_str())
+                    .unwrap_or("")
+                    .to_string(),
             });
         }
         reply.json()

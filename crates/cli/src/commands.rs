@@ -52,6 +52,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls => ls(&client()?).await,
         Command::Describe { name } => describe(&client()?, &name).await,
         Command::Queue { command } => crate::queues::run(&client()?, command).await,
+        Command::Events { command } => crate::events::run(&client()?, command).await,
+        Command::Schedules { command } => crate::events::schedules(&client()?, command).await,
         Command::Rm { name } => {
             client()?
                 .call(
@@ -386,7 +388,8 @@ async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
         Err(e)
             if e.downcast_ref::<crate::client::ApiFailure>()
                 .is_some_and(|a| a.status == 404)
-                && crate::queues::describe_queue(client, name).await? =>
+                && (crate::queues::describe_queue(client, name).await?
+                    || crate::events::describe_bus(client, name).await?) =>
         {
             return Ok(())
         }

@@ -270,7 +270,7 @@ const QUEUE_DEFAULTS: [(&str, &str); 6] = [
     ("RedrivePolicy", ""),
 ];
 
-async fn queue_arn(client: &Client, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn queue_arn(client: &Client, name: &str) -> anyhow::Result<String> {
     let url = client
         .sqs("GetQueueUrl", &json!({ "QueueName": name }))
         .await?["QueueUrl"]
@@ -416,12 +416,15 @@ async fn apply_triggers(client: &Client, manifest: &Manifest) -> anyhow::Result<
 pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
     let manifest = load_manifest(dir)?;
     eprintln!(
-        "deploying app `{}` ({} functions, {} routes, {} queues, {} triggers)",
+        "deploying app `{}` ({} functions, {} routes, {} queues, {} triggers, {} buses, {} rules, {} schedules)",
         manifest.app,
         manifest.functions.len(),
         manifest.routes.len(),
         manifest.queues.len(),
-        manifest.triggers.len()
+        manifest.triggers.len(),
+        manifest.buses.len(),
+        manifest.rules.len(),
+        manifest.schedules.len()
     );
     for f in &manifest.functions {
         let started = Instant::now();
@@ -483,6 +486,7 @@ pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
         apply_queue(client, q).await?;
     }
     apply_triggers(client, &manifest).await?;
+    crate::deploy_events::apply(client, &manifest).await?;
     client
         .call(
             "PUT",

@@ -4,6 +4,8 @@
 mod client;
 mod commands;
 mod deploy;
+mod deploy_events;
+mod events;
 mod queues;
 mod template;
 
@@ -176,12 +178,53 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Work with event buses: put events, test patterns, tail a bus.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Work with schedules (EventBridge Scheduler and scheduled rules).
+    Schedules {
+        #[command(subcommand)]
+        command: SchedulesCommand,
+    },
     /// Create a new function project.
     New {
         name: String,
         #[arg(long, short, default_value = "rust-wasm")]
         template: String,
     },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Put one event on a bus; prints its id.
+    Put {
+        /// The bus (`default` for the default bus).
+        bus: String,
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        detail_type: String,
+        /// The detail, a JSON object.
+        #[arg(long, default_value = "{}")]
+        detail: String,
+    },
+    /// Says whether an event matches a pattern (exit status 1 if not);
+    /// envelope fields the event leaves out are filled in.
+    TestPattern { pattern: String, event: String },
+    /// Shows the events put on a bus through this server as they arrive,
+    /// each with the rules it matched.
+    Tail {
+        #[arg(default_value = "default")]
+        bus: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchedulesCommand {
+    /// Every schedule and scheduled rule, with when it fires next.
+    Ls,
 }
 
 #[derive(Subcommand)]

@@ -20,6 +20,7 @@ pub mod record;
 pub mod route;
 pub mod runtime;
 pub mod runtime_api;
+pub mod schedule;
 pub mod text;
 
 pub use error::{Cause, ErrorKind, InvokeError};

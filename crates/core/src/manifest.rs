@@ -15,8 +15,12 @@ use crate::idempotency::{IdempotencyConfig, JsonPath};
 use crate::limits;
 use crate::route::{CachePolicy, PayloadFormat, RateKey, RateLimit, Route, RouteTable};
 
+mod events;
 mod queues;
 
+pub use events::{
+    ManifestBus, ManifestRetry, ManifestRule, ManifestSchedule, ManifestTarget, TargetRef,
+};
 pub use queues::{ManifestQueue, ManifestTrigger};
 
 /// A problem in a manifest, located in its file.
@@ -94,6 +98,9 @@ pub struct Manifest {
     /// Queues, dead-letter queues first.
     pub queues: Vec<ManifestQueue>,
     pub triggers: Vec<ManifestTrigger>,
+    pub buses: Vec<ManifestBus>,
+    pub rules: Vec<ManifestRule>,
+    pub schedules: Vec<ManifestSchedule>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +115,12 @@ struct RawManifest {
     queue: BTreeMap<String, Spanned<queues::RawQueue>>,
     #[serde(default)]
     trigger: Vec<queues::RawTrigger>,
+    #[serde(default)]
+    bus: BTreeMap<String, Spanned<events::RawBus>>,
+    #[serde(default)]
+    rule: Vec<events::RawRule>,
+    #[serde(default)]
+    schedule: Vec<events::RawSchedule>,
 }
 
 #[derive(Deserialize)]
@@ -350,12 +363,60 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         .map(|t| queues::trigger(t, &queues, &names, &locate))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let mut buses = Vec::new();
+    for (name, spanned) in raw.bus {
+        let span = spanned.span();
+        buses.push(events::bus(&name, spanned.into_inner(), span, &locate)?);
+    }
+    let queue_names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+    let bus_names: Vec<String> = buses.iter().map(|b| b.name.clone()).collect();
+    let declared = events::Declared {
+        functions: &names,
+        queues: &queue_names,
+        buses: &bus_names,
+    };
+    let mut rules: Vec<ManifestRule> = Vec::new();
+    for r in raw.rule {
+        let span = r.name_span();
+        let rule = events::rule(r, &declared, &locate)?;
+        if rules
+            .iter()
+            .any(|have| have.bus == rule.bus && have.name == rule.name)
+        {
+            return Err(locate(
+                span,
+                format!(
+                    "rule `{}` is declared twice on bus `{}`",
+                    rule.name, rule.bus
+                ),
+                None,
+            ));
+        }
+        rules.push(rule);
+    }
+    let mut schedules: Vec<ManifestSchedule> = Vec::new();
+    for (i, s) in raw.schedule.into_iter().enumerate() {
+        let span = s.expression_span();
+        let schedule = events::schedule(s, i, &declared, &locate)?;
+        if schedules.iter().any(|have| have.name == schedule.name) {
+            return Err(locate(
+                span,
+                format!("two schedules are named `{}`", schedule.name),
+                Some("give one a `name`".into()),
+            ));
+        }
+        schedules.push(schedule);
+    }
+
     Ok(Manifest {
         app: raw.app.name.into_inner(),
         functions,
         routes: routes.into_iter().map(|(r, _)| r).collect(),
         queues,
         triggers,
+        buses,
+        rules,
+        schedules,
     })
 }
 
@@ -698,6 +759,115 @@ report_batch_item_failures = true
 max_concurrency = 5
 filter = { body = { kind = ["order"] } }
 "#;
+
+    const EVENTS: &str = r#"
+[bus.orders]
+description = "what the shop says"
+
+[[rule]]
+bus = "orders"
+name = "paid"
+pattern = { source = ["shop"], detail-type = ["OrderPaid"], detail = { total = [{ numeric = [">", 100] }] } }
+targets = [
+  { function = "basket" },
+  { queue = "orders", input_path = "$.detail", retry = { attempts = 3, max_age = "1h" }, dead_letter = "orders-dlq" },
+]
+
+[[rule]]
+name = "json"
+pattern = '{"source": ["a"]}'
+targets = [{ bus = "orders", transformer = { paths = { id = "$.id" }, template = '{"id": <id>}' } }]
+
+[[rule]]
+name = "tick"
+schedule = "rate(5 minutes)"
+targets = [{ function = "basket", input = { kind = "tick" } }]
+
+[[schedule]]
+expression = "cron(0 3 * * ? *)"
+timezone = "Europe/Berlin"
+window = "15m"
+function = "basket"
+
+[[schedule]]
+name = "ping"
+expression = "rate(1 hour)"
+bus = "orders"
+detail_type = "Ping"
+source = "cron"
+input = '{"n": 1}'
+"#;
+
+    #[test]
+    fn buses_rules_and_schedules() {
+        let all = format!("{GOOD}{QUEUES}{EVENTS}");
+        let m = parse("wisp.toml", &all).unwrap();
+        assert_eq!(m.buses[0].name, "orders");
+        let paid = &m.rules[0];
+        assert_eq!((paid.bus.as_str(), paid.name.as_str()), ("orders", "paid"));
+        assert_eq!(
+            paid.pattern.as_deref(),
+            Some(
+                r#"{"detail":{"total":[{"numeric":[">",100]}]},"detail-type":["OrderPaid"],"source":["shop"]}"#
+            )
+        );
+        assert_eq!(paid.targets[0].id, "function-basket");
+        assert_eq!(paid.targets[1].to, TargetRef::Queue("orders".into()));
+        assert_eq!(paid.targets[1].retry.attempts, Some(3));
+        assert_eq!(paid.targets[1].retry.max_age_secs, Some(3600));
+        assert_eq!(
+            paid.targets[1].retry.dead_letter.as_deref(),
+            Some("orders-dlq")
+        );
+        assert_eq!(m.rules[1].bus, "default");
+        assert_eq!(m.rules[1].pattern.as_deref(), Some(r#"{"source":["a"]}"#));
+        assert!(m.rules[1].targets[0].transformer.is_some());
+        assert_eq!(m.rules[2].schedule.as_deref(), Some("rate(5 minutes)"));
+        assert_eq!(
+            m.rules[2].targets[0].input.as_deref(),
+            Some(r#"{"kind":"tick"}"#)
+        );
+        let nightly = &m.schedules[0];
+        assert_eq!(nightly.name, "basket-1");
+        assert_eq!(nightly.window_minutes, Some(15));
+        assert_eq!(nightly.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(m.schedules[1].to, TargetRef::Bus("orders".into()));
+
+        let bad = |from: &str, to: &str| err(&all.replace(from, to));
+        assert!(bad(
+            "bus = \"orders\"\nname = \"paid\"",
+            "bus = \"nobus\"\nname = \"paid\""
+        )
+        .contains("undeclared bus `nobus`"));
+        assert!(
+            bad("{ function = \"basket\" },", "{ function = \"nobody\" },")
+                .contains("`nobody` is not declared")
+        );
+        assert!(bad(
+            "detail-type = [\"OrderPaid\"]",
+            "detail-type = \"OrderPaid\""
+        )
+        .contains("pattern:"));
+        assert!(bad("rate(5 minutes)", "rate(5 minute)").contains("plural"));
+        assert!(bad("cron(0 3 * * ? *)", "cron(0 3 * * * *)").contains("must be ?"));
+        assert!(bad("Europe/Berlin", "Europe/Atlantis").contains("not a known time zone"));
+        assert!(bad("window = \"15m\"", "window = \"90s\"").contains("whole minutes"));
+        assert!(bad("detail_type = \"Ping\"\n", "").contains("detail_type"));
+        assert!(
+            bad("dead_letter = \"orders-dlq\"", "dead_letter = \"nope\"")
+                .contains("undeclared queue `nope`")
+        );
+        assert!(bad(
+            "{ function = \"basket\" },",
+            "{ function = \"basket\", queue = \"orders\" },"
+        )
+        .contains("exactly one"));
+        assert!(bad(
+            "name = \"tick\"\nschedule",
+            "name = \"tick\"\nbus = \"orders\"\nschedule"
+        )
+        .contains("only for rules on the default bus"));
+    }
 
     #[test]
     fn queues_and_triggers() {

@@ -31,6 +31,8 @@ pub struct Events {
     rules: Mutex<HashMap<String, Arc<RuleSet>>>,
     /// Compiled archives by bus.
     pub(crate) archives: crate::archive::Archives,
+    /// What `wisp events tail` reads.
+    pub(crate) tail: crate::tail::Tail,
     /// Wakes this node's scheduler when a timer is armed here.
     pub(crate) scheduler_wake: tokio::sync::Notify,
 }
@@ -51,6 +53,7 @@ impl Events {
             rng,
             rules: Mutex::new(HashMap::new()),
             archives: Default::default(),
+            tail: Default::default(),
             scheduler_wake: tokio::sync::Notify::new(),
         })
     }
@@ -579,8 +582,13 @@ impl Events {
         for (bus, event) in events {
             metrics::counter!("wisp_events_in_total", "bus" => bus.to_string()).increment(1);
             let set = self.rule_set(bus).await?;
+            let tailed = self.tail.watched(now_ms);
+            let mut matched = Vec::new();
             for compiled in set.matching(event) {
                 let rule = &compiled.rule;
+                if tailed {
+                    matched.push(rule.name.clone());
+                }
                 metrics::counter!("wisp_events_matched_total", "bus" => bus.to_string(), "rule" => rule.name.clone()).increment(1);
                 for delivery in self.deliveries_for(bus, rule, event, now_ms) {
                     deliveries.push(SendEntry {
@@ -588,6 +596,9 @@ impl Events {
                         ..SendEntry::default()
                     });
                 }
+            }
+            if tailed {
+                self.tail.record(bus, event, matched, now_ms);
             }
         }
         let n = deliveries.len();
@@ -598,6 +609,16 @@ impl Events {
             }
         }
         Ok(n)
+    }
+
+    /// `wisp events tail`: what `bus` accepted on this node after `after`
+    /// (`None`: from now on; the answer's last seq is where to go on).
+    pub fn tail(&self, bus: &str, after: Option<u64>) -> (Vec<crate::tail::Tailed>, u64) {
+        let now = self.clock.now_ms();
+        let after = after.unwrap_or_else(|| self.tail.last());
+        let events = self.tail.read(bus, after, now);
+        let last = events.last().map_or(after, |t| t.seq);
+        (events, last)
     }
 
     /// What a matched rule's targets get of an event: one delivery each.

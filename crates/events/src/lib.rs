@@ -14,10 +14,11 @@ pub mod deliver;
 pub mod engine;
 pub mod envelope;
 pub mod error;
-pub mod expression;
+pub use wisp_core::schedule as expression;
 pub mod index;
 pub mod model;
 pub mod scheduler;
+pub mod tail;
 
 pub use engine::Events;
 pub use error::EventsError;

@@ -558,6 +558,15 @@ impl Events {
             .map(|t| t.due_ms))
     }
 
+    /// When a scheduled rule's timer is next due, if it has one.
+    pub async fn next_rule_fire(&self, bus: &str, name: &str) -> Result<Option<i64>, EventsError> {
+        Ok(self
+            .store
+            .get_timer(RULE_TIMER, &model::rule_key(bus, name))
+            .await?
+            .map(|t| t.due_ms))
+    }
+
     /// Schedules of one group (or all), by group and name.
     pub async fn list_schedules(
         &self,

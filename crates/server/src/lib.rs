@@ -336,13 +336,16 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
             let now = SystemClock.now_ms();
             let before = now - retention.as_millis() as i64;
             let purged = match retention_store.purge_records_before(before).await {
-                Ok(n) => retention_store.purge_keys(now).await.map(|k| n + k),
+                Ok(n) => match retention_store.purge_keys(now).await {
+                    Ok(k) => retention_store.purge_archives(now).await.map(|a| n + k + a),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match purged {
                 Ok(n) if n > 0 => tracing::info!(
                     rows = n,
-                    "purged expired records, logs and idempotency keys"
+                    "purged expired records, logs, idempotency keys and archived events"
                 ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),

@@ -208,3 +208,178 @@ fn schedule_ticks_fire_once_across_kill_9_and_downtime() {
     let got = bodies(&server, &url, Duration::from_secs(8));
     assert_eq!(got, [r#"{"tick": "during"}"#], "once each, nothing twice");
 }
+
+const BUSES: &str = r#"
+[app]
+name = "billing"
+
+[function.stock]
+runtime = "nodejs20.x"
+source = "stock"
+handler = "index.handler"
+
+[queue.invoices]
+[queue.audit]
+[queue.ticks]
+
+[bus.orders]
+description = "what the shop says"
+
+[[rule]]
+bus = "orders"
+name = "paid"
+pattern = { source = ["shop"], detail = { total = [{ numeric = [">", 100] }] } }
+targets = [
+  { queue = "invoices", input_path = "$.detail" },
+  { queue = "audit", transformer = { paths = { id = "$.detail.id" }, template = '{"audited": <id>}' } },
+]
+
+[[rule]]
+bus = "orders"
+name = "gone-next-time"
+pattern = { source = ["old"] }
+targets = [{ queue = "audit" }]
+
+[[schedule]]
+name = "soon"
+expression = "AT"
+queue = "ticks"
+input = { job = "close-books" }
+
+[[schedule]]
+name = "nightly"
+expression = "cron(0 3 * * ? *)"
+timezone = "Europe/Berlin"
+window = "15m"
+function = "stock"
+"#;
+
+/// A manifest's buses, rules and schedules are deployed and pruned; the
+/// CLI puts events, tests patterns, tails a bus, lists schedules and
+/// describes a bus; the graph shows what feeds what.
+#[test]
+fn the_manifest_declares_buses_rules_and_schedules_and_the_cli_works_them() {
+    use crate::sqs::cli_ok;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"));
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(app.join("stock")).unwrap();
+    std::fs::copy(
+        lambda_dir("node-sqs").join("index.js"),
+        app.join("stock/index.js"),
+    )
+    .unwrap();
+    let manifest = BUSES.replace("AT", &at_in(3));
+    std::fs::write(app.join("wisp.toml"), &manifest).unwrap();
+    let out = cli_ok(&server, &["deploy", app.to_str().unwrap()]);
+    for want in [
+        "bus orders created",
+        "rule orders/paid (2 targets)",
+        "schedule soon created",
+        "schedule nightly created",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+
+    // Tail first, so the events put next are seen.
+    let mut tail = std::process::Command::new(bin())
+        .args(["events", "tail", "orders", "--data-dir"])
+        .arg(&server.data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let id = cli_ok(
+        &server,
+        &[
+            "events",
+            "put",
+            "orders",
+            "--source",
+            "shop",
+            "--detail-type",
+            "Paid",
+            "--detail",
+            r#"{"id": 7, "total": 250}"#,
+        ],
+    );
+    assert_eq!(id.trim().len(), 36, "{id}");
+    let invoices = queue_url_of(&server, "invoices");
+    let audit = queue_url_of(&server, "audit");
+    let ticks = queue_url_of(&server, "ticks");
+    assert_eq!(
+        bodies(&server, &invoices, Duration::from_secs(3)),
+        [r#"{"id":7,"total":250}"#]
+    );
+    assert_eq!(
+        bodies(&server, &audit, Duration::from_secs(2)),
+        [r#"{"audited": 7}"#]
+    );
+    assert_eq!(
+        bodies(&server, &ticks, Duration::from_secs(4)),
+        [r#"{"job":"close-books"}"#]
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    tail.kill().unwrap();
+    let tailed = String::from_utf8_lossy(&tail.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        tailed.contains("shop Paid") && tailed.contains("→ paid"),
+        "{tailed}"
+    );
+
+    let matched = cli_ok(
+        &server,
+        &[
+            "events",
+            "test-pattern",
+            r#"{"detail": {"n": [{"numeric": [">", 1]}]}}"#,
+            r#"{"detail": {"n": 5}}"#,
+        ],
+    );
+    assert!(matched.contains("match"), "{matched}");
+    let out = server.cli(&[
+        "events",
+        "test-pattern",
+        r#"{"source": ["x"]}"#,
+        r#"{"source": "y"}"#,
+    ]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("no match"));
+
+    let ls = cli_ok(&server, &["schedules", "ls"]);
+    assert!(
+        ls.contains("billing/nightly") && ls.contains("Europe/Berlin"),
+        "{ls}"
+    );
+    assert!(
+        ls.contains("T0") || ls.contains("T1") || ls.contains("T2"),
+        "a next time: {ls}"
+    );
+
+    let described = cli_ok(&server, &["describe", "orders"]);
+    assert!(described.contains("bus:         orders"), "{described}");
+    assert!(described.contains("rule:        paid"), "{described}");
+    assert!(described.contains("matched 1, delivered 2"), "{described}");
+
+    let graph = server.api_json("GET", "/wisp/v1/graph", &Value::Null).1;
+    let edges = graph["edges"].as_array().unwrap();
+    let has = |from: &str, to: &str| edges.iter().any(|e| e["from"] == from && e["to"] == to);
+    assert!(has("bus:orders", "rule:orders/paid"), "{graph}");
+    assert!(has("rule:orders/paid", "queue:invoices"), "{graph}");
+    assert!(has("schedule:billing/nightly", "function:stock"), "{graph}");
+
+    // Deploying without a rule and a schedule removes them.
+    let trimmed = manifest
+        .replace("[[rule]]\nbus = \"orders\"\nname = \"gone-next-time\"\npattern = { source = [\"old\"] }\ntargets = [{ queue = \"audit\" }]\n", "");
+    let trimmed = trimmed[..trimmed.find("[[schedule]]\nname = \"nightly\"").unwrap()].to_string();
+    std::fs::write(app.join("wisp.toml"), trimmed).unwrap();
+    let out = cli_ok(&server, &["deploy", app.to_str().unwrap()]);
+    assert!(out.contains("rule orders/gone-next-time removed"), "{out}");
+    assert!(out.contains("schedule nightly removed"), "{out}");
+}
+
+fn queue_url_of(server: &Server, name: &str) -> String {
+    let (status, v) = server.sqs("GetQueueUrl", &json!({ "QueueName": name }));
+    assert_eq!(status, 200, "{v}");
+    v["QueueUrl"].as_str().unwrap().to_string()
+}

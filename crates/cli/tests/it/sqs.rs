@@ -507,7 +507,7 @@ fn mappings_feed_python_and_wasm_functions_alike() {
     consumes(&server, "rustc", "rust-in");
 }
 
-fn cli_ok(server: &Server, args: &[&str]) -> String {
+pub fn cli_ok(server: &Server, args: &[&str]) -> String {
     let out = server.cli(args);
     let text = format!(
         "{}{}",

@@ -1,0 +1,172 @@
+//! wisp's own views of the event side: schedules with their next fire
+//! times (`wisp schedules ls`), a bus's latest events (`wisp events
+//! tail`), and the graph of what feeds what (`/wisp/v1/graph`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use wisp_events::EventsError;
+use wisp_store::setting_kinds;
+
+use crate::error::{ApiError, ApiResult};
+use crate::ApiState;
+
+fn failed(e: EventsError) -> ApiError {
+    match e.internal {
+        true => ApiError::internal(e.message),
+        false => ApiError::not_found(e.message),
+    }
+}
+
+/// Every schedule and scheduled rule, with when each fires next.
+pub(crate) async fn schedules(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let ev = &state.events;
+    let mut schedules = Vec::new();
+    for s in ev.list_schedules(None, "").await.map_err(failed)? {
+        let next = ev.next_fire(&s.group_name, &s.name).await.map_err(failed)?;
+        schedules.push(json!({
+            "group": s.group_name,
+            "name": s.name,
+            "expression": s.schedule_expression,
+            "timezone": s.schedule_expression_timezone.as_deref().unwrap_or("UTC"),
+            "state": s.state,
+            "target": s.target.arn,
+            "next_ms": next,
+        }));
+    }
+    let mut rules = Vec::new();
+    for bus in ev.list_buses("").await.map_err(failed)? {
+        for r in ev.list_rules(&bus.name).await.map_err(failed)? {
+            let Some(expression) = &r.schedule_expression else {
+                continue;
+            };
+            let next = ev
+                .next_rule_fire(&bus.name, &r.name)
+                .await
+                .map_err(failed)?;
+            let targets: Vec<&str> = r.targets.iter().map(|t| t.arn.as_str()).collect();
+            rules.push(json!({
+                "bus": bus.name,
+                "name": r.name,
+                "expression": expression,
+                "state": r.state,
+                "targets": targets,
+                "next_ms": next,
+            }));
+        }
+    }
+    Ok(Json(json!({ "schedules": schedules, "rules": rules })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TailQuery {
+    after: Option<u64>,
+}
+
+/// The events this node accepted on `bus` after `after`.
+pub(crate) async fn tail(
+    State(state): State<Arc<ApiState>>,
+    Path(bus): Path<String>,
+    Query(q): Query<TailQuery>,
+) -> ApiResult<Json<Value>> {
+    let name = state.events.bus_name(Some(&bus)).map_err(failed)?;
+    state.events.require_bus(&name).await.map_err(failed)?;
+    let (events, last) = state.events.tail(&name, q.after);
+    Ok(Json(json!({ "events": events, "last": last })))
+}
+
+/// A graph node's id from an ARN wisp delivers to.
+fn node_of(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(7, ':').collect();
+    match parts[..] {
+        [_, _, "lambda", _, _, "function", rest] => Some(format!(
+            "function:{}",
+            rest.split(':').next().unwrap_or(rest)
+        )),
+        [_, _, "sqs", _, _, name] => Some(format!("queue:{name}")),
+        [_, _, "events", _, _, rest] => rest.strip_prefix("event-bus/").map(|b| format!("bus:{b}")),
+        _ => None,
+    }
+}
+
+/// What feeds what: functions, queues, buses, rules and schedules as
+/// nodes; rules on buses, targets of rules and schedules, queues feeding
+/// functions (event source mappings) and functions' async destinations
+/// as edges. The data a dashboard draws its function graph from.
+pub(crate) async fn graph(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let store = state.dispatcher.store();
+    let ev = &state.events;
+    let mut nodes: BTreeSet<(String, &str, String)> = BTreeSet::new();
+    let mut edges: Vec<Value> = Vec::new();
+    let mut edge = |from: String, to: String, kind: &str| {
+        edges.push(json!({ "from": from, "to": to, "kind": kind }));
+    };
+    for f in store.list_latest().await? {
+        nodes.insert((
+            format!("function:{}", f.function),
+            "function",
+            f.function.clone(),
+        ));
+    }
+    for q in state
+        .sqs
+        .stats()
+        .await
+        .map_err(|e| ApiError::internal(e.message))?
+    {
+        nodes.insert((format!("queue:{}", q.name), "queue", q.name.clone()));
+    }
+    for (m, _) in state.mappings.list() {
+        if let Some(q) = node_of(&m.queue_arn) {
+            edge(q, format!("function:{}", m.function), "mapping");
+        }
+    }
+    for s in store
+        .list_settings(setting_kinds::EVENT_INVOKE, None)
+        .await?
+    {
+        for (which, kind) in [("OnSuccess", "on_success"), ("OnFailure", "on_failure")] {
+            let arn = s.value["DestinationConfig"][which]["Destination"].as_str();
+            if let Some(to) = arn.and_then(node_of) {
+                edge(format!("function:{}", s.function), to, kind);
+            }
+        }
+    }
+    for bus in ev.list_buses("").await.map_err(failed)? {
+        nodes.insert((format!("bus:{}", bus.name), "bus", bus.name.clone()));
+        for r in ev.list_rules(&bus.name).await.map_err(failed)? {
+            let id = format!("rule:{}/{}", bus.name, r.name);
+            nodes.insert((id.clone(), "rule", format!("{}/{}", bus.name, r.name)));
+            let kind = match r.schedule_expression {
+                Some(_) => "schedules",
+                None => "matches",
+            };
+            edge(format!("bus:{}", bus.name), id.clone(), kind);
+            for t in &r.targets {
+                if let Some(to) = node_of(&t.arn) {
+                    edge(id.clone(), to, "target");
+                }
+            }
+        }
+    }
+    for s in ev.list_schedules(None, "").await.map_err(failed)? {
+        let id = format!("schedule:{}/{}", s.group_name, s.name);
+        nodes.insert((
+            id.clone(),
+            "schedule",
+            format!("{}/{}", s.group_name, s.name),
+        ));
+        if let Some(to) = node_of(&s.target.arn) {
+            edge(id, to, "target");
+        }
+    }
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|(id, kind, name)| json!({ "id": id, "kind": kind, "name": name }))
+        .collect();
+    Ok(Json(json!({ "nodes": nodes, "edges": edges })))
+}
