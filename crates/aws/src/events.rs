@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use wisp_events::archive::{Archive, Replay};
 use wisp_events::envelope::Entry;
+use wisp_events::http::{ApiDestination, Connection};
 use wisp_events::model::{Bus, DeadLetterConfig, Rule, Target};
 use wisp_events::{Events, EventsError};
 
@@ -135,6 +136,50 @@ fn rule_json(events: &Events, rule: &Rule) -> Value {
         }
     }
     v
+}
+
+fn connection_state(ev: &Events, c: &Connection) -> Value {
+    json!({
+        "ConnectionArn": ev.connection_arn(c),
+        "ConnectionState": c.connection_state,
+        "CreationTime": seconds(c.created_ms),
+        "LastModifiedTime": seconds(c.modified_ms),
+        "LastAuthorizedTime": seconds(c.authorized_ms),
+    })
+}
+
+fn connection_json(ev: &Events, c: &Connection) -> Value {
+    let mut v = connection_state(ev, c);
+    v["Name"] = json!(c.name);
+    v["AuthorizationType"] = json!(c.authorization_type);
+    v
+}
+
+fn api_destination_json(ev: &Events, d: &ApiDestination) -> Value {
+    json!({
+        "ApiDestinationArn": ev.api_destination_arn(d),
+        "Name": d.name,
+        "ApiDestinationState": "ACTIVE",
+        "ConnectionArn": d.connection_arn,
+        "InvocationEndpoint": d.invocation_endpoint,
+        "HttpMethod": d.http_method,
+        "InvocationRateLimitPerSecond": d.invocation_rate_limit_per_second,
+        "CreationTime": seconds(d.created_ms),
+        "LastModifiedTime": seconds(d.modified_ms),
+    })
+}
+
+/// UpdateConnection's AuthParameters over the stored ones: each section
+/// given replaces its fields, the rest stay (secrets are not sent back).
+fn merge(stored: &mut Value, given: &Value) {
+    match (stored, given) {
+        (Value::Object(s), Value::Object(g)) => {
+            for (k, v) in g {
+                merge(s.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (s, g) => *s = g.clone(),
+    }
 }
 
 async fn archive_json(ev: &Events, a: &Archive) -> Result<Value, EventsError> {
@@ -649,6 +694,219 @@ async fn call(events: &Arc<Events>, operation: &str, body: &Bytes) -> Result<Val
             let (replays, next) = page(replays, i.next_token.as_deref(), i.limit).map_err(error)?;
             let list: Vec<Value> = replays.iter().map(|r| replay_json(ev, r)).collect();
             Ok(with_token(json!({ "Replays": list }), next))
+        }
+        "CreateConnection" | "UpdateConnection" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+                description: Option<String>,
+                authorization_type: Option<String>,
+                auth_parameters: Option<Value>,
+            }
+            let i: In = input(body)?;
+            let c = match operation {
+                "CreateConnection" => {
+                    let connection = Connection {
+                        name: i.name,
+                        description: i.description,
+                        authorization_type: i.authorization_type.unwrap_or_default(),
+                        auth_parameters: i.auth_parameters.unwrap_or(Value::Null),
+                        ..Default::default()
+                    };
+                    ev.create_connection(connection).await.map_err(error)?
+                }
+                _ => ev
+                    .update_connection(&i.name, |c| {
+                        if let Some(d) = &i.description {
+                            c.description = Some(d.clone());
+                        }
+                        if let Some(k) = &i.authorization_type {
+                            c.authorization_type = k.clone();
+                        }
+                        if let Some(given) = &i.auth_parameters {
+                            merge(&mut c.auth_parameters, given);
+                        }
+                        wisp_events::http::check_auth(&c.authorization_type, &c.auth_parameters)?;
+                        c.connection_state = "AUTHORIZED".into();
+                        Ok(())
+                    })
+                    .await
+                    .map_err(error)?,
+            };
+            Ok(connection_state(ev, &c))
+        }
+        "DeauthorizeConnection" | "DeleteConnection" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+            }
+            let i: In = input(body)?;
+            let c = match operation {
+                "DeleteConnection" => ev.delete_connection(&i.name).await,
+                _ => {
+                    ev.update_connection(&i.name, |c| {
+                        c.connection_state = "DEAUTHORIZED".into();
+                        Ok(())
+                    })
+                    .await
+                }
+            }
+            .map_err(error)?;
+            Ok(connection_state(ev, &c))
+        }
+        "DescribeConnection" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+            }
+            let i: In = input(body)?;
+            let (c, _) = ev.get_connection(&i.name).await.map_err(error)?;
+            let mut v = connection_json(ev, &c);
+            v["AuthParameters"] = wisp_events::http::public_auth(&c.auth_parameters);
+            v["SecretArn"] = json!(format!(
+                "arn:aws:secretsmanager:{}:{}:secret:events!connection/{}/{}",
+                ev.region(),
+                ev.account(),
+                c.name,
+                c.id
+            ));
+            if let Some(d) = &c.description {
+                v["Description"] = json!(d);
+            }
+            Ok(v)
+        }
+        "ListConnections" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name_prefix: Option<String>,
+                connection_state: Option<String>,
+                next_token: Option<String>,
+                limit: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let all: Vec<Connection> = ev
+                .list_connections(i.name_prefix.as_deref().unwrap_or(""))
+                .await
+                .map_err(error)?
+                .into_iter()
+                .filter(|c| {
+                    i.connection_state
+                        .as_ref()
+                        .is_none_or(|s| &c.connection_state == s)
+                })
+                .collect();
+            let (items, next) = page(all, i.next_token.as_deref(), i.limit).map_err(error)?;
+            let list: Vec<Value> = items.iter().map(|c| connection_json(ev, c)).collect();
+            Ok(with_token(json!({ "Connections": list }), next))
+        }
+        "CreateApiDestination" | "UpdateApiDestination" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+                description: Option<String>,
+                connection_arn: Option<String>,
+                invocation_endpoint: Option<String>,
+                http_method: Option<String>,
+                invocation_rate_limit_per_second: Option<u32>,
+            }
+            let i: In = input(body)?;
+            let d = match operation {
+                "CreateApiDestination" => {
+                    let d = ApiDestination {
+                        name: i.name,
+                        description: i.description,
+                        connection_arn: i.connection_arn.unwrap_or_default(),
+                        invocation_endpoint: i.invocation_endpoint.unwrap_or_default(),
+                        http_method: i.http_method.unwrap_or_default(),
+                        invocation_rate_limit_per_second: i
+                            .invocation_rate_limit_per_second
+                            .unwrap_or(0),
+                        ..Default::default()
+                    };
+                    if d.invocation_rate_limit_per_second == 0
+                        && i.invocation_rate_limit_per_second.is_some()
+                    {
+                        return Err(error(EventsError::validation(
+                            "1 validation error detected: Value at 'invocationRateLimitPerSecond' failed to satisfy constraint: Member must have value greater than or equal to 1",
+                        )));
+                    }
+                    ev.create_api_destination(d).await.map_err(error)?
+                }
+                _ => ev
+                    .update_api_destination(&i.name, |d| {
+                        if let Some(v) = &i.description {
+                            d.description = Some(v.clone());
+                        }
+                        if let Some(v) = &i.connection_arn {
+                            d.connection_arn = v.clone();
+                        }
+                        if let Some(v) = &i.invocation_endpoint {
+                            d.invocation_endpoint = v.clone();
+                        }
+                        if let Some(v) = &i.http_method {
+                            d.http_method = v.clone();
+                        }
+                        if let Some(v) = i.invocation_rate_limit_per_second {
+                            d.invocation_rate_limit_per_second = v;
+                        }
+                    })
+                    .await
+                    .map_err(error)?,
+            };
+            Ok(json!({
+                "ApiDestinationArn": ev.api_destination_arn(&d),
+                "ApiDestinationState": "ACTIVE",
+                "CreationTime": seconds(d.created_ms),
+                "LastModifiedTime": seconds(d.modified_ms),
+            }))
+        }
+        "DescribeApiDestination" | "DeleteApiDestination" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name: String,
+            }
+            let i: In = input(body)?;
+            if operation == "DeleteApiDestination" {
+                ev.delete_api_destination(&i.name).await.map_err(error)?;
+                return Ok(json!({}));
+            }
+            let (d, _) = ev.get_api_destination(&i.name).await.map_err(error)?;
+            let mut v = api_destination_json(ev, &d);
+            if let Some(desc) = &d.description {
+                v["Description"] = json!(desc);
+            }
+            Ok(v)
+        }
+        "ListApiDestinations" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                name_prefix: Option<String>,
+                connection_arn: Option<String>,
+                next_token: Option<String>,
+                limit: Option<i64>,
+            }
+            let i: In = input(body)?;
+            let all: Vec<ApiDestination> = ev
+                .list_api_destinations(i.name_prefix.as_deref().unwrap_or(""))
+                .await
+                .map_err(error)?
+                .into_iter()
+                .filter(|d| {
+                    i.connection_arn
+                        .as_ref()
+                        .is_none_or(|c| &d.connection_arn == c)
+                })
+                .collect();
+            let (items, next) = page(all, i.next_token.as_deref(), i.limit).map_err(error)?;
+            let list: Vec<Value> = items.iter().map(|d| api_destination_json(ev, d)).collect();
+            Ok(with_token(json!({ "ApiDestinations": list }), next))
         }
         "TestEventPattern" => {
             #[derive(Deserialize)]

@@ -81,7 +81,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn not_found(message: String) -> Failure {
+    pub(crate) fn not_found(message: String) -> Failure {
         Failure {
             code: "RESOURCE_NOT_FOUND",
             message,
@@ -89,7 +89,7 @@ impl Failure {
         }
     }
 
-    fn transient(code: &'static str, message: String) -> Failure {
+    pub(crate) fn transient(code: &'static str, message: String) -> Failure {
         Failure {
             code,
             message,
@@ -235,6 +235,9 @@ impl Events {
                     BTreeMap::new(),
                 )
                 .await;
+        }
+        if arn.contains(":api-destination/") {
+            return self.to_http(d).await;
         }
         if arn.contains(":events:") {
             let bus = self

@@ -31,6 +31,8 @@ pub struct Events {
     rules: Mutex<HashMap<String, Arc<RuleSet>>>,
     /// Compiled archives by bus.
     pub(crate) archives: crate::archive::Archives,
+    /// The HTTP client and state of API destinations.
+    pub(crate) outbound: crate::http::Outbound,
     /// What `wisp events tail` reads.
     pub(crate) tail: crate::tail::Tail,
     /// Wakes this node's scheduler when a timer is armed here.
@@ -54,6 +56,7 @@ impl Events {
             rules: Mutex::new(HashMap::new()),
             archives: Default::default(),
             tail: Default::default(),
+            outbound: Default::default(),
             scheduler_wake: tokio::sync::Notify::new(),
         })
     }
@@ -449,7 +452,7 @@ impl Events {
         let supported = [":lambda:", ":sqs:", ":events:"];
         if !arn.starts_with("arn:") || !supported.iter().any(|s| arn.contains(s)) {
             return Err(EventsError::validation(format!(
-                "Parameter {arn} is not valid: wisp delivers to Lambda functions, SQS queues and event buses."
+                "Parameter {arn} is not valid: wisp delivers to Lambda functions, SQS queues, event buses and API destinations."
             )));
         }
         if arn.contains(":events:") && self.bus_name(Some(arn)).ok().as_deref() == Some(bus) {

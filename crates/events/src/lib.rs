@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod engine;
 pub mod envelope;
 pub mod error;
+pub mod http;
 pub use wisp_core::schedule as expression;
 pub mod index;
 pub mod model;

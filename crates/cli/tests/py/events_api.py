@@ -7,8 +7,10 @@ Environment: WISP_API, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_DEFAULT_REGION, WISP_FIXTURES. Prints `ok - <name>` / `not ok - <name>`
 per check, then `N passed, M failed`; exits 0 only if nothing failed.
 """
+import http.server
 import json
 import os
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -362,6 +364,146 @@ def group_archives():
         raises("ResourceNotFoundException", 400, events.describe_archive, ArchiveName=name)
 
 
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """Records each request; answers what `answers` says for its path."""
+    seen = []
+    answers = {}
+
+    def _any(self):
+        n = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(n).decode() if n else ""
+        _Hook.seen.append({"method": self.command, "path": self.path, "body": body,
+                           "headers": {k.lower(): v for k, v in self.headers.items()}})
+        path = self.path.split("?")[0]
+        if path == "/token":
+            status, out = 200, json.dumps({"access_token": "tok-1", "expires_in": 3600})
+        else:
+            queue_ = _Hook.answers.get(path, [])
+            status = queue_.pop(0) if queue_ else 200
+            out = "{}"
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out.encode())
+
+    do_POST = do_PUT = do_GET = _any
+
+    def log_message(self, *args):
+        pass
+
+
+def hook_requests(path, want, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = [r for r in _Hook.seen if r["path"].split("?")[0] == path]
+        if len(got) >= want:
+            return got
+        time.sleep(0.1)
+    return [r for r in _Hook.seen if r["path"].split("?")[0] == path]
+
+
+def group_api_destinations():
+    bus = state["bus"]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    conn = P + "-conn"
+    with check("create_connection and describe_connection, secrets not shown", critical=True):
+        r = events.create_connection(Name=conn, AuthorizationType="API_KEY", AuthParameters={
+            "ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": "k1"},
+            "InvocationHttpParameters": {"HeaderParameters": [
+                {"Key": "x-team", "Value": "shop", "IsValueSecret": False}]}})
+        expect(r["ConnectionArn"].startswith(
+            f"arn:aws:events:{REGION}:{ACCOUNT}:connection/{conn}/"), "ConnectionArn", r)
+        eq(r["ConnectionState"], "AUTHORIZED", "ConnectionState")
+        state["conn_arn"] = r["ConnectionArn"]
+        d = events.describe_connection(Name=conn)
+        eq(d["AuthParameters"]["ApiKeyAuthParameters"], {"ApiKeyName": "x-api-key"}, "no secret")
+        eq([c["Name"] for c in events.list_connections(NamePrefix=P)["Connections"]], [conn],
+           "listed")
+    with check("create_api_destination; a rule delivers to it with the connection's auth"):
+        r = events.create_api_destination(
+            Name=P + "-hook", ConnectionArn=state["conn_arn"], HttpMethod="POST",
+            InvocationEndpoint=base + "/hooks/*", InvocationRateLimitPerSecond=50)
+        state["dest_arn"] = r["ApiDestinationArn"]
+        d = events.describe_api_destination(Name=P + "-hook")
+        eq((d["HttpMethod"], d["InvocationRateLimitPerSecond"]), ("POST", 50), "fields")
+        events.put_rule(Name="hook", EventBusName=bus, EventPattern='{"source": ["hook"]}')
+        events.put_targets(Rule="hook", EventBusName=bus, Targets=[{
+            "Id": "api", "Arn": state["dest_arn"], "InputPath": "$.detail",
+            "HttpParameters": {"PathParameterValues": ["orders"],
+                               "QueryStringParameters": {"v": "1"},
+                               "HeaderParameters": {"x-extra": "yes"}}}])
+        events.put_events(Entries=[entry("hook", {"order": 1}, EventBusName=bus)])
+        got = hook_requests("/hooks/orders", 1)
+        expect(len(got) == 1, "one request", _Hook.seen)
+        h = got[0]["headers"]
+        eq((h.get("x-api-key"), h.get("x-team"), h.get("x-extra")), ("k1", "shop", "yes"),
+           "headers")
+        eq(got[0]["path"], "/hooks/orders?v=1", "path and query")
+        eq(json.loads(got[0]["body"]), {"order": 1}, "body")
+    with check("a 5xx answer is tried again; basic auth after update_connection"):
+        events.update_connection(Name=conn, AuthorizationType="BASIC", AuthParameters={
+            "BasicAuthParameters": {"Username": "u", "Password": "p"}})
+        _Hook.answers["/hooks/flaky"] = [503]
+        events.put_targets(Rule="hook", EventBusName=bus, Targets=[{
+            "Id": "api", "Arn": state["dest_arn"],
+            "HttpParameters": {"PathParameterValues": ["flaky"]}}])
+        events.put_events(Entries=[entry("hook", {"order": 2}, EventBusName=bus)])
+        got = hook_requests("/hooks/flaky", 2)
+        eq(len(got), 2, "two tries")
+        eq(got[1]["headers"].get("authorization"), "Basic dTpw", "basic auth")
+    with check("an OAuth connection fetches a token and sends it"):
+        events.update_connection(Name=conn, AuthorizationType="OAUTH_CLIENT_CREDENTIALS",
+                                 AuthParameters={"OAuthParameters": {
+                                     "ClientParameters": {"ClientID": "id", "ClientSecret": "s"},
+                                     "AuthorizationEndpoint": base + "/token",
+                                     "HttpMethod": "POST"}})
+        events.put_targets(Rule="hook", EventBusName=bus, Targets=[{
+            "Id": "api", "Arn": state["dest_arn"],
+            "HttpParameters": {"PathParameterValues": ["oauth"]}}])
+        events.put_events(Entries=[entry("hook", {"order": 3}, EventBusName=bus)])
+        got = hook_requests("/hooks/oauth", 1)
+        eq(got[0]["headers"].get("authorization"), "Bearer tok-1", "bearer token")
+        token = hook_requests("/token", 1)[0]
+        expect("grant_type=client_credentials" in token["body"], "a client credentials grant",
+               token)
+    with check("a 4xx answer is not tried again: the event goes to the DLQ"):
+        dlq_url, dlq_arn = queue(P + "-hookdlq")
+        _Hook.answers["/hooks/bad"] = [400]
+        events.put_targets(Rule="hook", EventBusName=bus, Targets=[{
+            "Id": "api", "Arn": state["dest_arn"], "DeadLetterConfig": {"Arn": dlq_arn},
+            "HttpParameters": {"PathParameterValues": ["bad"]}}])
+        events.put_events(Entries=[entry("hook", {"order": 4}, EventBusName=bus)])
+        got = drain(dlq_url, 1)
+        expect(len(got) == 1, "one dead letter", got)
+        a = {k: v["StringValue"] for k, v in got[0]["MessageAttributes"].items()}
+        eq(a["ERROR_CODE"], "SDK_CLIENT_ERROR", "ERROR_CODE")
+        expect("400" in a["ERROR_MESSAGE"], "the status in the message", a)
+        eq(len(hook_requests("/hooks/bad", 1)), 1, "one try")
+    with check("bad connections and destinations are refused"):
+        raises("ValidationException", 400, raw.create_connection, Name=P + "-x",
+               AuthorizationType="API_KEY", AuthParameters={"ApiKeyAuthParameters": {
+                   "ApiKeyName": "k", "ApiKeyValue": ""}})
+        raises("ValidationException", 400, raw.create_connection, Name=P + "-x",
+               AuthorizationType="TOKEN", AuthParameters={})
+        raises("ValidationException", 400, events.create_api_destination, Name=P + "-x",
+               ConnectionArn=state["conn_arn"], HttpMethod="POST",
+               InvocationEndpoint="ftp://example.com")
+        raises("ResourceNotFoundException", 400, events.create_api_destination, Name=P + "-x",
+               ConnectionArn=state["conn_arn"] + "x", HttpMethod="POST",
+               InvocationEndpoint="https://example.com")
+        raises("ValidationException", 400, events.delete_connection, Name=conn)
+    with check("delete_api_destination, deauthorize_connection, delete_connection"):
+        events.delete_rule(Name="hook", EventBusName=bus, Force=True)
+        events.delete_api_destination(Name=P + "-hook")
+        eq(events.deauthorize_connection(Name=conn)["ConnectionState"], "DEAUTHORIZED", "state")
+        events.delete_connection(Name=conn)
+        raises("ResourceNotFoundException", 400, events.describe_connection, Name=conn)
+    server.shutdown()
+
+
 def group_test_pattern():
     event = {"id": "1", "account": ACCOUNT, "source": "shop", "time": "2024-01-01T00:00:00Z",
              "region": REGION, "resources": [], "detail-type": "t", "detail": {"n": 5}}
@@ -405,7 +547,8 @@ def cleanup():
 def main():
     print(f"# wisp EventBridge API at {API}, resources {P}-*", flush=True)
     checks.run([group_buses, group_rules, group_delivery, group_dead_letters,
-                group_put_events_errors, group_archives, group_test_pattern, group_cli], cleanup)
+                group_put_events_errors, group_archives, group_api_destinations, group_test_pattern,
+                group_cli], cleanup)
 
 
 if __name__ == "__main__":
