@@ -461,7 +461,7 @@ impl Events {
                 if !r.rules.is_empty() && !r.rules.contains(&rule.name) {
                     continue;
                 }
-                for d in self.deliveries_for(&r.bus, rule, &event, now) {
+                for d in self.deliveries_for(&r.bus, rule, &event, now, 0) {
                     entries.push(SendEntry {
                         body: serde_json::to_string(&d).map_err(internal)?,
                         message_id: Some(format!(

@@ -29,6 +29,9 @@ pub const FAILED: &str = "wisp~events-failed";
 const VISIBILITY_SECONDS: i64 = 15;
 /// Deliveries in flight at once on a node.
 const IN_FLIGHT: usize = 256;
+/// Most buses an event is forwarded through: a loop of buses sending
+/// to each other ends there (the last forward fails, to its DLQ).
+pub const MAX_BUS_HOPS: u8 = 5;
 /// The longest wait between two attempts.
 const MAX_BACKOFF_SECONDS: f64 = 300.0;
 
@@ -46,6 +49,9 @@ pub struct Delivery {
     /// schedule's group, `rule` its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleRun>,
+    /// How many buses forwarded the event before this one.
+    #[serde(default)]
+    pub hops: u8,
 }
 
 /// One tick of a schedule, as its dead-letter messages and its Input's
@@ -248,13 +254,26 @@ impl Events {
                     "Event bus {bus} does not exist."
                 )));
             }
+            if d.hops >= MAX_BUS_HOPS {
+                return Err(Failure {
+                    code: "SDK_CLIENT_ERROR",
+                    message: format!(
+                        "the event went through {MAX_BUS_HOPS} buses already: a loop of buses forwarding to each other?"
+                    ),
+                    retry: false,
+                });
+            }
             let event: Value = serde_json::from_str(&d.input).map_err(|e| Failure {
                 code: "SDK_CLIENT_ERROR",
                 message: format!("the input is not an event: {e}"),
                 retry: false,
             })?;
             return self
-                .accept(std::iter::once((bus.as_str(), &event)), self.clock.now_ms())
+                .accept(
+                    std::iter::once((bus.as_str(), &event)),
+                    self.clock.now_ms(),
+                    d.hops + 1,
+                )
                 .await
                 .map(|_| ())
                 .map_err(|e| Failure::transient("INTERNAL_ERROR", e.message));

@@ -557,7 +557,7 @@ impl Events {
             }
         }
         let accepted = self
-            .accept(events.iter().map(|(_, bus, e)| (bus.as_str(), e)), now)
+            .accept(events.iter().map(|(_, bus, e)| (bus.as_str(), e)), now, 0)
             .await;
         if let Err(e) = accepted {
             tracing::warn!(error = %e, "could not store event deliveries");
@@ -574,10 +574,13 @@ impl Events {
     /// Matches events against their buses' rules and stores a delivery
     /// for every matched rule and target, and each event in the archives
     /// it matches, durably, before returning.
+    /// `hops` counts the buses the events came through before (0 for
+    /// PutEvents), so a loop of buses forwarding to each other ends.
     pub async fn accept<'a>(
         &self,
         events: impl Iterator<Item = (&'a str, &'a Value)>,
         now_ms: i64,
+        hops: u8,
     ) -> Result<usize, EventsError> {
         let events: Vec<(&str, &Value)> = events.collect();
         self.archive(&events, now_ms).await?;
@@ -593,7 +596,7 @@ impl Events {
                     matched.push(rule.name.clone());
                 }
                 metrics::counter!("wisp_events_matched_total", "bus" => bus.to_string(), "rule" => rule.name.clone()).increment(1);
-                for delivery in self.deliveries_for(bus, rule, event, now_ms) {
+                for delivery in self.deliveries_for(bus, rule, event, now_ms, hops) {
                     deliveries.push(SendEntry {
                         body: serde_json::to_string(&delivery).map_err(internal)?,
                         ..SendEntry::default()
@@ -631,6 +634,7 @@ impl Events {
         rule: &Rule,
         event: &Value,
         now_ms: i64,
+        hops: u8,
     ) -> Vec<Delivery> {
         let rule_arn = self.rule_arn(bus, &rule.name);
         let cx = Context {
@@ -655,6 +659,7 @@ impl Events {
                 event_id: event["id"].as_str().unwrap_or_default().to_string(),
                 accepted_ms: now_ms,
                 schedule: None,
+                hops,
             });
         }
         out

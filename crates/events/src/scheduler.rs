@@ -880,6 +880,7 @@ impl Events {
             event_id: run.execution_id.clone(),
             accepted_ms: now,
             schedule: Some(run),
+            hops: 0,
         };
         self.store_tick(&tick, vec![(String::new(), delivery)])
             .await?;
@@ -941,7 +942,7 @@ impl Events {
         metrics::counter!("wisp_events_in_total", "bus" => bus.to_string()).increment(1);
         metrics::counter!("wisp_events_matched_total", "bus" => bus.to_string(), "rule" => name.to_string()).increment(1);
         let deliveries = self
-            .deliveries_for(bus, &rule, &event, now)
+            .deliveries_for(bus, &rule, &event, now, 0)
             .into_iter()
             .map(|d| (d.target.id.clone(), d))
             .collect();

@@ -205,6 +205,22 @@ def group_delivery():
         r = events.put_events(Entries=[entry("fw", {"n": 1}, "Forward", EventBusName=bus)])
         got = drain(f_url, 1)
         eq([json.loads(m["Body"])["id"] for m in got], [r["Entries"][0]["EventId"]], "same event")
+    with check("a loop of buses forwarding to each other ends, in a dead letter"):
+        a, b = P + "-loop-a", P + "-loop-b"
+        l_url, l_arn = queue(P + "-loopdlq")
+        for x in (a, b):
+            events.create_event_bus(Name=x)
+        for src, dst in ((a, b), (b, a)):
+            events.put_rule(Name="fwd", EventBusName=src, EventPattern='{"source": ["loop"]}')
+            events.put_targets(Rule="fwd", EventBusName=src, Targets=[{
+                "Id": "next", "Arn": events.describe_event_bus(Name=dst)["Arn"],
+                "DeadLetterConfig": {"Arn": l_arn}}])
+        events.put_events(Entries=[entry("loop", {"n": 1}, EventBusName=a)])
+        got = drain(l_url, 1)
+        expect(len(got) == 1, "one dead letter", got)
+        msg = got[0]["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"]
+        expect("loop" in msg, "the loop named", msg)
+        eq(drain(l_url, 1, timeout=2), [], "and only one")
     with check("remove_targets; a rule with targets is not deleted unless forced"):
         raises("ValidationException", 400, events.delete_rule, Name="everything", EventBusName=bus)
         r = events.remove_targets(Rule="everything", EventBusName=bus, Ids=["path", "nope"])
