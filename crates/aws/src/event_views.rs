@@ -35,6 +35,7 @@ pub(crate) async fn schedules(State(state): State<Arc<ApiState>>) -> ApiResult<J
             "timezone": s.schedule_expression_timezone.as_deref().unwrap_or("UTC"),
             "state": s.state,
             "target": s.target.arn,
+            "window_minutes": s.flexible_window_minutes,
             "next_ms": next,
         }));
     }

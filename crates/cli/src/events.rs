@@ -120,7 +120,7 @@ async fn tail(client: &Client, bus: &str) -> anyhow::Result<()> {
 
 fn when(ms: Option<i64>) -> String {
     match ms {
-        Some(ms) => time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        Some(ms) => time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
             .ok()
             .and_then(|t| {
                 t.format(&time::format_description::well_known::Rfc3339)
@@ -153,7 +153,10 @@ pub async fn schedules(client: &Client, command: SchedulesCommand) -> anyhow::Re
                     s["expression"].as_str().unwrap_or(""),
                     s["timezone"].as_str().unwrap_or(""),
                     s["state"].as_str().unwrap_or(""),
-                    when(s["next_ms"].as_i64()),
+                    match s["window_minutes"].as_u64() {
+                        Some(m) => format!("{} +{m}m", when(s["next_ms"].as_i64())),
+                        None => when(s["next_ms"].as_i64()),
+                    },
                     s["target"].as_str().unwrap_or("")
                 );
             }
@@ -180,11 +183,12 @@ pub async fn schedules(client: &Client, command: SchedulesCommand) -> anyhow::Re
 }
 
 /// A counter of `/metrics` for the labels given, 0 when absent.
-fn counter(metrics: &str, name: &str, labels: &str) -> f64 {
+fn counter(metrics: &str, name: &str, labels: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
         .sum()
 }
 

@@ -549,13 +549,13 @@ impl Events {
         }
     }
 
-    /// When a schedule's timer is next due, if it has one.
+    /// A schedule's next tick (its window's offset not added), if it has one.
     pub async fn next_fire(&self, group: &str, name: &str) -> Result<Option<i64>, EventsError> {
         Ok(self
             .store
             .get_timer(SCHEDULE_TIMER, &schedule_key(group, name))
             .await?
-            .map(|t| t.due_ms))
+            .map(|t| serde_json::from_str::<Tick>(&t.payload).map_or(t.due_ms, |tick| tick.tick)))
     }
 
     /// When a scheduled rule's timer is next due, if it has one.
