@@ -95,31 +95,11 @@ impl Archives {
 }
 
 pub fn check_archive_name(name: &str) -> Result<(), EventsError> {
-    let ok = !name.is_empty()
-        && name.len() <= 48
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    match ok {
-        true => Ok(()),
-        false => Err(EventsError::validation(format!(
-            "1 validation error detected: Value '{name}' at 'archiveName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+ and have length between 1 and 48"
-        ))),
-    }
+    crate::model::check_chars("archiveName", name, 48, &[])
 }
 
 pub fn check_replay_name(name: &str) -> Result<(), EventsError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    match ok {
-        true => Ok(()),
-        false => Err(EventsError::validation(format!(
-            "1 validation error detected: Value '{name}' at 'replayName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+ and have length between 1 and 64"
-        ))),
-    }
+    crate::model::check_chars("replayName", name, 64, &[])
 }
 
 impl Events {
@@ -151,15 +131,7 @@ impl Events {
 
     pub async fn get_archive(&self, name: &str) -> Result<(Archive, u64), EventsError> {
         check_archive_name(name)?;
-        match self.store.get_document(ARCHIVE, name).await? {
-            Some(d) => Ok((
-                serde_json::from_value(d.value).map_err(internal)?,
-                d.revision,
-            )),
-            None => Err(EventsError::not_found(format!(
-                "Archive {name} does not exist."
-            ))),
-        }
+        self.get_doc(ARCHIVE, "Archive", name).await
     }
 
     pub async fn create_archive(&self, mut a: Archive) -> Result<Archive, EventsError> {
@@ -167,21 +139,8 @@ impl Events {
         self.require_bus(&a.bus).await?;
         check_archive_fields(&a)?;
         a.created_ms = self.clock.now_ms();
-        let value = serde_json::to_value(&a).map_err(internal)?;
-        match self
-            .store
-            .create_document(ARCHIVE, &a.archive_name, &value)
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(EventsError::exists(format!(
-                    "Archive {} already exists.",
-                    a.archive_name
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.put_doc(ARCHIVE, "Archive", &a.archive_name.clone(), &a, None)
+            .await?;
         self.archives.forget_all();
         Ok(a)
     }
@@ -309,15 +268,7 @@ impl Events {
 
     pub async fn get_replay(&self, name: &str) -> Result<(Replay, u64), EventsError> {
         check_replay_name(name)?;
-        match self.store.get_document(REPLAY, name).await? {
-            Some(d) => Ok((
-                serde_json::from_value(d.value).map_err(internal)?,
-                d.revision,
-            )),
-            None => Err(EventsError::not_found(format!(
-                "Replay {name} does not exist."
-            ))),
-        }
+        self.get_doc(REPLAY, "Replay", name).await
     }
 
     pub async fn list_replays(&self, prefix: &str) -> Result<Vec<Replay>, EventsError> {
@@ -357,21 +308,8 @@ impl Events {
         }
         r.state = "STARTING".into();
         r.replay_start_ms = now;
-        let value = serde_json::to_value(&r).map_err(internal)?;
-        match self
-            .store
-            .create_document(REPLAY, &r.replay_name, &value)
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(EventsError::exists(format!(
-                    "Replay {} already exists.",
-                    r.replay_name
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.put_doc(REPLAY, "Replay", &r.replay_name.clone(), &r, None)
+            .await?;
         self.store
             .set_timer(&Timer {
                 kind: REPLAY_TIMER.into(),

@@ -131,6 +131,52 @@ impl Events {
         self.archives.forget_all();
     }
 
+    // ---- documents
+
+    /// A document of `kind` and its revision; `what` names the kind in
+    /// the not-found message.
+    pub(crate) async fn get_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        what: &str,
+        name: &str,
+    ) -> Result<(T, u64), EventsError> {
+        match self.store.get_document(kind, name).await? {
+            Some(d) => Ok((
+                serde_json::from_value(d.value).map_err(internal)?,
+                d.revision,
+            )),
+            None => Err(EventsError::not_found(format!(
+                "{what} {name} does not exist."
+            ))),
+        }
+    }
+
+    /// Creates a document (`revision` `None`; a taken name is
+    /// ResourceAlreadyExistsException) or replaces it at `revision`
+    /// (ConcurrentModificationException if another write came first).
+    pub(crate) async fn put_doc<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        what: &str,
+        name: &str,
+        value: &T,
+        revision: Option<u64>,
+    ) -> Result<(), EventsError> {
+        let value = to_value(value)?;
+        let written = match revision {
+            Some(r) => self.store.update_document(kind, name, &value, r).await,
+            None => self.store.create_document(kind, name, &value).await,
+        };
+        match written {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) if revision.is_none() => Err(EventsError::exists(
+                format!("{what} {name} already exists."),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     // ---- buses
 
     pub async fn get_bus(&self, name: &str) -> Result<Option<Bus>, EventsError> {

@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wisp_store::StoreError;
 
 use crate::deliver::{Delivery, Failure};
-use crate::engine::{internal, Events};
+use crate::engine::Events;
 use crate::EventsError;
 
 /// Document kinds.
@@ -97,17 +96,7 @@ pub fn public_auth(auth: &Value) -> Value {
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), EventsError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    match ok {
-        true => Ok(()),
-        false => Err(EventsError::validation(format!(
-            "1 validation error detected: Value '{name}' at '{what}' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+ and have length between 1 and 64"
-        ))),
-    }
+    crate::model::check_chars(what, name, 64, &[])
 }
 
 /// What CreateConnection and UpdateConnection check of the auth.
@@ -210,6 +199,18 @@ fn name_in(arn: &str, kind: &str) -> Option<String> {
         .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_string())
 }
 
+/// A connection's parameter list (`[{"Key", "Value"}]`) as pairs.
+fn pairs(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            (text("Key"), text("Value"))
+        })
+        .collect()
+}
+
 fn retryable(status: u16) -> bool {
     matches!(status, 401 | 407 | 409 | 429) || status >= 500
 }
@@ -235,54 +236,8 @@ impl Events {
         )
     }
 
-    async fn get_doc<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: &str,
-        what: &str,
-        name: &str,
-    ) -> Result<(T, u64), EventsError> {
-        check_name("name", name)?;
-        match self.store.get_document(kind, name).await? {
-            Some(d) => Ok((
-                serde_json::from_value(d.value).map_err(internal)?,
-                d.revision,
-            )),
-            None => Err(EventsError::not_found(format!(
-                "{what} '{name}' does not exist."
-            ))),
-        }
-    }
-
-    async fn put_doc<T: Serialize>(
-        &self,
-        kind: &str,
-        name: &str,
-        value: &T,
-        revision: Option<u64>,
-    ) -> Result<(), EventsError> {
-        let value = serde_json::to_value(value).map_err(internal)?;
-        let written = match revision {
-            Some(r) => self
-                .store
-                .update_document(kind, name, &value, r)
-                .await
-                .map(|_| ()),
-            None => self
-                .store
-                .create_document(kind, name, &value)
-                .await
-                .map(|_| ()),
-        };
-        match written {
-            Ok(()) => Ok(()),
-            Err(StoreError::Conflict(_)) if revision.is_none() => {
-                Err(EventsError::exists(format!("{name} already exists.")))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     pub async fn get_connection(&self, name: &str) -> Result<(Connection, u64), EventsError> {
+        check_name("name", name)?;
         self.get_doc(CONNECTION, "Connection", name).await
     }
 
@@ -293,7 +248,8 @@ impl Events {
         c.id = uuid::Uuid::new_v4().to_string();
         c.connection_state = "AUTHORIZED".into();
         (c.created_ms, c.modified_ms, c.authorized_ms) = (now, now, now);
-        self.put_doc(CONNECTION, &c.name.clone(), &c, None).await?;
+        self.put_doc(CONNECTION, "Connection", &c.name.clone(), &c, None)
+            .await?;
         Ok(c)
     }
 
@@ -307,7 +263,10 @@ impl Events {
             let (mut c, revision) = self.get_connection(name).await?;
             change(&mut c)?;
             c.modified_ms = self.clock.now_ms();
-            match self.put_doc(CONNECTION, name, &c, Some(revision)).await {
+            match self
+                .put_doc(CONNECTION, "Connection", name, &c, Some(revision))
+                .await
+            {
                 Ok(()) => {
                     if let Ok(mut tokens) = self.outbound.tokens.lock() {
                         tokens.remove(name);
@@ -351,6 +310,7 @@ impl Events {
         &self,
         name: &str,
     ) -> Result<(ApiDestination, u64), EventsError> {
+        check_name("name", name)?;
         self.get_doc(API_DESTINATION, "ApiDestination", name).await
     }
 
@@ -378,7 +338,7 @@ impl Events {
         let now = self.clock.now_ms();
         d.id = uuid::Uuid::new_v4().to_string();
         (d.created_ms, d.modified_ms) = (now, now);
-        self.put_doc(API_DESTINATION, &d.name.clone(), &d, None)
+        self.put_doc(API_DESTINATION, "ApiDestination", &d.name.clone(), &d, None)
             .await?;
         Ok(d)
     }
@@ -395,7 +355,7 @@ impl Events {
             self.require_connection_arn(&d.connection_arn).await?;
             d.modified_ms = self.clock.now_ms();
             match self
-                .put_doc(API_DESTINATION, name, &d, Some(revision))
+                .put_doc(API_DESTINATION, "ApiDestination", name, &d, Some(revision))
                 .await
             {
                 Ok(()) => return Ok(d),
@@ -475,29 +435,11 @@ impl Events {
             client["ClientSecret"].as_str(),
         );
         let params = &o["OAuthHttpParameters"];
-        for h in params["HeaderParameters"].as_array().into_iter().flatten() {
-            request = request.header(
-                h["Key"].as_str().unwrap_or_default(),
-                h["Value"].as_str().unwrap_or_default(),
-            );
+        for (k, v) in pairs(&params["HeaderParameters"]) {
+            request = request.header(k, v);
         }
-        for b in params["BodyParameters"].as_array().into_iter().flatten() {
-            form.push((
-                b["Key"].as_str().unwrap_or_default().into(),
-                b["Value"].as_str().unwrap_or_default().into(),
-            ));
-        }
-        let query: Vec<(String, String)> = params["QueryStringParameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|q| {
-                (
-                    q["Key"].as_str().unwrap_or_default().into(),
-                    q["Value"].as_str().unwrap_or_default().into(),
-                )
-            })
-            .collect();
+        form.extend(pairs(&params["BodyParameters"]));
+        let query = pairs(&params["QueryStringParameters"]);
         let reply = request
             .query(&query)
             .form(&form)
@@ -596,27 +538,10 @@ impl Events {
             _ => request.bearer_auth(self.oauth_token(&c).await?),
         };
         let conn_params = &auth["InvocationHttpParameters"];
-        for h in conn_params["HeaderParameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            request = request.header(
-                h["Key"].as_str().unwrap_or_default(),
-                h["Value"].as_str().unwrap_or_default(),
-            );
+        for (k, v) in pairs(&conn_params["HeaderParameters"]) {
+            request = request.header(k, v);
         }
-        let mut query: Vec<(String, String)> = conn_params["QueryStringParameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|q| {
-                (
-                    q["Key"].as_str().unwrap_or_default().into(),
-                    q["Value"].as_str().unwrap_or_default().into(),
-                )
-            })
-            .collect();
+        let mut query = pairs(&conn_params["QueryStringParameters"]);
         for (k, v) in params["HeaderParameters"].as_object().into_iter().flatten() {
             request = request.header(k.as_str(), v.as_str().unwrap_or_default());
         }

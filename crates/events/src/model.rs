@@ -144,7 +144,12 @@ pub fn rule_key(bus: &str, rule: &str) -> String {
     format!("{bus}/{rule}")
 }
 
-fn check_chars(what: &str, value: &str, max: usize, extra: &[char]) -> Result<(), EventsError> {
+pub(crate) fn check_chars(
+    what: &str,
+    value: &str,
+    max: usize,
+    extra: &[char],
+) -> Result<(), EventsError> {
     let ok = !value.is_empty()
         && value.len() <= max
         && value
