@@ -5,6 +5,7 @@
 //! matching (`errors`) and the definition with its checks (`asl`) — so
 //! the execution engine above it is a loop of plain steps.
 
+pub mod asl;
 pub mod choice;
 pub mod errors;
 pub mod intrinsics;

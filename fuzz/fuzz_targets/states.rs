@@ -1,0 +1,30 @@
+//! The States Language is untrusted: any definition, path or intrinsic
+//! call parses or is refused, and what parses runs on any input without
+//! panicking.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wisp_core::clock::Rng;
+use wisp_flows::asl::StateMachine;
+use wisp_flows::intrinsics::Call;
+use wisp_flows::path::Path;
+
+struct Half;
+impl Rng for Half {
+    fn unit(&self) -> f64 {
+        0.5
+    }
+}
+
+fuzz_target!(|input: (&str, &str, &str)| {
+    let (definition, expression, data) = input;
+    let _ = StateMachine::parse(definition);
+    let value: serde_json::Value = serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
+    if let Ok(p) = Path::parse(expression) {
+        let _ = p.read(&value);
+        let _ = p.write(value.clone(), serde_json::Value::Null);
+    }
+    if let Ok(c) = Call::parse(expression) {
+        let _ = c.eval(&value, &value, &Half);
+    }
+});
