@@ -11,3 +11,16 @@ pub mod errors;
 pub mod intrinsics;
 pub mod path;
 pub mod payload;
+pub mod run;
+pub mod step;
+
+/// A time as the context object and history write it (RFC 3339, ms).
+pub fn time_text(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
