@@ -10,6 +10,7 @@ mod lambda;
 mod scheduler;
 pub mod sigv4;
 pub mod sqs;
+mod states;
 mod wisp_api;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub mappings: Arc<wisp_queues::Mappings>,
     /// Event buses, rules and their deliveries.
     pub events: Arc<wisp_events::Events>,
+    /// State machines and their executions.
+    pub flows: Arc<wisp_flows::engine::Flows>,
     pub credentials: Credentials,
     pub account_id: String,
     pub gateway_url: String,
@@ -234,6 +237,9 @@ impl Api {
             }
             Some(t) if t.service == events::TARGET => {
                 events::handle(&self.state.events, t.operation, body).await
+            }
+            Some(t) if t.service == states::TARGET => {
+                states::handle(&self.state.flows, t.operation, body).await
             }
             _ => JsonError::unknown_operation(JsonVersion::V1_0, text).into_response(),
         }

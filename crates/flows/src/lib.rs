@@ -7,6 +7,7 @@
 
 pub mod asl;
 pub mod choice;
+pub mod engine;
 pub mod errors;
 pub mod intrinsics;
 pub mod path;

@@ -262,6 +262,14 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     );
     events.start_delivering();
     events.start_scheduling();
+    let flows = wisp_flows::engine::Flows::new(
+        store.clone(),
+        dispatcher.clone(),
+        sqs.clone(),
+        events.clone(),
+        clock.clone(),
+        Arc::new(ThreadRng),
+    );
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -279,6 +287,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         sqs,
         mappings,
         events,
+        flows,
         credentials: credentials.clone(),
         account_id: ACCOUNT_ID.into(),
         gateway_url: format!("http://{gateway_addr}"),

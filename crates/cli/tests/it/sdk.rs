@@ -26,6 +26,12 @@ fn boto3_and_the_aws_cli_drive_the_scheduler_api() {
     run_checks("scheduler_api.py");
 }
 
+/// Step Functions: definitions, state machines, EXPRESS executions.
+#[test]
+fn boto3_and_the_aws_cli_drive_step_functions() {
+    run_checks("states_api.py");
+}
+
 /// Runs one of the `tests/py` check scripts against a fresh server.
 fn run_checks(script: &str) {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,330 @@
+//! Step Functions on the wire: AWS JSON 1.0, `X-Amz-Target:
+//! AWSStepFunctions.<Operation>`. State machines and EXPRESS executions
+//! run to their end by StartSyncExecution (botocore sends that one to the
+//! `sync-` host: give the client `Config(inject_host_prefix=False)` when
+//! its endpoint is an address).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use wisp_flows::engine::{Flows, FlowsError, Machine};
+
+use crate::json_protocol::{self, JsonError, JsonVersion};
+
+const V: JsonVersion = JsonVersion::V1_0;
+
+/// The X-Amz-Target prefix of Step Functions.
+pub const TARGET: &str = "AWSStepFunctions";
+
+fn error(e: FlowsError) -> JsonError {
+    let status = match e.internal {
+        true => StatusCode::INTERNAL_SERVER_ERROR,
+        false => StatusCode::BAD_REQUEST,
+    };
+    JsonError::new(V, status, e.error_type, e.message)
+}
+
+fn invalid(message: impl Into<String>) -> JsonError {
+    JsonError::new(V, StatusCode::BAD_REQUEST, "ValidationException", message)
+}
+
+/// Serves one Step Functions operation.
+pub async fn handle(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Response {
+    match call(flows, operation, body).await {
+        Ok(v) => json_protocol::ok(V, &v),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn input<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, JsonError> {
+    json_protocol::input(V, body)
+}
+
+fn seconds(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+#[derive(Deserialize)]
+struct Tag {
+    key: String,
+    value: String,
+}
+
+fn machine_json(flows: &Flows, m: &Machine) -> Value {
+    let mut v = json!({
+        "stateMachineArn": flows.machine_arn(&m.name),
+        "name": m.name,
+        "status": "ACTIVE",
+        "definition": m.definition,
+        "roleArn": m.role_arn,
+        "type": m.kind,
+        "creationDate": seconds(m.created_ms),
+        "loggingConfiguration": m.logging_configuration.clone()
+            .unwrap_or_else(|| json!({"level": "OFF", "includeExecutionData": false})),
+        "tracingConfiguration": m.tracing_configuration.clone().unwrap_or_else(|| json!({"enabled": false})),
+        "revisionId": m.revision_id,
+    });
+    if let Some(d) = &m.description {
+        v["description"] = json!(d);
+    }
+    v
+}
+
+async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value, JsonError> {
+    match operation {
+        "CreateStateMachine" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                name: String,
+                definition: String,
+                role_arn: String,
+                #[serde(rename = "type")]
+                kind: Option<String>,
+                description: Option<String>,
+                logging_configuration: Option<Value>,
+                tracing_configuration: Option<Value>,
+                tags: Option<Vec<Tag>>,
+            }
+            let i: In = input(body)?;
+            let m = Machine {
+                name: i.name,
+                definition: i.definition,
+                role_arn: i.role_arn,
+                kind: i.kind.unwrap_or_default(),
+                description: i.description,
+                tags: i
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| (t.key, t.value))
+                    .collect::<BTreeMap<_, _>>(),
+                logging_configuration: i.logging_configuration,
+                tracing_configuration: i.tracing_configuration,
+                ..Default::default()
+            };
+            let m = flows.create(m).await.map_err(error)?;
+            Ok(json!({
+                "stateMachineArn": flows.machine_arn(&m.name),
+                "creationDate": seconds(m.created_ms),
+            }))
+        }
+        "DescribeStateMachine" | "DeleteStateMachine" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_arn: String,
+            }
+            let i: In = input(body)?;
+            let name = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            if operation == "DeleteStateMachine" {
+                flows.delete(&name).await.map_err(error)?;
+                return Ok(json!({}));
+            }
+            let (m, _) = flows.get(&name).await.map_err(error)?;
+            Ok(machine_json(flows, &m))
+        }
+        "UpdateStateMachine" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_arn: String,
+                definition: Option<String>,
+                role_arn: Option<String>,
+                logging_configuration: Option<Value>,
+                tracing_configuration: Option<Value>,
+            }
+            let i: In = input(body)?;
+            let name = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            if i.definition.is_none()
+                && i.role_arn.is_none()
+                && i.logging_configuration.is_none()
+                && i.tracing_configuration.is_none()
+            {
+                return Err(JsonError::new(
+                    V,
+                    StatusCode::BAD_REQUEST,
+                    "MissingRequiredParameter",
+                    "Either the definition, the role ARN, the LoggingConfiguration, or the TracingConfiguration must be specified",
+                ));
+            }
+            let m = flows
+                .update(&name, |m| {
+                    if let Some(d) = &i.definition {
+                        m.definition = d.clone();
+                    }
+                    if let Some(r) = &i.role_arn {
+                        m.role_arn = r.clone();
+                    }
+                    if let Some(l) = &i.logging_configuration {
+                        m.logging_configuration = Some(l.clone());
+                    }
+                    if let Some(t) = &i.tracing_configuration {
+                        m.tracing_configuration = Some(t.clone());
+                    }
+                })
+                .await
+                .map_err(error)?;
+            Ok(json!({"updateDate": seconds(flows_now()), "revisionId": m.revision_id}))
+        }
+        "ListStateMachines" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                max_results: Option<i64>,
+                next_token: Option<String>,
+            }
+            let i: In = input(body)?;
+            let all = flows.list().await.map_err(error)?;
+            let limit = match i.max_results {
+                None | Some(0) => 100,
+                Some(n @ 1..=1000) => n as usize,
+                Some(_) => return Err(invalid("maxResults is from 0 to 1000")),
+            };
+            let start = match &i.next_token {
+                None => 0,
+                Some(t) => t.parse::<usize>().map_err(|_| {
+                    JsonError::new(V, StatusCode::BAD_REQUEST, "InvalidToken", "Invalid Token")
+                })?,
+            };
+            let page: Vec<Value> = all
+                .iter()
+                .skip(start)
+                .take(limit)
+                .map(|m| {
+                    json!({
+                        "stateMachineArn": flows.machine_arn(&m.name),
+                        "name": m.name,
+                        "type": m.kind,
+                        "creationDate": seconds(m.created_ms),
+                    })
+                })
+                .collect();
+            let mut out = json!({ "stateMachines": page });
+            if start + limit < all.len() {
+                out["nextToken"] = json!((start + limit).to_string());
+            }
+            Ok(out)
+        }
+        "ValidateStateMachineDefinition" => {
+            #[derive(Deserialize)]
+            struct In {
+                definition: String,
+            }
+            let i: In = input(body)?;
+            let found = Flows::validate(&i.definition);
+            let diagnostics: Vec<Value> = found
+                .iter()
+                .map(|d| json!({"severity": "ERROR", "code": d.code, "message": d.message, "location": d.location}))
+                .collect();
+            Ok(json!({
+                "result": if found.is_empty() { "OK" } else { "FAIL" },
+                "diagnostics": diagnostics,
+                "truncated": false,
+            }))
+        }
+        "StartSyncExecution" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_arn: String,
+                name: Option<String>,
+                input: Option<String>,
+            }
+            let i: In = input(body)?;
+            let machine = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            let f = flows
+                .run_express(&machine, i.name, i.input.as_deref().unwrap_or("{}"))
+                .await
+                .map_err(error)?;
+            let input_text = f.input.to_string();
+            let mut out = json!({
+                "executionArn": f.execution_arn,
+                "stateMachineArn": flows.machine_arn(&machine),
+                "name": f.name,
+                "startDate": seconds(f.started_ms),
+                "stopDate": seconds(f.stopped_ms),
+                "status": f.status(),
+                "input": input_text,
+                "inputDetails": {"included": true},
+                "billingDetails": {
+                    "billedMemoryUsedInMB": 64,
+                    "billedDurationInMilliseconds": ((f.stopped_ms - f.started_ms).max(1) as u64).div_ceil(100) * 100,
+                },
+            });
+            match &f.result {
+                Ok(output) => {
+                    out["output"] = json!(output.to_string());
+                    out["outputDetails"] = json!({"included": true});
+                }
+                Err(failure) => {
+                    out["error"] = json!(failure.error);
+                    out["cause"] = json!(failure.cause);
+                }
+            }
+            Ok(out)
+        }
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                resource_arn: String,
+                tags: Option<Vec<Tag>>,
+                tag_keys: Option<Vec<String>>,
+            }
+            let i: In = input(body)?;
+            let name = Flows::machine_name(&i.resource_arn).map_err(|_| {
+                JsonError::new(
+                    V,
+                    StatusCode::BAD_REQUEST,
+                    "ResourceNotFound",
+                    format!("Resource not found: '{}'", i.resource_arn),
+                )
+            })?;
+            let m = match operation {
+                "ListTagsForResource" => flows.get(&name).await.map(|(m, _)| m),
+                _ => {
+                    let add: Vec<(String, String)> = i
+                        .tags
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|t| (t.key, t.value))
+                        .collect();
+                    let remove = i.tag_keys.unwrap_or_default();
+                    flows
+                        .update(&name, |m| {
+                            m.tags.extend(add.iter().cloned());
+                            for k in &remove {
+                                m.tags.remove(k);
+                            }
+                        })
+                        .await
+                }
+            }
+            .map_err(error)?;
+            if operation != "ListTagsForResource" {
+                return Ok(json!({}));
+            }
+            let tags: Vec<Value> = m
+                .tags
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            Ok(json!({ "tags": tags }))
+        }
+        other => Err(JsonError::unknown_operation(
+            V,
+            &format!("{TARGET}.{other}"),
+        )),
+    }
+}
+
+fn flows_now() -> i64 {
+    use wisp_core::clock::Clock;
+    wisp_core::clock::SystemClock.now_ms()
+}

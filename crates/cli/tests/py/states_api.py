@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Drives a running wisp's Step Functions API through boto3 and the AWS CLI:
+definitions validated with AWS's codes, state machines, and EXPRESS
+executions run by StartSyncExecution with Lambda, SQS and EventBridge
+tasks, Choice, Catch and Fail.
+
+Environment: WISP_API, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_DEFAULT_REGION, WISP_FIXTURES. Prints `ok - <name>` / `not ok - <name>`
+per check, then `N passed, M failed`; exits 0 only if nothing failed.
+"""
+import json
+import os
+import uuid
+
+import boto3
+from botocore.config import Config
+
+import checks
+from checks import check, eq, expect, raises
+
+API = os.environ["WISP_API"]
+REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+ACCOUNT = "000000000000"
+P = "sf" + uuid.uuid4().hex[:6]
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/states"
+
+# StartSyncExecution goes to the `sync-` host unless told otherwise.
+_config = dict(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=60,
+               inject_host_prefix=False)
+sfn = boto3.client("stepfunctions", endpoint_url=API, region_name=REGION,
+                   config=Config(**_config))
+sqs = boto3.client("sqs", endpoint_url=API, region_name=REGION, config=Config(**_config))
+events = boto3.client("events", endpoint_url=API, region_name=REGION, config=Config(**_config))
+lam = boto3.client("lambda", endpoint_url=API, region_name=REGION, config=Config(**_config))
+state = {}
+
+
+def machine_arn(name):
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+
+
+def group_definitions():
+    good = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    with check("validate_state_machine_definition answers OK or FAIL with AWS's codes"):
+        r = sfn.validate_state_machine_definition(definition=json.dumps(good))
+        eq((r["result"], r["diagnostics"]), ("OK", []), "good")
+        bad = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}}}
+        r = sfn.validate_state_machine_definition(definition=json.dumps(bad))
+        eq(r["result"], "FAIL", "result")
+        eq([(d["code"], d["location"]) for d in r["diagnostics"]],
+           [("MISSING_TRANSITION_TARGET", "/States/A/Next")], "diagnostics")
+    with check("create_state_machine refuses a bad definition with InvalidDefinition"):
+        e = raises("InvalidDefinition", 400, sfn.create_state_machine, name=P + "-bad",
+                   definition='{"StartAt": "A", "States": {"A": {"Type": "Nope"}}}', roleArn=ROLE)
+        expect("SCHEMA_VALIDATION_FAILED" in str(e), "the code in the message", str(e))
+
+
+def group_machines():
+    fn = P + "-fn"
+    state["fn"] = fn
+    fn_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{fn}"
+    definition = {
+        "Comment": "echo an order through a function, route it, catch a function's error",
+        "StartAt": "Echo",
+        "States": {
+            "Echo": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                     "Parameters": {"FunctionName": fn,
+                                    "Payload": {"action": "echo", "order.$": "$.order"}},
+                     "ResultSelector": {"echoed.$": "$.Payload.event.order"},
+                     "ResultPath": "$.r", "Next": "Route"},
+            "Route": {"Type": "Choice", "Choices": [
+                {"Variable": "$.r.echoed", "NumericGreaterThan": 10, "Next": "Big"},
+                {"Variable": "$.r.echoed", "NumericEquals": 0, "Next": "Refuse"}],
+                "Default": "Throw"},
+            "Big": {"Type": "Pass", "Parameters": {"size": "big", "id.$": "$.r.echoed",
+                                                   "note.$": "States.Format('order {}', $.order)"},
+                    "End": True},
+            "Throw": {"Type": "Task", "Resource": fn_arn,
+                      "Parameters": {"action": "throw", "what": "small"},
+                      "Catch": [{"ErrorEquals": ["TypeError"], "ResultPath": "$.error",
+                                 "Next": "Caught"}], "End": True},
+            "Caught": {"Type": "Pass", "End": True},
+            "Refuse": {"Type": "Fail", "Error": "Order.Empty", "Cause": "an order of nothing"},
+        },
+    }
+    with check("create_state_machine answers its ARN", critical=True):
+        lam.create_function(FunctionName=fn, Runtime="nodejs20.x", Handler="index.handler",
+                            Role=ROLE, Code={"ZipFile": checks.zipped("node-kit")}, Timeout=10)
+        r = sfn.create_state_machine(name=P + "-orders", definition=json.dumps(definition),
+                                     roleArn=ROLE, type="EXPRESS",
+                                     tags=[{"key": "team", "value": "shop"}])
+        eq(r["stateMachineArn"], machine_arn(P + "-orders"), "stateMachineArn")
+        state["arn"] = r["stateMachineArn"]
+    with check("describe, list, update and tags"):
+        d = sfn.describe_state_machine(stateMachineArn=state["arn"])
+        eq((d["type"], d["status"], json.loads(d["definition"])), ("EXPRESS", "ACTIVE", definition),
+           "fields")
+        names = [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
+        expect(P + "-orders" in names, "listed", names)
+        sfn.update_state_machine(stateMachineArn=state["arn"], roleArn=ROLE + "2")
+        eq(sfn.describe_state_machine(stateMachineArn=state["arn"])["roleArn"], ROLE + "2", "role")
+        eq(sfn.list_tags_for_resource(resourceArn=state["arn"])["tags"],
+           [{"key": "team", "value": "shop"}], "tags")
+    with check("start_sync_execution runs a Lambda task, a Choice and a Pass with an intrinsic"):
+        r = sfn.start_sync_execution(stateMachineArn=state["arn"], input=json.dumps({"order": 12}))
+        eq(r["status"], "SUCCEEDED", "status")
+        eq(json.loads(r["output"]), {"size": "big", "id": 12, "note": "order 12"}, "output")
+        expect(r["executionArn"].startswith(
+            f"arn:aws:states:{REGION}:{ACCOUNT}:express:{P}-orders:"), "an express ARN", r)
+    with check("a function's error is caught by its errorType"):
+        r = sfn.start_sync_execution(stateMachineArn=state["arn"], input=json.dumps({"order": 3}))
+        eq(r["status"], "SUCCEEDED", "status")
+        out = json.loads(r["output"])
+        eq(out["error"]["Error"], "TypeError", "Error")
+        expect("bad input: small" in out["error"]["Cause"], "the message in Cause", out)
+    with check("a Fail state fails the execution with its Error and Cause"):
+        r = sfn.start_sync_execution(stateMachineArn=state["arn"], input=json.dumps({"order": 0}))
+        eq((r["status"], r["error"], r["cause"]), ("FAILED", "Order.Empty", "an order of nothing"),
+           "failure")
+
+
+def group_integrations():
+    url = sqs.create_queue(QueueName=P + "-q")["QueueUrl"]
+    q_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{P}-q"
+    events.put_rule(Name=P + "-flow", EventPattern=json.dumps({"source": ["flow"]}))
+    events.put_targets(Rule=P + "-flow", Targets=[{"Id": "q", "Arn": q_arn}])
+    definition = {
+        "StartAt": "Send",
+        "States": {
+            "Send": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                     "Parameters": {"QueueUrl": url, "MessageBody.$": "$.message"},
+                     "ResultPath": "$.sent", "Next": "Put"},
+            "Put": {"Type": "Task", "Resource": "arn:aws:states:::events:putEvents",
+                    "Parameters": {"Entries": [{"Source": "flow", "DetailType": "Done",
+                                                "Detail": {"message.$": "$.message"}}]},
+                    "ResultPath": "$.put", "End": True},
+        },
+    }
+    with check("sqs:sendMessage and events:putEvents tasks"):
+        arn = sfn.create_state_machine(name=P + "-io", definition=json.dumps(definition),
+                                       roleArn=ROLE, type="EXPRESS")["stateMachineArn"]
+        r = sfn.start_sync_execution(stateMachineArn=arn, input=json.dumps({"message": "hi"}))
+        eq(r["status"], "SUCCEEDED", f"status ({r.get('error')}: {r.get('cause')})")
+        out = json.loads(r["output"])
+        expect("MessageId" in out["sent"] and out["put"]["FailedEntryCount"] == 0, "results", out)
+        got = checks.drain(sqs, url, 2)
+        bodies = [m["Body"] for m in got]
+        expect("hi" in bodies, "the message", bodies)
+        event = [json.loads(b) for b in bodies if b != "hi"]
+        eq([e["detail"] for e in event], [{"message": "hi"}], "the event")
+
+
+def group_errors():
+    with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
+        raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
+               stateMachineArn=machine_arn(P + "-none"))
+        raises("InvalidArn", 400, sfn.describe_state_machine, stateMachineArn="arn:nope")
+        arn = sfn.create_state_machine(
+            name=P + "-std", roleArn=ROLE,
+            definition='{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}')["stateMachineArn"]
+        raises("StateMachineTypeNotSupported", 400, sfn.start_sync_execution, stateMachineArn=arn)
+        raises("InvalidExecutionInput", 400, sfn.start_sync_execution, stateMachineArn=state["arn"],
+               input="not json")
+
+
+def group_cli():
+    with check("aws stepfunctions list-state-machines and delete-state-machine"):
+        r = checks.aws(API, "stepfunctions", "list-state-machines")
+        expect(P + "-orders" in [m["name"] for m in r["stateMachines"]], "listed", r)
+        checks.aws(API, "stepfunctions", "delete-state-machine", "--state-machine-arn",
+                   machine_arn(P + "-std"))
+        raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
+               stateMachineArn=machine_arn(P + "-std"))
+
+
+def cleanup():
+    try:
+        for m in sfn.list_state_machines()["stateMachines"]:
+            if m["name"].startswith(P):
+                sfn.delete_state_machine(stateMachineArn=m["stateMachineArn"])
+        events.delete_rule(Name=P + "-flow", Force=True)
+        checks.delete_functions_and_queues(lam, sqs, P)
+    except Exception as e:  # noqa: BLE001
+        print(f"# cleanup failed: {e}", flush=True)
+
+
+def main():
+    print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
+    checks.run([group_definitions, group_machines, group_integrations, group_errors, group_cli],
+               cleanup)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,540 @@
+//! State machines (stored as documents) and their executions. EXPRESS
+//! executions run in memory (`run`), synchronously for
+//! StartSyncExecution; their Tasks call Lambda functions (by ARN or
+//! `arn:aws:states:::lambda:invoke`), SQS (`sqs:sendMessage`) and
+//! EventBridge (`events:putEvents`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use wisp_core::clock::{Clock, Rng};
+use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
+use wisp_core::runtime::collect_limited;
+use wisp_core::ErrorKind;
+use wisp_dispatch::Dispatcher;
+use wisp_store::{Store, StoreError};
+
+use crate::asl::{invalid_definition, StateMachine};
+use crate::run::{self, Env, TaskCall};
+use crate::step::Failure;
+
+/// The document kind of state machines.
+pub const STATE_MACHINE: &str = "state-machine";
+/// AWS's bound on an execution's input and output.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// How long an EXPRESS execution may run.
+pub const EXPRESS_SECONDS: u64 = 300;
+
+/// Why a Step Functions call was refused: the modeled exception and
+/// AWS's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error_type}: {message}")]
+pub struct FlowsError {
+    pub error_type: &'static str,
+    pub message: String,
+    pub internal: bool,
+}
+
+impl FlowsError {
+    pub fn new(error_type: &'static str, message: impl Into<String>) -> FlowsError {
+        FlowsError {
+            error_type,
+            message: message.into(),
+            internal: false,
+        }
+    }
+
+    fn internal(message: impl Into<String>) -> FlowsError {
+        FlowsError {
+            internal: true,
+            ..FlowsError::new("InternalServerError", message)
+        }
+    }
+}
+
+impl From<StoreError> for FlowsError {
+    fn from(e: StoreError) -> FlowsError {
+        FlowsError::internal(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Machine {
+    pub name: String,
+    pub definition: String,
+    pub role_arn: String,
+    /// STANDARD or EXPRESS.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging_configuration: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing_configuration: Option<Value>,
+    pub created_ms: i64,
+    pub revision_id: String,
+}
+
+/// A finished execution, as StartSyncExecution answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub execution_arn: String,
+    pub name: String,
+    pub started_ms: i64,
+    pub stopped_ms: i64,
+    pub input: Value,
+    /// The output, or the failure (SUCCEEDED, FAILED or TIMED_OUT).
+    pub result: Result<Value, Failure>,
+}
+
+impl Finished {
+    pub fn status(&self) -> &'static str {
+        match &self.result {
+            Ok(_) => "SUCCEEDED",
+            Err(f) if f.error == crate::errors::TIMEOUT => "TIMED_OUT",
+            Err(_) => "FAILED",
+        }
+    }
+}
+
+pub struct Flows {
+    store: Arc<dyn Store>,
+    dispatcher: Arc<Dispatcher>,
+    sqs: Arc<wisp_queues::Sqs>,
+    events: Arc<wisp_events::Events>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Rng>,
+}
+
+fn check_name(name: &str) -> Result<(), FlowsError> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 80
+        && name.chars().all(|c| {
+            !c.is_whitespace() && !c.is_control() && !"<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
+        });
+    match ok {
+        true => Ok(()),
+        false => Err(FlowsError::new(
+            "InvalidName",
+            format!("Invalid Name: '{name}'"),
+        )),
+    }
+}
+
+impl Flows {
+    pub fn new(
+        store: Arc<dyn Store>,
+        dispatcher: Arc<Dispatcher>,
+        sqs: Arc<wisp_queues::Sqs>,
+        events: Arc<wisp_events::Events>,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Rng>,
+    ) -> Arc<Flows> {
+        Arc::new(Flows {
+            store,
+            dispatcher,
+            sqs,
+            events,
+            clock,
+            rng,
+        })
+    }
+
+    pub fn machine_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:states:{}:{}:stateMachine:{name}",
+            self.sqs.region(),
+            self.sqs.account()
+        )
+    }
+
+    /// A state machine named by its ARN.
+    pub fn machine_name(arn: &str) -> Result<String, FlowsError> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        match parts[..] {
+            ["arn", _, "states", _, _, "stateMachine", name] => Ok(name.to_string()),
+            _ => Err(FlowsError::new(
+                "InvalidArn",
+                format!("Invalid Arn: '{arn}'"),
+            )),
+        }
+    }
+
+    /// ValidateStateMachineDefinition: the problems, none if it is valid.
+    pub fn validate(definition: &str) -> Vec<crate::asl::Diagnostic> {
+        StateMachine::parse(definition).err().unwrap_or_default()
+    }
+
+    pub async fn create(&self, mut m: Machine) -> Result<Machine, FlowsError> {
+        check_name(&m.name)?;
+        if m.kind.is_empty() {
+            m.kind = "STANDARD".into();
+        }
+        if m.kind != "STANDARD" && m.kind != "EXPRESS" {
+            return Err(FlowsError::new("ValidationException", format!(
+                "1 validation error detected: Value '{}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [STANDARD, EXPRESS]",
+                m.kind
+            )));
+        }
+        StateMachine::parse(&m.definition)
+            .map_err(|d| FlowsError::new("InvalidDefinition", invalid_definition(&d)))?;
+        m.created_ms = self.clock.now_ms();
+        m.revision_id = uuid::Uuid::new_v4().to_string();
+        let value = serde_json::to_value(&m).map_err(|e| FlowsError::internal(e.to_string()))?;
+        match self
+            .store
+            .create_document(STATE_MACHINE, &m.name, &value)
+            .await
+        {
+            Ok(_) => Ok(m),
+            Err(StoreError::Conflict(_)) => {
+                // AWS answers an identical create with the existing machine.
+                let (have, _) = self.get(&m.name).await?;
+                if have.definition == m.definition
+                    && have.role_arn == m.role_arn
+                    && have.kind == m.kind
+                {
+                    return Ok(have);
+                }
+                Err(FlowsError::new(
+                    "StateMachineAlreadyExists",
+                    format!(
+                        "State Machine Already Exists: '{}'",
+                        self.machine_arn(&m.name)
+                    ),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Result<(Machine, u64), FlowsError> {
+        match self.store.get_document(STATE_MACHINE, name).await? {
+            Some(d) => Ok((
+                serde_json::from_value(d.value).map_err(|e| FlowsError::internal(e.to_string()))?,
+                d.revision,
+            )),
+            None => Err(FlowsError::new(
+                "StateMachineDoesNotExist",
+                format!("State Machine Does Not Exist: '{}'", self.machine_arn(name)),
+            )),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<Machine>, FlowsError> {
+        Ok(self
+            .store
+            .list_documents(STATE_MACHINE, "")
+            .await?
+            .into_iter()
+            .filter_map(|d| serde_json::from_value(d.value).ok())
+            .collect())
+    }
+
+    /// UpdateStateMachine: the fields given replace the stored ones.
+    pub async fn update(
+        &self,
+        name: &str,
+        change: impl Fn(&mut Machine),
+    ) -> Result<Machine, FlowsError> {
+        loop {
+            let (mut m, revision) = self.get(name).await?;
+            change(&mut m);
+            StateMachine::parse(&m.definition)
+                .map_err(|d| FlowsError::new("InvalidDefinition", invalid_definition(&d)))?;
+            m.revision_id = uuid::Uuid::new_v4().to_string();
+            let value =
+                serde_json::to_value(&m).map_err(|e| FlowsError::internal(e.to_string()))?;
+            match self
+                .store
+                .update_document(STATE_MACHINE, name, &value, revision)
+                .await
+            {
+                Ok(_) => return Ok(m),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), FlowsError> {
+        self.store.delete_document(STATE_MACHINE, name).await?;
+        Ok(())
+    }
+
+    /// Runs an EXPRESS execution to its end (StartSyncExecution).
+    pub async fn run_express(
+        self: &Arc<Self>,
+        machine_name: &str,
+        name: Option<String>,
+        input: &str,
+    ) -> Result<Finished, FlowsError> {
+        let (m, _) = self.get(machine_name).await?;
+        if m.kind != "EXPRESS" {
+            return Err(FlowsError::new(
+                "StateMachineTypeNotSupported",
+                "This operation is not supported by this type of state machine",
+            ));
+        }
+        if input.len() > MAX_PAYLOAD_BYTES {
+            return Err(FlowsError::new(
+                "InvalidExecutionInput",
+                "Input is larger than 256 KB",
+            ));
+        }
+        let input: Value = serde_json::from_str(if input.is_empty() { "{}" } else { input })
+            .map_err(|e| {
+                FlowsError::new(
+                    "InvalidExecutionInput",
+                    format!("Invalid State Machine Execution Input: '{e}'"),
+                )
+            })?;
+        let definition = StateMachine::parse(&m.definition)
+            .map_err(|d| FlowsError::new("InvalidDefinition", invalid_definition(&d)))?;
+        let name = name.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        check_name(&name)?;
+        let execution_arn = format!(
+            "arn:aws:states:{}:{}:express:{machine_name}:{name}:{}",
+            self.sqs.region(),
+            self.sqs.account(),
+            uuid::Uuid::new_v4()
+        );
+        let started_ms = self.clock.now_ms();
+        let cx = json!({
+            "Execution": {
+                "Id": execution_arn,
+                "Name": name,
+                "Input": input,
+                "StartTime": crate::time_text(started_ms),
+                "RoleArn": m.role_arn,
+            },
+            "StateMachine": {"Id": self.machine_arn(machine_name), "Name": machine_name},
+        });
+        let env = Tasks {
+            flows: self.clone(),
+        };
+        let limit = Duration::from_secs(
+            definition
+                .timeout_seconds
+                .unwrap_or(EXPRESS_SECONDS)
+                .min(EXPRESS_SECONDS),
+        );
+        let result = match tokio::time::timeout(
+            limit,
+            run::run(&definition, input.clone(), &cx, &env),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Failure::new(
+                crate::errors::TIMEOUT,
+                "The execution timed out.",
+            )),
+        };
+        let result = result.and_then(|out| {
+            if out.to_string().len() > MAX_PAYLOAD_BYTES {
+                return Err(Failure::new(
+                    "States.DataLimitExceeded",
+                    "The state/task returned a result with a size exceeding the maximum number of bytes service limit.",
+                ));
+            }
+            Ok(out)
+        });
+        metrics::counter!("wisp_executions_total", "state_machine" => machine_name.to_string(), "status" => match &result {
+            Ok(_) => "SUCCEEDED",
+            Err(_) => "FAILED",
+        }).increment(1);
+        Ok(Finished {
+            execution_arn,
+            name,
+            started_ms,
+            stopped_ms: self.clock.now_ms(),
+            input,
+            result,
+        })
+    }
+
+    /// A Lambda function's result for a Task, or its error by name.
+    async fn invoke(&self, function: &str, payload: &Value) -> Result<(Value, String), Failure> {
+        let (name, qualifier) = function_of(function);
+        let version = self
+            .dispatcher
+            .resolve_for_invoke(&name, qualifier.as_deref())
+            .await
+            .map_err(|e| Failure::new("Lambda.ResourceNotFoundException", e.to_string()))?;
+        let arn = format!(
+            "arn:aws:lambda:{}:{}:function:{name}",
+            self.sqs.region(),
+            self.sqs.account()
+        );
+        let request =
+            wisp_dispatch::invocation_request(bytes::Bytes::from(payload.to_string()), &arn, None)
+                .map_err(|e| Failure::new("Lambda.ServiceException", e.to_string()))?;
+        let dispatched = self.dispatcher.invoke(&version, request, "states").await;
+        match dispatched.response {
+            Ok(r) => {
+                let failed = r.status().is_server_error();
+                let body = collect_limited(r.into_body(), MAX_SYNC_PAYLOAD_BYTES)
+                    .await
+                    .map_err(|e| Failure::new("Lambda.ServiceException", e.to_string()))?;
+                let value: Value = serde_json::from_slice(&body)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+                if failed {
+                    let error = value["errorType"]
+                        .as_str()
+                        .unwrap_or("Lambda.Unknown")
+                        .to_string();
+                    return Err(Failure::new(error, value.to_string()));
+                }
+                Ok((value, dispatched.version))
+            }
+            Err(e) if e.kind() == ErrorKind::Guest => {
+                let cause = json!({"errorMessage": e.message, "errorType": e.lambda_error_type()});
+                Err(Failure::new(e.lambda_error_type(), cause.to_string()))
+            }
+            Err(e) if e.cause.is_throttle() => {
+                Err(Failure::new("Lambda.TooManyRequestsException", e.message))
+            }
+            Err(e) => Err(Failure::new("Lambda.ServiceException", e.message)),
+        }
+    }
+
+    async fn task(&self, call: TaskCall) -> Result<Value, Failure> {
+        let resource = call.resource.as_str();
+        let service = resource.strip_prefix("arn:aws:states:::");
+        match service {
+            None if resource.contains(":lambda:") && resource.contains(":function:") => {
+                self.invoke(resource, &call.input).await.map(|(v, _)| v)
+            }
+            Some("lambda:invoke") => {
+                let function = call.input["FunctionName"].as_str().ok_or_else(|| {
+                    Failure::new(crate::errors::RUNTIME, "lambda:invoke needs Parameters.FunctionName")
+                })?;
+                let payload = call.input.get("Payload").cloned().unwrap_or(json!({}));
+                let (value, version) = self.invoke(function, &payload).await?;
+                Ok(json!({
+                    "ExecutedVersion": version,
+                    "Payload": value,
+                    "SdkHttpMetadata": {"HttpStatusCode": 200},
+                    "SdkResponseMetadata": {"RequestId": uuid::Uuid::new_v4().to_string()},
+                    "StatusCode": 200,
+                }))
+            }
+            Some("sqs:sendMessage") => {
+                let url = call.input["QueueUrl"].as_str().unwrap_or_default();
+                let name = url.rsplit('/').next().unwrap_or_default().to_string();
+                let body = match &call.input["MessageBody"] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => return Err(Failure::new("SQS.InvalidParameterValueException", "MessageBody is required")),
+                    other => other.to_string(),
+                };
+                let entry = wisp_queues::SendEntry {
+                    body,
+                    delay_seconds: call.input["DelaySeconds"].as_i64(),
+                    group_id: call.input["MessageGroupId"].as_str().map(String::from),
+                    deduplication_id: call.input["MessageDeduplicationId"].as_str().map(String::from),
+                    ..Default::default()
+                };
+                let sent = self
+                    .sqs
+                    .send(&name, &[entry], "states")
+                    .await
+                    .map_err(|e| Failure::new(format!("SQS.{}", e.error_type), e.message))?;
+                match sent.into_iter().next() {
+                    Some(Ok(r)) => Ok(json!({"MessageId": r.message_id, "MD5OfMessageBody": r.md5_of_body})),
+                    Some(Err(e)) => Err(Failure::new(format!("SQS.{}", e.error_type), e.message)),
+                    None => Err(Failure::new("SQS.ServiceException", "nothing was sent")),
+                }
+            }
+            Some("events:putEvents") => {
+                // The integration takes a Detail as JSON as well as text.
+                let mut given = call.input["Entries"].clone();
+                for e in given.as_array_mut().into_iter().flatten() {
+                    if let Some(d) = e.get_mut("Detail").filter(|d| !d.is_string()) {
+                        *d = Value::String(d.to_string());
+                    }
+                }
+                let entries: Vec<wisp_events::envelope::Entry> = serde_json::from_value(given)
+                .map_err(|e| Failure::new("EventBridge.ValidationException", e.to_string()))?;
+                let results = self
+                    .events
+                    .put_events(entries)
+                    .await
+                    .map_err(|e| Failure::new(format!("EventBridge.{}", e.error_type), e.message))?;
+                let failed = results.iter().filter(|r| r.is_err()).count();
+                let entries: Vec<Value> = results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(id) => json!({"EventId": id}),
+                        Err(e) => json!({"ErrorCode": e.code, "ErrorMessage": e.message}),
+                    })
+                    .collect();
+                if failed > 0 {
+                    return Err(Failure::new(
+                        "EventBridge.FailedEntry",
+                        json!({"Entries": entries, "FailedEntryCount": failed}).to_string(),
+                    ));
+                }
+                Ok(json!({"Entries": entries, "FailedEntryCount": 0}))
+            }
+            _ => Err(Failure::new(
+                "States.Runtime",
+                format!("The resource {resource} is not one wisp runs yet (Lambda functions, lambda:invoke, sqs:sendMessage and events:putEvents are)"),
+            )),
+        }
+    }
+}
+
+/// A function name, ARN or partial ARN, and its qualifier.
+fn function_of(given: &str) -> (String, Option<String>) {
+    let parts: Vec<&str> = given.split(':').collect();
+    match parts[..] {
+        ["arn", _, "lambda", _, _, "function", name] => (name.into(), None),
+        ["arn", _, "lambda", _, _, "function", name, q] => (name.into(), Some(q.into())),
+        [name, q] => (name.into(), Some(q.into())),
+        _ => (given.to_string(), None),
+    }
+}
+
+/// The Env of an execution: tasks through the engine, time on its clock.
+struct Tasks {
+    flows: Arc<Flows>,
+}
+
+#[async_trait::async_trait]
+impl Env for Tasks {
+    async fn task(&self, call: TaskCall) -> Result<Value, Failure> {
+        let timeout = call.timeout_seconds;
+        let work = self.flows.task(call);
+        match timeout {
+            Some(s) => tokio::time::timeout(Duration::from_secs(s), work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failure::new(crate::errors::TIMEOUT, "The task timed out."))
+                }),
+            None => work.await,
+        }
+    }
+
+    async fn sleep_until(&self, until_ms: i64) {
+        let wait = until_ms - self.flows.clock.now_ms();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.flows.clock.now_ms()
+    }
+
+    fn rng(&self) -> &dyn Rng {
+        self.flows.rng.as_ref()
+    }
+}
