@@ -228,6 +228,22 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 "truncated": false,
             }))
         }
+        "StartExecution" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_arn: String,
+                name: Option<String>,
+                input: Option<String>,
+            }
+            let i: In = input(body)?;
+            let machine = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            let (arn, started_ms) = flows
+                .start(&machine, i.name, i.input.as_deref().unwrap_or("{}"))
+                .await
+                .map_err(error)?;
+            Ok(json!({"executionArn": arn, "startDate": seconds(started_ms)}))
+        }
         "StartSyncExecution" => {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase")]

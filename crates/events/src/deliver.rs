@@ -245,6 +245,26 @@ impl Events {
         if arn.contains(":api-destination/") {
             return self.to_http(d).await;
         }
+        if arn.contains(":states:") {
+            let Some(starter) = self.starter.get() else {
+                return Err(Failure::transient(
+                    "INTERNAL_ERROR",
+                    "workflows are not running".into(),
+                ));
+            };
+            return starter
+                .start_execution(arn, &d.input)
+                .await
+                .map_err(|(retry, message)| Failure {
+                    code: if retry {
+                        "INTERNAL_ERROR"
+                    } else {
+                        "SDK_CLIENT_ERROR"
+                    },
+                    message,
+                    retry,
+                });
+        }
         if arn.contains(":events:") {
             let bus = self
                 .bus_name(Some(arn))

@@ -18,6 +18,15 @@ use crate::index::RuleSet;
 use crate::model::{self, Bus, Rule, Target, BUS, DEFAULT_BUS, RULE};
 use crate::EventsError;
 
+/// What starts a state machine's execution for a rule or a schedule:
+/// the workflows engine, which sits above this crate.
+#[async_trait::async_trait]
+pub trait Starter: Send + Sync {
+    /// Starts an execution of the state machine `arn` with `input`;
+    /// `Err((retry, message))` if it cannot (retry: trying again may help).
+    async fn start_execution(&self, arn: &str, input: &str) -> Result<(), (bool, String)>;
+}
+
 /// One entry's outcome in PutEvents.
 pub type EntryResult = Result<String, EntryError>;
 
@@ -35,6 +44,9 @@ pub struct Events {
     pub(crate) outbound: crate::http::Outbound,
     /// What `wisp events tail` reads.
     pub(crate) tail: crate::tail::Tail,
+    /// Starts state machine executions (targets of rules and schedules);
+    /// set once workflows are wired.
+    pub(crate) starter: std::sync::OnceLock<Arc<dyn Starter>>,
     /// Wakes this node's scheduler when a timer is armed here.
     pub(crate) scheduler_wake: tokio::sync::Notify,
 }
@@ -57,12 +69,18 @@ impl Events {
             archives: Default::default(),
             tail: Default::default(),
             outbound: Default::default(),
+            starter: std::sync::OnceLock::new(),
             scheduler_wake: tokio::sync::Notify::new(),
         })
     }
 
     pub fn region(&self) -> &str {
         self.sqs.region()
+    }
+
+    /// Lets rules and schedules start executions of state machines.
+    pub fn set_starter(&self, starter: Arc<dyn Starter>) {
+        let _ = self.starter.set(starter);
     }
 
     pub fn account(&self) -> &str {
@@ -495,10 +513,10 @@ impl Events {
     }
 
     fn check_target_arn(&self, bus: &str, arn: &str) -> Result<(), EventsError> {
-        let supported = [":lambda:", ":sqs:", ":events:"];
+        let supported = [":lambda:", ":sqs:", ":events:", ":stateMachine:"];
         if !arn.starts_with("arn:") || !supported.iter().any(|s| arn.contains(s)) {
             return Err(EventsError::validation(format!(
-                "Parameter {arn} is not valid: wisp delivers to Lambda functions, SQS queues, event buses and API destinations."
+                "Parameter {arn} is not valid: wisp delivers to Lambda functions, SQS queues, event buses, API destinations and state machines."
             )));
         }
         if arn.contains(":events:") && self.bus_name(Some(arn)).ok().as_deref() == Some(bus) {

@@ -302,7 +302,7 @@ impl Schedule {
         }
         let kind = target_kind(&t.arn).ok_or_else(|| {
             EventsError::validation(format!(
-                "Invalid target ARN {}: wisp's scheduler delivers to Lambda functions, SQS queues and event buses (universal targets and other services are not supported).",
+                "Invalid target ARN {}: wisp's scheduler delivers to Lambda functions, SQS queues, event buses and state machines (universal targets and other services are not supported).",
                 t.arn
             ))
         })?;
@@ -363,6 +363,7 @@ enum TargetKind {
     Function,
     Queue,
     Bus,
+    StateMachine,
 }
 
 fn target_kind(arn: &str) -> Option<TargetKind> {
@@ -373,6 +374,9 @@ fn target_kind(arn: &str) -> Option<TargetKind> {
         }
         ["arn", _, "sqs", _, _, name] if !name.is_empty() => Some(TargetKind::Queue),
         ["arn", _, "events", _, _, rest] if rest.starts_with("event-bus/") => Some(TargetKind::Bus),
+        ["arn", _, "states", _, _, rest] if rest.starts_with("stateMachine:") => {
+            Some(TargetKind::StateMachine)
+        }
         _ => None,
     }
 }

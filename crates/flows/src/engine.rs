@@ -21,6 +21,15 @@ use crate::asl::{invalid_definition, StateMachine};
 use crate::run::{self, Env, TaskCall};
 use crate::step::Failure;
 
+/// The queue of EXPRESS executions started asynchronously (a name SQS
+/// refuses, so never a user's).
+pub const STARTS: &str = "wisp~executions";
+/// How long a node holds a start while it runs it: longer than an
+/// EXPRESS execution may run, so a start comes back only if its runner died.
+const START_VISIBILITY_SECONDS: i64 = EXPRESS_SECONDS as i64 + 30;
+/// EXPRESS executions a node runs at once from the queue.
+const STARTS_IN_FLIGHT: usize = 64;
+
 /// The document kind of state machines.
 pub const STATE_MACHINE: &str = "state-machine";
 /// AWS's bound on an execution's input and output.
@@ -269,18 +278,19 @@ impl Flows {
         Ok(())
     }
 
-    /// Runs an EXPRESS execution to its end (StartSyncExecution).
-    pub async fn run_express(
-        self: &Arc<Self>,
+    /// What starting an execution checks: an EXPRESS machine, JSON input
+    /// within bounds, a valid name. The machine, input and name.
+    async fn prepare(
+        &self,
         machine_name: &str,
         name: Option<String>,
         input: &str,
-    ) -> Result<Finished, FlowsError> {
+    ) -> Result<(Machine, Value, String), FlowsError> {
         let (m, _) = self.get(machine_name).await?;
         if m.kind != "EXPRESS" {
             return Err(FlowsError::new(
                 "StateMachineTypeNotSupported",
-                "This operation is not supported by this type of state machine",
+                "This operation is not supported by this type of state machine (wisp runs EXPRESS machines; STANDARD executions are not run yet)",
             ));
         }
         if input.len() > MAX_PAYLOAD_BYTES {
@@ -296,16 +306,172 @@ impl Flows {
                     format!("Invalid State Machine Execution Input: '{e}'"),
                 )
             })?;
-        let definition = StateMachine::parse(&m.definition)
-            .map_err(|d| FlowsError::new("InvalidDefinition", invalid_definition(&d)))?;
         let name = name.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         check_name(&name)?;
-        let execution_arn = format!(
+        Ok((m, input, name))
+    }
+
+    fn express_arn(&self, machine_name: &str, name: &str) -> String {
+        format!(
             "arn:aws:states:{}:{}:express:{machine_name}:{name}:{}",
             self.sqs.region(),
             self.sqs.account(),
             uuid::Uuid::new_v4()
-        );
+        )
+    }
+
+    /// StartExecution of an EXPRESS machine: stored on a queue before it
+    /// answers and run by whichever node takes it, at least once (as AWS
+    /// runs asynchronous EXPRESS executions). Its ARN and start time.
+    pub async fn start(
+        &self,
+        machine_name: &str,
+        name: Option<String>,
+        input: &str,
+    ) -> Result<(String, i64), FlowsError> {
+        let (_, input, name) = self.prepare(machine_name, name, input).await?;
+        let execution_arn = self.express_arn(machine_name, &name);
+        let started_ms = self.clock.now_ms();
+        let start = json!({
+            "machine": machine_name,
+            "name": name,
+            "arn": execution_arn,
+            "input": input,
+            "started_ms": started_ms,
+        });
+        self.starts().await?;
+        let entry = wisp_queues::SendEntry {
+            body: start.to_string(),
+            ..Default::default()
+        };
+        let sent = self
+            .sqs
+            .send(STARTS, &[entry], "states")
+            .await
+            .map_err(|e| FlowsError::internal(e.message))?;
+        if let Some(Err(e)) = sent.into_iter().next() {
+            return Err(FlowsError::internal(e.message));
+        }
+        Ok((execution_arn, started_ms))
+    }
+
+    async fn starts(&self) -> Result<(), FlowsError> {
+        let attributes = BTreeMap::from([
+            (
+                "VisibilityTimeout".to_string(),
+                START_VISIBILITY_SECONDS.to_string(),
+            ),
+            ("MaximumMessageSize".to_string(), "1048576".to_string()),
+            ("MessageRetentionPeriod".to_string(), "345600".to_string()),
+        ]);
+        self.sqs
+            .internal_queue(STARTS, &attributes)
+            .await
+            .map(|_| ())
+            .map_err(|e| FlowsError::internal(e.message))
+    }
+
+    /// Starts running the EXPRESS executions started asynchronously.
+    pub fn start_running(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(STARTS_IN_FLIGHT));
+            loop {
+                let received = match me.starts().await {
+                    Ok(()) => me
+                        .sqs
+                        .receive(
+                            STARTS,
+                            wisp_queues::ReceiveOptions {
+                                max_messages: Some(10),
+                                visibility_timeout: Some(START_VISIBILITY_SECONDS),
+                                wait_seconds: None,
+                                wait_ms: Some(20_000),
+                            },
+                        )
+                        .await
+                        .map_err(|e| e.message),
+                    Err(e) => Err(e.message),
+                };
+                let messages = match received {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take execution starts");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                for m in messages {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let me = me.clone();
+                    tokio::spawn(async move {
+                        me.run_started(&m.body).await;
+                        if let Err(e) = me
+                            .sqs
+                            .delete(STARTS, std::slice::from_ref(&m.receipt_handle))
+                            .await
+                        {
+                            tracing::warn!(error = %e.message, "cannot remove a finished start; it may run again");
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+        });
+    }
+
+    async fn run_started(self: &Arc<Self>, body: &str) {
+        let Ok(start) = serde_json::from_str::<Value>(body) else {
+            tracing::warn!("dropping an unreadable execution start");
+            return;
+        };
+        let machine = start["machine"].as_str().unwrap_or_default();
+        let Ok((m, _)) = self.get(machine).await else {
+            tracing::warn!(machine, "the state machine of a started execution is gone");
+            return;
+        };
+        let finished = self
+            .execute(
+                &m,
+                start["name"].as_str().unwrap_or_default().to_string(),
+                start["arn"].as_str().unwrap_or_default().to_string(),
+                start["input"].clone(),
+            )
+            .await;
+        if let Ok(Finished {
+            result: Err(failure),
+            execution_arn,
+            ..
+        }) = finished
+        {
+            tracing::info!(execution = %execution_arn, error = %failure.error, cause = %failure.cause, "execution failed");
+        }
+    }
+
+    /// Runs an EXPRESS execution to its end (StartSyncExecution).
+    pub async fn run_express(
+        self: &Arc<Self>,
+        machine_name: &str,
+        name: Option<String>,
+        input: &str,
+    ) -> Result<Finished, FlowsError> {
+        let (m, input, name) = self.prepare(machine_name, name, input).await?;
+        let execution_arn = self.express_arn(machine_name, &name);
+        self.execute(&m, name, execution_arn, input).await
+    }
+
+    async fn execute(
+        self: &Arc<Self>,
+        m: &Machine,
+        name: String,
+        execution_arn: String,
+        input: Value,
+    ) -> Result<Finished, FlowsError> {
+        let machine_name = m.name.as_str();
+        let definition = StateMachine::parse(&m.definition)
+            .map_err(|d| FlowsError::new("InvalidDefinition", invalid_definition(&d)))?;
         let started_ms = self.clock.now_ms();
         let cx = json!({
             "Execution": {
@@ -536,5 +702,16 @@ impl Env for Tasks {
 
     fn rng(&self) -> &dyn Rng {
         self.flows.rng.as_ref()
+    }
+}
+
+#[async_trait::async_trait]
+impl wisp_events::engine::Starter for Flows {
+    async fn start_execution(&self, arn: &str, input: &str) -> Result<(), (bool, String)> {
+        let name = Flows::machine_name(arn).map_err(|e| (false, e.message))?;
+        match self.start(&name, None, input).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err((e.internal, e.message)),
+        }
     }
 }

@@ -270,6 +270,8 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         clock.clone(),
         Arc::new(ThreadRng),
     );
+    flows.start_running();
+    events.set_starter(flows.clone());
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await

@@ -11,6 +11,7 @@ per check, then `N passed, M failed`; exits 0 only if nothing failed.
 import json
 import os
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import boto3
 from botocore.config import Config
@@ -150,6 +151,38 @@ def group_integrations():
         eq([e["detail"] for e in event], [{"message": "hi"}], "the event")
 
 
+def group_async_starts():
+    url = sqs.create_queue(QueueName=P + "-started")["QueueUrl"]
+    definition = {"StartAt": "Send", "States": {"Send": {
+        "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+        "Parameters": {"QueueUrl": url, "MessageBody.$": "States.JsonToString($)"}, "End": True}}}
+    with check("start_execution runs an EXPRESS machine asynchronously", critical=True):
+        arn = sfn.create_state_machine(name=P + "-async", definition=json.dumps(definition),
+                                       roleArn=ROLE, type="EXPRESS")["stateMachineArn"]
+        state["async"] = arn
+        r = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"via": "api"}))
+        expect(r["executionArn"].startswith(
+            f"arn:aws:states:{REGION}:{ACCOUNT}:express:{P}-async:"), "an express ARN", r)
+        got = checks.drain(sqs, url, 1)
+        eq([json.loads(m["Body"]) for m in got], [{"via": "api"}], "what the execution sent")
+    with check("a rule's target and a schedule's target start executions"):
+        events.put_rule(Name=P + "-start", EventPattern=json.dumps({"source": ["kick"]}))
+        events.put_targets(Rule=P + "-start", Targets=[
+            {"Id": "sm", "Arn": state["async"], "InputPath": "$.detail"}])
+        events.put_events(Entries=[{"Source": "kick", "DetailType": "t",
+                                    "Detail": json.dumps({"via": "rule"})}])
+        scheduler = boto3.client("scheduler", endpoint_url=API, region_name=REGION,
+                                 config=Config(**_config))
+        at = datetime.now(timezone.utc) + timedelta(seconds=2)
+        scheduler.create_schedule(
+            Name=P + "-start", ScheduleExpression=f"at({at.strftime('%Y-%m-%dT%H:%M:%S')})",
+            FlexibleTimeWindow={"Mode": "OFF"}, ActionAfterCompletion="DELETE",
+            Target={"Arn": state["async"], "RoleArn": ROLE, "Input": json.dumps({"via": "schedule"})})
+        got = checks.drain(sqs, url, 2)
+        eq(sorted(json.loads(m["Body"])["via"] for m in got), ["rule", "schedule"], "both ran")
+        events.delete_rule(Name=P + "-start", Force=True)
+
+
 def group_errors():
     with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
         raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
@@ -186,7 +219,8 @@ def cleanup():
 
 def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
-    checks.run([group_definitions, group_machines, group_integrations, group_errors, group_cli],
+    checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
+                group_errors, group_cli],
                cleanup)
 
 
