@@ -604,7 +604,10 @@ fn the_manifest_declares_queues_and_triggers_and_the_cli_works_them() {
         text = reqwest::blocking::get(format!("{}/metrics", server.api))
             .and_then(|r| r.text())
             .unwrap_or_default();
-        if text.contains("wisp_queue_messages{") && text.contains("wisp_esm_batches_total{") {
+        // wisp's own queues have gauges from the start: wait for this one's.
+        if text.contains("wisp_queue_messages{queue=\"orders\"")
+            && text.contains("wisp_esm_batches_total{")
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
