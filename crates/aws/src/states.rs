@@ -55,6 +55,15 @@ struct Tag {
     value: String,
 }
 
+/// StartExecution's and StartSyncExecution's input.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartIn {
+    state_machine_arn: String,
+    name: Option<String>,
+    input: Option<String>,
+}
+
 fn machine_json(flows: &Flows, m: &Machine) -> Value {
     let mut v = json!({
         "stateMachineArn": flows.machine_arn(&m.name),
@@ -229,14 +238,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
             }))
         }
         "StartExecution" => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "camelCase")]
-            struct In {
-                state_machine_arn: String,
-                name: Option<String>,
-                input: Option<String>,
-            }
-            let i: In = input(body)?;
+            let i: StartIn = input(body)?;
             let machine = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
             let (arn, started_ms) = flows
                 .start(&machine, i.name, i.input.as_deref().unwrap_or("{}"))
@@ -245,14 +247,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
             Ok(json!({"executionArn": arn, "startDate": seconds(started_ms)}))
         }
         "StartSyncExecution" => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "camelCase")]
-            struct In {
-                state_machine_arn: String,
-                name: Option<String>,
-                input: Option<String>,
-            }
-            let i: In = input(body)?;
+            let i: StartIn = input(body)?;
             let machine = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
             let f = flows
                 .run_express(&machine, i.name, i.input.as_deref().unwrap_or("{}"))

@@ -538,25 +538,40 @@ fn machine(c: &mut Checker, v: &Value, at: &str, depth: usize) -> Option<StateMa
     })
 }
 
-fn retriers(c: &mut Checker, m: &Map<String, Value>, at: &str) -> Vec<Retrier> {
-    let Some(list) = m.get("Retry") else {
+/// The objects of a list field (Retry, Catch), each with its location
+/// and whether it is the last.
+fn objects<'a>(
+    c: &mut Checker,
+    m: &'a Map<String, Value>,
+    field: &str,
+    what: &str,
+    at: &str,
+) -> Vec<(String, &'a Map<String, Value>, bool)> {
+    let Some(list) = m.get(field) else {
         return Vec::new();
     };
     let Some(list) = list.as_array() else {
         c.schema(
-            "The value for the field 'Retry' must be an ARRAY",
-            &format!("{at}/Retry"),
+            format!("The value for the field '{field}' must be an ARRAY"),
+            &format!("{at}/{field}"),
         );
         return Vec::new();
     };
     let mut out = Vec::new();
     for (i, r) in list.iter().enumerate() {
-        let loc = format!("{at}/Retry[{i}]");
-        let Some(r) = r.as_object() else {
-            c.schema("A retrier is an object", &loc);
-            continue;
-        };
-        let error_equals = error_equals(c, r, &loc, i + 1 == list.len());
+        let loc = format!("{at}/{field}[{i}]");
+        match r.as_object() {
+            Some(r) => out.push((loc, r, i + 1 == list.len())),
+            None => c.schema(format!("A {what} is an object"), &loc),
+        }
+    }
+    out
+}
+
+fn retriers(c: &mut Checker, m: &Map<String, Value>, at: &str) -> Vec<Retrier> {
+    let mut out = Vec::new();
+    for (loc, r, last) in objects(c, m, "Retry", "retrier", at) {
+        let error_equals = error_equals(c, r, &loc, last);
         let num = |c: &mut Checker, field: &str, min: f64, default: f64| -> f64 {
             match r.get(field) {
                 None => default,
@@ -627,24 +642,9 @@ fn error_equals(c: &mut Checker, r: &Map<String, Value>, loc: &str, last: bool) 
 }
 
 fn catchers(c: &mut Checker, m: &Map<String, Value>, at: &str) -> Vec<Catcher> {
-    let Some(list) = m.get("Catch") else {
-        return Vec::new();
-    };
-    let Some(list) = list.as_array() else {
-        c.schema(
-            "The value for the field 'Catch' must be an ARRAY",
-            &format!("{at}/Catch"),
-        );
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (i, r) in list.iter().enumerate() {
-        let loc = format!("{at}/Catch[{i}]");
-        let Some(r) = r.as_object() else {
-            c.schema("A catcher is an object", &loc);
-            continue;
-        };
-        let error_equals = error_equals(c, r, &loc, i + 1 == list.len());
+    for (loc, r, last) in objects(c, m, "Catch", "catcher", at) {
+        let error_equals = error_equals(c, r, &loc, last);
         let Some(next) = c.string(r, "Next", &loc) else {
             c.schema("The field 'Next' should be non-null", &loc);
             continue;
