@@ -144,6 +144,17 @@ impl Schedule {
     /// its end date.
     pub fn first_tick(&self, from_ms: i64) -> Option<i64> {
         let (e, tz) = self.expression().ok()?;
+        if let Expression::At(_) = e {
+            // AWS ignores the start and end dates of a one-time schedule,
+            // and invokes with a minute's precision: a time passed within
+            // its minute fires at once (a request a moment late).
+            let at = e.next_after(i64::MIN / 2, 0, &tz)?;
+            let minute_end = at.div_euclid(60_000) * 60_000 + 60_000;
+            return match at >= from_ms {
+                true => Some(at),
+                false => (from_ms < minute_end).then_some(from_ms),
+            };
+        }
         let next = match (&e, self.start_ms) {
             // A rate fires first at its start date, else one period from
             // now, and counts its periods from there.
@@ -162,6 +173,9 @@ impl Schedule {
     /// while nothing ran: they fire once, as `fired`).
     pub fn tick_after(&self, fired: i64, now_ms: i64) -> Option<i64> {
         let (e, tz) = self.expression().ok()?;
+        if e.is_one_time() {
+            return None;
+        }
         let next = e.next_after(fired.max(now_ms), fired, &tz)?;
         self.before_end(next)
     }
@@ -1066,6 +1080,15 @@ mod tests {
         assert_eq!(tick, ms("2026-12-24T17:00:00Z"));
         assert_eq!(s.tick_after(tick, tick + 5), None);
         assert_eq!(s.first_tick(ms("2026-12-25T00:00:00Z")), None);
+        // Passed within its minute: fires at once (AWS's precision is a
+        // minute); passed longer ago: never.
+        let late = ms("2026-12-24T17:00:42Z");
+        assert_eq!(s.first_tick(late), Some(late));
+        assert_eq!(s.first_tick(ms("2026-12-24T17:01:00Z")), None);
+        // A one-time schedule ignores its start and end dates.
+        let mut dated = s.clone();
+        dated.end_ms = Some(ms("2026-12-01T00:00:00Z"));
+        assert_eq!(dated.first_tick(ms("2026-12-04T00:00:00Z")), Some(tick));
     }
 
     #[test]
