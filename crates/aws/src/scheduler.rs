@@ -171,6 +171,7 @@ impl ScheduleIn {
             },
             created_ms: 0,
             modified_ms: 0,
+            completed_ms: None,
         })
     }
 }

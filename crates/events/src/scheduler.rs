@@ -85,6 +85,10 @@ pub struct Schedule {
     pub created_ms: i64,
     #[serde(default)]
     pub modified_ms: i64,
+    /// When its last tick fired (a one-time schedule, or one past its
+    /// end date): it is not armed again until it is updated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -656,6 +660,11 @@ impl Events {
             };
             let old: Schedule = serde_json::from_value(d.value).map_err(internal)?;
             s.created_ms = old.created_ms;
+            // Done stays done while its ticks stay where they were (a
+            // deploy that changes nothing does not fire it again).
+            let same_ticks = old.schedule_expression == s.schedule_expression
+                && old.schedule_expression_timezone == s.schedule_expression_timezone;
+            s.completed_ms = old.completed_ms.filter(|_| same_ticks);
             s.modified_ms = self.clock.now_ms();
             let value = serde_json::to_value(&s).map_err(internal)?;
             match self
@@ -693,7 +702,8 @@ impl Events {
     async fn arm_schedule(&self, s: &Schedule, arming: Option<String>) -> Result<(), EventsError> {
         let key = s.key();
         let now = self.clock.now_ms();
-        match s.enabled().then(|| s.first_tick(now)).flatten() {
+        let armable = s.enabled() && s.completed_ms.is_none();
+        match armable.then(|| s.first_tick(now)).flatten() {
             Some(tick) => {
                 let payload = Tick {
                     tick,
@@ -784,6 +794,7 @@ impl Events {
     async fn rearm_missing(&self) -> Result<(), EventsError> {
         for s in self.list_schedules(None, "").await? {
             if s.enabled()
+                && s.completed_ms.is_none()
                 && self
                     .store
                     .get_timer(SCHEDULE_TIMER, &s.key())
@@ -849,7 +860,8 @@ impl Events {
         let tick: Tick = serde_json::from_str(&t.payload).map_err(internal)?;
         let (group, name) = t.id.split_once('/').unwrap_or(("", &t.id));
         let s = match self.get_schedule(group, name).await {
-            Ok(s) if s.enabled() => s,
+            // Completed: its last tick was stored before it was marked.
+            Ok(s) if s.enabled() && s.completed_ms.is_none() => s,
             Ok(_)
             | Err(EventsError {
                 internal: false, ..
@@ -916,10 +928,16 @@ impl Events {
                     .await?;
             }
             None => {
-                let settled = self.store.settle_timer(leased, None, None).await?;
-                if settled && s.action_after_completion == "DELETE" {
-                    self.store.delete_document(SCHEDULE, &t.id).await?;
+                // Done: deleted, or marked so that nothing arms it again
+                // (a restart re-arms schedules that lost their timer), and
+                // only then the timer let go.
+                match s.action_after_completion.as_str() {
+                    "DELETE" => {
+                        self.store.delete_document(SCHEDULE, &t.id).await?;
+                    }
+                    _ => self.mark_completed(&t.id, now).await?,
                 }
+                self.store.settle_timer(leased, None, None).await?;
             }
         }
         Ok(())
@@ -972,6 +990,25 @@ impl Events {
             .settle_timer(leased, next, Some(payload.to_string()))
             .await?;
         Ok(())
+    }
+
+    /// Marks a schedule's last tick fired (unless it changed meanwhile:
+    /// an update armed it again).
+    async fn mark_completed(&self, key: &str, now_ms: i64) -> Result<(), EventsError> {
+        let Some(d) = self.store.get_document(SCHEDULE, key).await? else {
+            return Ok(());
+        };
+        let mut s: Schedule = serde_json::from_value(d.value).map_err(internal)?;
+        s.completed_ms = Some(now_ms);
+        let value = serde_json::to_value(&s).map_err(internal)?;
+        match self
+            .store
+            .update_document(SCHEDULE, key, &value, d.revision)
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores a tick's deliveries, each once under the tick's id.

@@ -376,6 +376,12 @@ fn the_manifest_declares_buses_rules_and_schedules_and_the_cli_works_them() {
     let out = cli_ok(&server, &["deploy", app.to_str().unwrap()]);
     assert!(out.contains("rule orders/gone-next-time removed"), "{out}");
     assert!(out.contains("schedule nightly removed"), "{out}");
+    assert!(out.contains("schedule soon updated"), "{out}");
+    assert_eq!(
+        bodies(&server, &ticks, Duration::from_secs(3)),
+        Vec::<String>::new(),
+        "a deploy does not fire a one-time schedule that is done"
+    );
 }
 
 fn queue_url_of(server: &Server, name: &str) -> String {
