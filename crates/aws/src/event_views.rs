@@ -1,6 +1,7 @@
 //! wisp's own views of the event side: schedules with their next fire
 //! times (`wisp schedules ls`), a bus's latest events (`wisp events
-//! tail`), and the graph of what feeds what (`/wisp/v1/graph`).
+//! tail`), and the graph of what feeds what (`/wisp/v1/graph`): functions,
+//! queues, buses, rules, schedules and workflows.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -94,6 +95,52 @@ fn node_of(arn: &str) -> Option<String> {
     }
 }
 
+/// The nodes a state machine's Tasks call: functions (by ARN or
+/// lambda:invoke's FunctionName), queues (sqs:sendMessage's QueueUrl) and
+/// buses (events:putEvents' entries), at any depth of the definition.
+fn task_targets(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(resource) = m.get("Resource").and_then(Value::as_str) {
+                    let params = m.get("Parameters").unwrap_or(&Value::Null);
+                    match resource {
+                        r if r.starts_with("arn:aws:states:::lambda:invoke") => {
+                            if let Some(f) = params["FunctionName"].as_str() {
+                                let name = f.split(':').nth(6).unwrap_or(f);
+                                out.push(format!("function:{name}"));
+                            }
+                        }
+                        r if r.starts_with("arn:aws:states:::sqs:sendMessage") => {
+                            if let Some(url) = params["QueueUrl"].as_str() {
+                                out.push(format!(
+                                    "queue:{}",
+                                    url.rsplit('/').next().unwrap_or(url)
+                                ));
+                            }
+                        }
+                        r if r.starts_with("arn:aws:states:::events:putEvents") => {
+                            for e in params["Entries"].as_array().into_iter().flatten() {
+                                let bus = e["EventBusName"].as_str().unwrap_or("default");
+                                out.push(format!("bus:{}", bus.rsplit('/').next().unwrap_or(bus)));
+                            }
+                        }
+                        r => out.extend(node_of(r)),
+                    }
+                }
+                todo.extend(m.values());
+            }
+            Value::Array(items) => todo.extend(items.iter()),
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// What feeds what: functions, queues, buses, rules and schedules as
 /// nodes; rules on buses, targets of rules and schedules, queues feeding
 /// functions (event source mappings) and functions' async destinations
@@ -163,6 +210,19 @@ pub(crate) async fn graph(State(state): State<Arc<ApiState>>) -> ApiResult<Json<
         ));
         if let Some(to) = node_of(&s.target.arn) {
             edge(id, to, "target");
+        }
+    }
+    for m in state
+        .flows
+        .list()
+        .await
+        .map_err(|e| ApiError::internal(e.message))?
+    {
+        let id = format!("workflow:{}", m.name);
+        nodes.insert((id.clone(), "workflow", m.name.clone()));
+        let definition: Value = serde_json::from_str(&m.definition).unwrap_or(Value::Null);
+        for to in task_targets(&definition) {
+            edge(id.clone(), to, "task");
         }
     }
     let nodes: Vec<Value> = nodes

@@ -169,6 +169,12 @@ impl Client {
         self.json_call("AWSEvents", "1.1", operation, input).await
     }
 
+    /// Calls a Step Functions operation (AWS JSON 1.0) and returns its output.
+    pub async fn states(&self, operation: &str, input: &Value) -> anyhow::Result<Value> {
+        self.json_call("AWSStepFunctions", "1.0", operation, input)
+            .await
+    }
+
     /// Calls an operation of an AWS JSON protocol service and returns its
     /// output; fails with the modeled error type and message.
     async fn json_call(

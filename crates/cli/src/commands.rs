@@ -54,6 +54,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue { command } => crate::queues::run(&client()?, command).await,
         Command::Events { command } => crate::events::run(&client()?, command).await,
         Command::Schedules { command } => crate::events::schedules(&client()?, command).await,
+        Command::Workflows { command } => crate::workflows::run(&client()?, command).await,
+        Command::Start {
+            name,
+            input,
+            is_async,
+        } => crate::workflows::start(&client()?, &name, &input, is_async).await,
         Command::Rm { name } => {
             client()?
                 .call(

@@ -416,7 +416,7 @@ async fn apply_triggers(client: &Client, manifest: &Manifest) -> anyhow::Result<
 pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
     let manifest = load_manifest(dir)?;
     eprintln!(
-        "deploying app `{}` ({} functions, {} routes, {} queues, {} triggers, {} buses, {} rules, {} schedules)",
+        "deploying app `{}` ({} functions, {} routes, {} queues, {} triggers, {} buses, {} rules, {} schedules, {} workflows)",
         manifest.app,
         manifest.functions.len(),
         manifest.routes.len(),
@@ -424,7 +424,8 @@ pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
         manifest.triggers.len(),
         manifest.buses.len(),
         manifest.rules.len(),
-        manifest.schedules.len()
+        manifest.schedules.len(),
+        manifest.workflows.len()
     );
     for f in &manifest.functions {
         let started = Instant::now();
@@ -486,6 +487,8 @@ pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
         apply_queue(client, q).await?;
     }
     apply_triggers(client, &manifest).await?;
+    // Workflows first: rules and schedules may target them.
+    crate::deploy_events::apply_workflows(client, dir, &manifest).await?;
     crate::deploy_events::apply(client, &manifest).await?;
     client
         .call(

@@ -285,6 +285,90 @@ async fn apply_schedules(client: &Client, manifest: &Manifest) -> anyhow::Result
     Ok(())
 }
 
+/// Creates or updates the manifest's state machines (tagged with the
+/// app) and deletes the app's ones it no longer declares.
+pub async fn apply_workflows(
+    client: &Client,
+    dir: &std::path::Path,
+    manifest: &Manifest,
+) -> anyhow::Result<()> {
+    let listed = client.states("ListStateMachines", &json!({})).await?;
+    let existing: Vec<(String, String)> = listed["stateMachines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                m["name"].as_str()?.to_string(),
+                m["stateMachineArn"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    for w in &manifest.workflows {
+        let path = dir.join(&w.definition);
+        let definition = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "while reading the definition of workflow `{}` ({})",
+                w.name,
+                path.display()
+            )
+        })?;
+        let found = existing.iter().find(|(n, _)| n == &w.name);
+        let done = match found {
+            Some((_, arn)) => {
+                let d = client
+                    .states("DescribeStateMachine", &json!({ "stateMachineArn": arn }))
+                    .await?;
+                if d["type"].as_str() != Some(w.kind.as_str()) {
+                    anyhow::bail!(
+                        "workflow `{}` is {} on the server and {} in the manifest: a state machine's type cannot change; delete it first",
+                        w.name,
+                        d["type"].as_str().unwrap_or(""),
+                        w.kind
+                    );
+                }
+                client
+                    .states("UpdateStateMachine", &json!({ "stateMachineArn": arn, "definition": definition }))
+                    .await
+                    .map(|_| "updated")
+            }
+            None => client
+                .states(
+                    "CreateStateMachine",
+                    &json!({
+                        "name": w.name,
+                        "definition": definition,
+                        "roleArn": ROLE,
+                        "type": w.kind,
+                        "tags": [{ "key": APP_TAG, "value": manifest.app }],
+                    }),
+                )
+                .await
+                .map(|_| "created"),
+        }
+        .with_context(|| format!("while applying workflow `{}` ({})", w.name, path.display()))?;
+        eprintln!("  ✓ workflow {} {done} ({})", w.name, w.kind);
+    }
+    for (name, arn) in existing
+        .iter()
+        .filter(|(n, _)| !manifest.workflows.iter().any(|w| &w.name == n))
+    {
+        let tags = client
+            .states("ListTagsForResource", &json!({ "resourceArn": arn }))
+            .await?;
+        let ours = tags["tags"].as_array().into_iter().flatten().any(|t| {
+            t["key"].as_str() == Some(APP_TAG) && t["value"].as_str() == Some(&manifest.app)
+        });
+        if ours {
+            client
+                .states("DeleteStateMachine", &json!({ "stateMachineArn": arn }))
+                .await?;
+            eprintln!("  ✓ workflow {name} removed");
+        }
+    }
+    Ok(())
+}
+
 /// Applies the manifest's buses, rules and schedules.
 pub async fn apply(client: &Client, manifest: &Manifest) -> anyhow::Result<()> {
     for b in &manifest.buses {

@@ -8,6 +8,7 @@ mod deploy_events;
 mod events;
 mod queues;
 mod template;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -188,6 +189,21 @@ enum Command {
         #[command(subcommand)]
         command: SchedulesCommand,
     },
+    /// Work with workflows (state machines).
+    Workflows {
+        #[command(subcommand)]
+        command: WorkflowsCommand,
+    },
+    /// Run an EXPRESS workflow to its end and print its output (or, with
+    /// --async, start it and print the execution's ARN).
+    Start {
+        name: String,
+        /// The execution's input, JSON.
+        #[arg(long, short, default_value = "{}")]
+        input: String,
+        #[arg(long = "async")]
+        is_async: bool,
+    },
     /// Create a new function project.
     New {
         name: String,
@@ -219,6 +235,12 @@ enum EventsCommand {
         #[arg(default_value = "default")]
         bus: String,
     },
+}
+
+#[derive(Subcommand)]
+enum WorkflowsCommand {
+    /// Every state machine and its type.
+    Ls,
 }
 
 #[derive(Subcommand)]

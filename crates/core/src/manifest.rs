@@ -101,6 +101,17 @@ pub struct Manifest {
     pub buses: Vec<ManifestBus>,
     pub rules: Vec<ManifestRule>,
     pub schedules: Vec<ManifestSchedule>,
+    pub workflows: Vec<ManifestWorkflow>,
+}
+
+/// A state machine: its definition's file (relative to the manifest)
+/// and its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestWorkflow {
+    pub name: String,
+    pub definition: String,
+    /// STANDARD or EXPRESS.
+    pub kind: String,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +132,16 @@ struct RawManifest {
     rule: Vec<events::RawRule>,
     #[serde(default)]
     schedule: Vec<events::RawSchedule>,
+    #[serde(default)]
+    workflow: BTreeMap<String, Spanned<RawWorkflow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkflow {
+    definition: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -408,6 +429,50 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         schedules.push(schedule);
     }
 
+    let mut workflows = Vec::new();
+    for (name, spanned) in raw.workflow {
+        let span = spanned.span();
+        let w = spanned.into_inner();
+        let ok = !name.is_empty()
+            && name.chars().count() <= 80
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !ok {
+            return Err(locate(
+                span,
+                format!("workflow `{name}`: names are 1 to 80 of A-Z, a-z, 0-9, - and _"),
+                None,
+            ));
+        }
+        if !w.definition.get_ref().ends_with(".json") {
+            return Err(locate(
+                w.definition.span(),
+                format!(
+                    "definition `{}`: an Amazon States Language file ending in .json",
+                    w.definition.get_ref()
+                ),
+                Some("export it from Workflow Studio as JSON (YAML is not read yet)".into()),
+            ));
+        }
+        let kind = match &w.kind {
+            None => "STANDARD".to_string(),
+            Some(k) if k.get_ref() == "STANDARD" || k.get_ref() == "EXPRESS" => k.get_ref().clone(),
+            Some(k) => {
+                return Err(locate(
+                    k.span(),
+                    format!("type `{}` is STANDARD or EXPRESS", k.get_ref()),
+                    None,
+                ))
+            }
+        };
+        workflows.push(ManifestWorkflow {
+            name,
+            definition: w.definition.into_inner(),
+            kind,
+        });
+    }
+
     Ok(Manifest {
         app: raw.app.name.into_inner(),
         functions,
@@ -417,6 +482,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         buses,
         rules,
         schedules,
+        workflows,
     })
 }
 
@@ -796,6 +862,10 @@ bus = "orders"
 detail_type = "Ping"
 source = "cron"
 input = '{"n": 1}'
+
+[workflow.checkout]
+definition = "workflows/checkout.asl.json"
+type = "EXPRESS"
 "#;
 
     #[test]
@@ -832,6 +902,14 @@ input = '{"n": 1}'
         assert_eq!(nightly.window_minutes, Some(15));
         assert_eq!(nightly.timezone.as_deref(), Some("Europe/Berlin"));
         assert_eq!(m.schedules[1].to, TargetRef::Bus("orders".into()));
+        assert_eq!(
+            m.workflows,
+            [ManifestWorkflow {
+                name: "checkout".into(),
+                definition: "workflows/checkout.asl.json".into(),
+                kind: "EXPRESS".into(),
+            }]
+        );
 
         let bad = |from: &str, to: &str| err(&all.replace(from, to));
         assert!(bad(

@@ -221,6 +221,11 @@ handler = "index.handler"
 [queue.invoices]
 [queue.audit]
 [queue.ticks]
+[queue.flows]
+
+[workflow.greet]
+definition = "workflows/greet.asl.json"
+type = "EXPRESS"
 
 [bus.orders]
 description = "what the shop says"
@@ -271,12 +276,20 @@ fn the_manifest_declares_buses_rules_and_schedules_and_the_cli_works_them() {
     .unwrap();
     let manifest = BUSES.replace("AT", &at_in(3));
     std::fs::write(app.join("wisp.toml"), &manifest).unwrap();
+    std::fs::create_dir_all(app.join("workflows")).unwrap();
+    let greet = json!({"StartAt": "Greet", "States": {
+        "Greet": {"Type": "Pass", "Parameters": {"hello.$": "$.who"}, "Next": "Note"},
+        "Note": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                 "Parameters": {"QueueUrl": "http://wisp/000000000000/flows", "MessageBody.$": "$.hello"},
+                 "ResultPath": null, "End": true}}});
+    std::fs::write(app.join("workflows/greet.asl.json"), greet.to_string()).unwrap();
     let out = cli_ok(&server, &["deploy", app.to_str().unwrap()]);
     for want in [
         "bus orders created",
         "rule orders/paid (2 targets)",
         "schedule soon created",
         "schedule nightly created",
+        "workflow greet created (EXPRESS)",
     ] {
         assert!(out.contains(want), "{want}: {out}");
     }
@@ -361,12 +374,20 @@ fn the_manifest_declares_buses_rules_and_schedules_and_the_cli_works_them() {
     assert!(described.contains("rule:        paid"), "{described}");
     assert!(described.contains("matched 1, delivered 2"), "{described}");
 
+    let out = cli_ok(&server, &["start", "greet", "--input", r#"{"who": "Ana"}"#]);
+    assert_eq!(out.trim(), r#"{"hello":"Ana"}"#, "{out}");
+    let flows = queue_url_of(&server, "flows");
+    assert_eq!(bodies(&server, &flows, Duration::from_secs(2)), ["Ana"]);
+    let ls = cli_ok(&server, &["workflows", "ls"]);
+    assert!(ls.contains("greet") && ls.contains("EXPRESS"), "{ls}");
+
     let graph = server.api_json("GET", "/wisp/v1/graph", &Value::Null).1;
     let edges = graph["edges"].as_array().unwrap();
     let has = |from: &str, to: &str| edges.iter().any(|e| e["from"] == from && e["to"] == to);
     assert!(has("bus:orders", "rule:orders/paid"), "{graph}");
     assert!(has("rule:orders/paid", "queue:invoices"), "{graph}");
     assert!(has("schedule:billing/nightly", "function:stock"), "{graph}");
+    assert!(has("workflow:greet", "queue:flows"), "{graph}");
 
     // Deploying without a rule and a schedule removes them.
     let trimmed = manifest
@@ -377,6 +398,7 @@ fn the_manifest_declares_buses_rules_and_schedules_and_the_cli_works_them() {
     assert!(out.contains("rule orders/gone-next-time removed"), "{out}");
     assert!(out.contains("schedule nightly removed"), "{out}");
     assert!(out.contains("schedule soon updated"), "{out}");
+    assert!(out.contains("workflow greet updated"), "{out}");
     assert_eq!(
         bodies(&server, &ticks, Duration::from_secs(3)),
         Vec::<String>::new(),
