@@ -506,8 +506,9 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     }
 }
 
-/// `*` matches any run of characters; `\*` and `\\` are literal.
-fn wildcard(pattern: &str, s: &str) -> bool {
+/// `*` matches any run of characters; `\*` and `\\` are literal (as
+/// EventBridge's wildcard and Step Functions' StringMatches read it).
+pub fn wildcard(pattern: &str, s: &str) -> bool {
     // Tokens: literal chars and stars; matched greedily with backtracking
     // to the last star (linear in practice, never exponential).
     let mut tokens = Vec::new();

@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use wisp_core::pattern::wildcard as glob;
+
 use crate::path::Path;
 
 /// A compiled rule.
@@ -228,55 +230,6 @@ fn timestamp(s: &str) -> Option<i128> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp_nanos())
-}
-
-/// `*` matches any run of characters; `\*` is a star.
-fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // Tokens: Some(c) a literal, None a star.
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < p.len() {
-        match p[i] {
-            '\\' if i + 1 < p.len() => {
-                tokens.push(Some(p[i + 1]));
-                i += 2;
-            }
-            '*' => {
-                tokens.push(None);
-                i += 1;
-            }
-            c => {
-                tokens.push(Some(c));
-                i += 1;
-            }
-        }
-    }
-    let (mut ti, mut ki) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        match tokens.get(ki) {
-            Some(Some(c)) if *c == t[ti] => {
-                ti += 1;
-                ki += 1;
-            }
-            Some(None) => {
-                star = Some(ki);
-                mark = ti;
-                ki += 1;
-            }
-            _ => match star {
-                Some(s) => {
-                    ki = s + 1;
-                    mark += 1;
-                    ti = mark;
-                }
-                None => return false,
-            },
-        }
-    }
-    tokens[ki..].iter().all(Option::is_none)
 }
 
 fn compare(test: Test, value: Option<&Value>, against: Option<&Value>) -> bool {
