@@ -12,6 +12,7 @@ mod changes;
 mod code;
 mod documents;
 mod events;
+mod executions;
 mod keys;
 mod kv;
 pub mod members;
@@ -91,6 +92,7 @@ pub struct NatsStore {
     pub(crate) queues: Bucket,
     pub(crate) flights: Bucket,
     pub(crate) timers: Bucket,
+    pub(crate) executions: Bucket,
     pub(crate) timer_indexes: timers::Indexes,
     pub(crate) opened: tokio::sync::Mutex<sqs::Opened>,
     pub(crate) changes: tokio::sync::broadcast::Sender<wisp_store::Change>,
@@ -187,6 +189,7 @@ impl NatsStore {
             queues,
             flights,
             timers,
+            executions,
             code,
             records,
             archive,
@@ -227,6 +230,7 @@ impl NatsStore {
             queues,
             flights,
             timers,
+            executions,
             timer_indexes: Default::default(),
             opened: Default::default(),
             changes,
@@ -288,6 +292,7 @@ struct Parts {
     queues: Bucket,
     flights: Bucket,
     timers: Bucket,
+    executions: Bucket,
     code: object_store::ObjectStore,
     records: stream::Stream,
     archive: stream::Stream,
@@ -309,6 +314,7 @@ async fn open_parts(
     let queues = Bucket::open(js, &format!("{ns}_queues"), placement, 1).await?;
     let flights = Bucket::open(js, &format!("{ns}_flights"), placement, 1).await?;
     let timers = Bucket::open(js, &format!("{ns}_timers"), placement, 1).await?;
+    let executions = Bucket::open(js, &format!("{ns}_executions"), placement, 1).await?;
     let code = open_object_store(js, &format!("{ns}_code"), placement).await?;
     let open = |name: &'static str, subject: &'static str, config: stream::Config| {
         open_stream(js, ns, placement, name, subject, config)
@@ -356,6 +362,7 @@ async fn open_parts(
         queues,
         flights,
         timers,
+        executions,
         code,
         records,
         archive,

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wisp_store::conformance::{
-    archives, code, documents, events, keys, queues, records, registry, timers,
+    archives, code, documents, events, executions, keys, queues, records, registry, timers,
 };
 use wisp_store_nats::testing::NatsServer;
 use wisp_store_nats::{NatsOptions, NatsStore};
@@ -34,6 +34,7 @@ async fn nats_store_passes_the_shared_checks() {
     documents::documents(&store(&server, &dir).await).await;
     timers::timers(&store(&server, &dir).await).await;
     archives::archives(&store(&server, &dir).await).await;
+    executions::executions(&store(&server, &dir).await).await;
 }
 
 /// Idempotency keys and FIFO de-duplication entries carry their TTL: the

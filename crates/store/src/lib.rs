@@ -1,8 +1,8 @@
 //! Where wisp keeps its state, one trait per concern: the registry
 //! (functions, versions, aliases, routes, settings), code blobs, records
 //! and logs, the async event queue, idempotency keys, SQS queues, and
-//! documents (buses, rules, schedules), event archives, and timers (schedules' ticks,
-//! workflows' waits).
+//! documents (buses, rules, schedules), event archives, timers (schedules' ticks,
+//! workflows' waits) and workflow executions.
 //! `Store` is their union. SQLite implements each here; the clustered
 //! store (`wisp-store-nats`) implements the same traits on JetStream, and
 //! both pass the same checks (`conformance`).
@@ -11,11 +11,13 @@ mod archives;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod documents;
+mod executions;
 mod group_commit;
 mod queue;
 mod sqlite;
 mod sqlite_archives;
 mod sqlite_documents;
+mod sqlite_executions;
 mod sqlite_queue;
 mod sqlite_sqs;
 mod sqlite_timers;
@@ -29,6 +31,7 @@ use wisp_core::{Alias, Finished, FunctionVersion, InvocationRecord, LogEntry};
 
 pub use archives::{ArchiveStore, Archived};
 pub use documents::{Document, DocumentStore};
+pub use executions::{Execution, ExecutionStore};
 pub use queue::{
     undeliverable, Claim, Enqueued, FailedEvent, KeyOutcome, NewEvent, QueueStats, QueuedEvent,
     Settle, Settlement,
@@ -326,6 +329,7 @@ pub trait Store:
     + DocumentStore
     + TimerStore
     + ArchiveStore
+    + ExecutionStore
 {
 }
 
@@ -339,5 +343,6 @@ impl<T> Store for T where
         + DocumentStore
         + TimerStore
         + ArchiveStore
+        + ExecutionStore
 {
 }

@@ -192,6 +192,7 @@ ALTER TABLE invocations ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
     crate::sqlite_documents::MIGRATION,
     crate::sqlite_timers::MIGRATION,
     crate::sqlite_archives::MIGRATION,
+    crate::sqlite_executions::MIGRATION,
 ];
 
 /// The columns of an invocation record, in the order `record_from_row` reads them.

@@ -30,26 +30,28 @@ fn token() -> i64 {
 impl TimerStore for SqliteStore {
     async fn set_timer(&self, timer: &Timer) -> Result<()> {
         let t = timer.clone();
-        self.write(move |conn| {
-            conn.prepare_cached(
+        self.grouped
+            .run(move |conn| {
+                conn.prepare_cached(
                 "INSERT OR REPLACE INTO timers (kind, id, due_ms, payload, leased_until_ms, token)
                  VALUES (?1, ?2, ?3, ?4, 0, ?5)",
             )?
             .execute(params![t.kind, t.id, t.due_ms, t.payload, token()])?;
-            Ok(())
-        })
-        .await
+                Ok(())
+            })
+            .await
     }
 
     async fn cancel_timer(&self, kind: &str, id: &str) -> Result<bool> {
         let (kind, id) = (kind.to_string(), id.to_string());
-        self.write(move |conn| {
-            Ok(conn.execute(
-                "DELETE FROM timers WHERE kind = ?1 AND id = ?2",
-                params![kind, id],
-            )? == 1)
-        })
-        .await
+        self.grouped
+            .run(move |conn| {
+                Ok(conn.execute(
+                    "DELETE FROM timers WHERE kind = ?1 AND id = ?2",
+                    params![kind, id],
+                )? == 1)
+            })
+            .await
     }
 
     async fn get_timer(&self, kind: &str, id: &str) -> Result<Option<Timer>> {
@@ -80,37 +82,38 @@ impl TimerStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<LeasedTimer>> {
         let kind = kind.to_string();
-        self.write(move |conn| {
-            let due: Vec<(String, i64, String)> = conn
-                .prepare_cached(
-                    "SELECT id, due_ms, payload FROM timers
+        self.grouped
+            .run(move |conn| {
+                let due: Vec<(String, i64, String)> = conn
+                    .prepare_cached(
+                        "SELECT id, due_ms, payload FROM timers
                      WHERE kind = ?1 AND due_ms <= ?2 AND leased_until_ms <= ?2
                      ORDER BY due_ms LIMIT ?3",
-                )?
-                .query_map(params![kind, now_ms, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut lease = conn.prepare_cached(
+                    )?
+                    .query_map(params![kind, now_ms, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut lease = conn.prepare_cached(
                 "UPDATE timers SET leased_until_ms = ?3, token = ?4 WHERE kind = ?1 AND id = ?2",
             )?;
-            let mut out = Vec::with_capacity(due.len());
-            for (id, due_ms, payload) in due {
-                let t = token();
-                lease.execute(params![kind, id, now_ms + lease_ms, t])?;
-                out.push(LeasedTimer {
-                    timer: Timer {
-                        kind: kind.clone(),
-                        id,
-                        due_ms,
-                        payload,
-                    },
-                    token: t as u64,
-                });
-            }
-            Ok(out)
-        })
-        .await
+                let mut out = Vec::with_capacity(due.len());
+                for (id, due_ms, payload) in due {
+                    let t = token();
+                    lease.execute(params![kind, id, now_ms + lease_ms, t])?;
+                    out.push(LeasedTimer {
+                        timer: Timer {
+                            kind: kind.clone(),
+                            id,
+                            due_ms,
+                            payload,
+                        },
+                        token: t as u64,
+                    });
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn settle_timer(
@@ -120,8 +123,9 @@ impl TimerStore for SqliteStore {
         payload: Option<String>,
     ) -> Result<bool> {
         let (t, held) = (leased.timer.clone(), leased.token as i64);
-        self.write(move |conn| {
-            let changed = match next_due_ms {
+        self.grouped
+            .run(move |conn| {
+                let changed = match next_due_ms {
                 Some(due) => conn.execute(
                     "UPDATE timers SET due_ms = ?4, payload = ?5, leased_until_ms = 0, token = ?6
                      WHERE kind = ?1 AND id = ?2 AND token = ?3",
@@ -139,9 +143,9 @@ impl TimerStore for SqliteStore {
                     params![t.kind, t.id, held],
                 )?,
             };
-            Ok(changed == 1)
-        })
-        .await
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn next_timer_due(&self, kind: &str) -> Result<Option<i64>> {

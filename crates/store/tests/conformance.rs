@@ -1,7 +1,7 @@
 //! The shared checks (`wisp_store::conformance`) on the embedded store.
 
 use wisp_store::conformance::{
-    archives, code, documents, events, keys, queues, records, registry, timers,
+    archives, code, documents, events, executions, keys, queues, records, registry, timers,
 };
 use wisp_store::SqliteStore;
 
@@ -78,4 +78,10 @@ async fn sqlite_archives_purge_what_expired() {
         .unwrap();
     assert_eq!(s.purge_archives(100).await.unwrap(), 1);
     assert_eq!(s.archive_size("a").await.unwrap().0, 1);
+}
+
+#[tokio::test]
+async fn sqlite_executions() {
+    let (_dir, s) = store();
+    executions::executions(&s).await;
 }

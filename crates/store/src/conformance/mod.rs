@@ -7,6 +7,7 @@ pub mod archives;
 pub mod code;
 pub mod documents;
 pub mod events;
+pub mod executions;
 pub mod keys;
 pub mod queues;
 pub mod records;
