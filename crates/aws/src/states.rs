@@ -13,6 +13,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wisp_flows::engine::{Flows, FlowsError, Machine};
+use wisp_flows::executions;
 
 use crate::json_protocol::{self, JsonError, JsonVersion};
 
@@ -62,6 +63,59 @@ struct StartIn {
     state_machine_arn: String,
     name: Option<String>,
     input: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecutionIn {
+    execution_arn: String,
+}
+
+fn invalid_token() -> JsonError {
+    JsonError::new(V, StatusCode::BAD_REQUEST, "InvalidToken", "Invalid Token")
+}
+
+/// One page of a listing: up to `max_results` (100 if not given) from
+/// where `next_token` says, under `field`, with the token of the next.
+fn page<T>(
+    all: &[T],
+    max_results: Option<i64>,
+    next_token: Option<String>,
+    field: &str,
+    show: impl Fn(&T) -> Value,
+) -> Result<Value, JsonError> {
+    let limit = match max_results {
+        None | Some(0) => 100,
+        Some(n @ 1..=1000) => n as usize,
+        Some(_) => return Err(invalid("maxResults is from 0 to 1000")),
+    };
+    let start = match &next_token {
+        None => 0,
+        Some(t) => t.parse::<usize>().map_err(|_| invalid_token())?,
+    };
+    let items: Vec<Value> = all.iter().skip(start).take(limit).map(show).collect();
+    let mut out = json!({ field: items });
+    if start + limit < all.len() {
+        out["nextToken"] = json!((start + limit).to_string());
+    }
+    Ok(out)
+}
+
+/// A history event without its input and output (includeExecutionData
+/// false).
+fn strip_data(event: &mut Value) {
+    let Some(fields) = event.as_object_mut() else {
+        return;
+    };
+    for (_, details) in fields.iter_mut() {
+        if let Some(d) = details.as_object_mut() {
+            for data in ["input", "output"] {
+                if d.remove(data).is_some() {
+                    d.insert(format!("{data}Details"), json!({"included": false}));
+                }
+            }
+        }
+    }
 }
 
 fn machine_json(flows: &Flows, m: &Machine) -> Value {
@@ -190,33 +244,142 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
             }
             let i: In = input(body)?;
             let all = flows.list().await.map_err(error)?;
+            page(&all, i.max_results, i.next_token, "stateMachines", |m| {
+                json!({
+                    "stateMachineArn": flows.machine_arn(&m.name),
+                    "name": m.name,
+                    "type": m.kind,
+                    "creationDate": seconds(m.created_ms),
+                })
+            })
+        }
+        "DescribeExecution" | "DescribeStateMachineForExecution" => {
+            let i: ExecutionIn = input(body)?;
+            if operation == "DescribeStateMachineForExecution" {
+                let m = flows
+                    .machine_for_execution(&i.execution_arn)
+                    .await
+                    .map_err(error)?;
+                let mut out = machine_json(flows, &m);
+                out["updateDate"] = seconds(m.created_ms);
+                return Ok(out);
+            }
+            let v = flows
+                .describe_execution(&i.execution_arn)
+                .await
+                .map_err(error)?;
+            Ok(executions::describe(&v, &flows.machine_arn(&v.machine)))
+        }
+        "ListExecutions" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_arn: Option<String>,
+                status_filter: Option<String>,
+                max_results: Option<i64>,
+                next_token: Option<String>,
+            }
+            let i: In = input(body)?;
+            let arn = i
+                .state_machine_arn
+                .ok_or_else(|| invalid("stateMachineArn is required"))?;
+            let machine = Flows::machine_name(&arn).map_err(error)?;
+            let (m, _) = flows.get(&machine).await.map_err(error)?;
+            if m.kind == "EXPRESS" {
+                return Err(error(FlowsError::new(
+                    "StateMachineTypeNotSupported",
+                    "This operation is not supported by this type of state machine",
+                )));
+            }
+            if let Some(s) = &i.status_filter {
+                const STATUSES: [&str; 6] = [
+                    "RUNNING",
+                    "SUCCEEDED",
+                    "FAILED",
+                    "TIMED_OUT",
+                    "ABORTED",
+                    "PENDING_REDRIVE",
+                ];
+                if !STATUSES.contains(&s.as_str()) {
+                    return Err(invalid(format!("1 validation error detected: Value '{s}' at 'statusFilter' failed to satisfy constraint: Member must satisfy enum value set: [{}]", STATUSES.join(", "))));
+                }
+            }
+            let all = flows
+                .list_executions(&machine, i.status_filter.as_deref())
+                .await
+                .map_err(error)?;
+            page(&all, i.max_results, i.next_token, "executions", |v| {
+                let mut item = json!({
+                    "executionArn": v.execution_arn,
+                    "stateMachineArn": arn,
+                    "name": v.name,
+                    "status": v.status,
+                    "startDate": seconds(v.started_ms),
+                    "redriveCount": 0,
+                });
+                if let Some(t) = v.stopped_ms {
+                    item["stopDate"] = seconds(t);
+                }
+                item
+            })
+        }
+        "StopExecution" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                execution_arn: String,
+                error: Option<String>,
+                cause: Option<String>,
+            }
+            let i: In = input(body)?;
+            let stopped = flows
+                .stop_execution(&i.execution_arn, i.error, i.cause)
+                .await
+                .map_err(error)?;
+            Ok(json!({"stopDate": seconds(stopped)}))
+        }
+        "GetExecutionHistory" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                execution_arn: String,
+                max_results: Option<i64>,
+                reverse_order: Option<bool>,
+                next_token: Option<String>,
+                include_execution_data: Option<bool>,
+            }
+            let i: In = input(body)?;
             let limit = match i.max_results {
-                None | Some(0) => 100,
-                Some(n @ 1..=1000) => n as usize,
+                None | Some(0) => executions::DEFAULT_HISTORY_PAGE,
+                Some(n @ 1..=1000) => n as u64,
                 Some(_) => return Err(invalid("maxResults is from 0 to 1000")),
             };
-            let start = match &i.next_token {
-                None => 0,
-                Some(t) => t.parse::<usize>().map_err(|_| {
-                    JsonError::new(V, StatusCode::BAD_REQUEST, "InvalidToken", "Invalid Token")
-                })?,
-            };
-            let page: Vec<Value> = all
-                .iter()
-                .skip(start)
-                .take(limit)
-                .map(|m| {
-                    json!({
-                        "stateMachineArn": flows.machine_arn(&m.name),
-                        "name": m.name,
-                        "type": m.kind,
-                        "creationDate": seconds(m.created_ms),
-                    })
-                })
-                .collect();
-            let mut out = json!({ "stateMachines": page });
-            if start + limit < all.len() {
-                out["nextToken"] = json!((start + limit).to_string());
+            let after = i
+                .next_token
+                .as_deref()
+                .map(|t| t.parse::<u64>().map_err(|_| invalid_token()))
+                .transpose()?;
+            let (mut events, more) = flows
+                .history(
+                    &i.execution_arn,
+                    i.reverse_order.unwrap_or(false),
+                    after,
+                    limit,
+                )
+                .await
+                .map_err(error)?;
+            let with_data = i.include_execution_data.unwrap_or(true);
+            for e in &mut events {
+                if let Some(ms) = e["timestamp"].as_i64() {
+                    e["timestamp"] = seconds(ms);
+                }
+                if !with_data {
+                    strip_data(e);
+                }
+            }
+            let mut out = json!({"events": events});
+            if let Some(next) = more {
+                out["nextToken"] = json!(next.to_string());
             }
             Ok(out)
         }

@@ -56,7 +56,7 @@ impl FlowsError {
         }
     }
 
-    fn internal(message: impl Into<String>) -> FlowsError {
+    pub(crate) fn internal(message: impl Into<String>) -> FlowsError {
         FlowsError {
             internal: true,
             ..FlowsError::new("InternalServerError", message)
@@ -114,12 +114,18 @@ impl Finished {
 }
 
 pub struct Flows {
-    store: Arc<dyn Store>,
+    /// Itself, for the work a call leaves running.
+    me: std::sync::Weak<Flows>,
+    pub(crate) store: Arc<dyn Store>,
     dispatcher: Arc<Dispatcher>,
-    sqs: Arc<wisp_queues::Sqs>,
+    pub(crate) sqs: Arc<wisp_queues::Sqs>,
     events: Arc<wisp_events::Events>,
-    clock: Arc<dyn Clock>,
-    rng: Arc<dyn Rng>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Arc<dyn Rng>,
+    /// STANDARD executions this node drives now.
+    pub(crate) driving: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Rouses the loop that takes due executions.
+    pub(crate) drive_wake: tokio::sync::Notify,
 }
 
 fn check_name(name: &str) -> Result<(), FlowsError> {
@@ -138,6 +144,11 @@ fn check_name(name: &str) -> Result<(), FlowsError> {
 }
 
 impl Flows {
+    /// This engine, shared.
+    pub(crate) fn shared(&self) -> Option<Arc<Flows>> {
+        self.me.upgrade()
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         dispatcher: Arc<Dispatcher>,
@@ -146,13 +157,16 @@ impl Flows {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn Rng>,
     ) -> Arc<Flows> {
-        Arc::new(Flows {
+        Arc::new_cyclic(|me| Flows {
+            me: me.clone(),
             store,
             dispatcher,
             sqs,
             events,
             clock,
             rng,
+            driving: Default::default(),
+            drive_wake: Default::default(),
         })
     }
 
@@ -285,12 +299,13 @@ impl Flows {
         machine_name: &str,
         name: Option<String>,
         input: &str,
+        standard_too: bool,
     ) -> Result<(Machine, Value, String), FlowsError> {
         let (m, _) = self.get(machine_name).await?;
-        if m.kind != "EXPRESS" {
+        if m.kind != "EXPRESS" && !standard_too {
             return Err(FlowsError::new(
                 "StateMachineTypeNotSupported",
-                "This operation is not supported by this type of state machine (wisp runs EXPRESS machines; STANDARD executions are not run yet)",
+                "This operation is not supported by this type of state machine",
             ));
         }
         if input.len() > MAX_PAYLOAD_BYTES {
@@ -329,7 +344,11 @@ impl Flows {
         name: Option<String>,
         input: &str,
     ) -> Result<(String, i64), FlowsError> {
-        let (_, input, name) = self.prepare(machine_name, name, input).await?;
+        let (m, value, name) = self.prepare(machine_name, name, input, true).await?;
+        if m.kind == "STANDARD" {
+            return self.start_standard(&m, name, input, &value).await;
+        }
+        let input = value;
         let execution_arn = self.express_arn(machine_name, &name);
         let started_ms = self.clock.now_ms();
         let start = json!({
@@ -371,8 +390,10 @@ impl Flows {
             .map_err(|e| FlowsError::internal(e.message))
     }
 
-    /// Starts running the EXPRESS executions started asynchronously.
+    /// Starts running the EXPRESS executions started asynchronously, and
+    /// driving the STANDARD executions that fall due.
     pub fn start_running(self: &Arc<Self>) {
+        tokio::spawn(self.clone().drive_loop());
         let me = self.clone();
         tokio::spawn(async move {
             let slots = Arc::new(tokio::sync::Semaphore::new(STARTS_IN_FLIGHT));
@@ -457,7 +478,7 @@ impl Flows {
         name: Option<String>,
         input: &str,
     ) -> Result<Finished, FlowsError> {
-        let (m, input, name) = self.prepare(machine_name, name, input).await?;
+        let (m, input, name) = self.prepare(machine_name, name, input, false).await?;
         let execution_arn = self.express_arn(machine_name, &name);
         self.execute(&m, name, execution_arn, input).await
     }
@@ -670,8 +691,8 @@ fn function_of(given: &str) -> (String, Option<String>) {
 }
 
 /// The Env of an execution: tasks through the engine, time on its clock.
-struct Tasks {
-    flows: Arc<Flows>,
+pub(crate) struct Tasks {
+    pub(crate) flows: Arc<Flows>,
 }
 
 #[async_trait::async_trait]

@@ -7,8 +7,11 @@
 
 pub mod asl;
 pub mod choice;
+pub mod durable;
 pub mod engine;
 pub mod errors;
+pub mod executions;
+pub mod history;
 pub mod intrinsics;
 pub mod path;
 pub mod payload;

@@ -73,28 +73,7 @@ pub fn run<'a>(
             state_cx["State"] = json!({"Name": name, "EnteredTime": crate::time_text(env.now_ms()), "RetryCount": 0});
             let mut outcome = step::enter(state, &value, &state_cx, env.now_ms(), env.rng());
             while let Outcome::Work(work) = outcome {
-                let done = match work {
-                    Work::Task {
-                        resource,
-                        parameters,
-                        timeout_seconds,
-                        heartbeat_seconds,
-                    } => {
-                        env.task(TaskCall {
-                            resource,
-                            input: parameters,
-                            timeout_seconds,
-                            heartbeat_seconds,
-                        })
-                        .await
-                    }
-                    Work::Parallel { input } => parallel(state, input, cx, env).await,
-                    Work::Map {
-                        items,
-                        max_concurrency,
-                        tolerated_failures,
-                    } => map(state, items, max_concurrency, tolerated_failures, cx, env).await,
-                };
+                let done = work_of(state, work, cx, env).await;
                 outcome = match done {
                     Ok(result) => step::finish(state, &value, result, &state_cx, env.rng()),
                     Err(failure) => {
@@ -139,6 +118,39 @@ pub fn run<'a>(
             format!("The execution made more than {MAX_TRANSITIONS} transitions."),
         ))
     })
+}
+
+/// Does a state's work: runs its Task, or its branches, or its items
+/// (each branch and item in memory, start to end); the result to finish
+/// the state with.
+pub async fn work_of(
+    state: &crate::asl::State,
+    work: Work,
+    cx: &Value,
+    env: &dyn Env,
+) -> Result<Value, Failure> {
+    match work {
+        Work::Task {
+            resource,
+            parameters,
+            timeout_seconds,
+            heartbeat_seconds,
+        } => {
+            env.task(TaskCall {
+                resource,
+                input: parameters,
+                timeout_seconds,
+                heartbeat_seconds,
+            })
+            .await
+        }
+        Work::Parallel { input } => parallel(state, input, cx, env).await,
+        Work::Map {
+            items,
+            max_concurrency,
+            tolerated_failures,
+        } => map(state, items, max_concurrency, tolerated_failures, cx, env).await,
+    }
 }
 
 async fn parallel(

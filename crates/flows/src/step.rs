@@ -13,7 +13,7 @@ use crate::errors;
 use crate::payload::{self, PayloadError};
 
 /// Why an execution (or a branch, or an item) failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
     pub error: String,
     pub cause: String,
@@ -55,7 +55,7 @@ pub enum Outcome {
     Work(Work),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Work {
     Task {
         resource: String,

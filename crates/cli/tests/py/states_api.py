@@ -2,7 +2,8 @@
 """Drives a running wisp's Step Functions API through boto3 and the AWS CLI:
 definitions validated with AWS's codes, state machines, and EXPRESS
 executions run by StartSyncExecution with Lambda, SQS and EventBridge
-tasks, Choice, Catch and Fail.
+tasks, Choice, Catch and Fail; STANDARD executions, durable, with their
+history, listing and stopping.
 
 Environment: WISP_API, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_DEFAULT_REGION, WISP_FIXTURES. Prints `ok - <name>` / `not ok - <name>`
@@ -10,6 +11,7 @@ per check, then `N passed, M failed`; exits 0 only if nothing failed.
 """
 import json
 import os
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -183,6 +185,139 @@ def group_async_starts():
         events.delete_rule(Name=P + "-start", Force=True)
 
 
+def wait_for(arn, statuses=("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"), seconds=30):
+    deadline = time.time() + seconds
+    while True:
+        d = sfn.describe_execution(executionArn=arn)
+        if d["status"] in statuses or time.time() > deadline:
+            return d
+        time.sleep(0.1)
+
+
+def history(arn, **kw):
+    out, token = [], None
+    while True:
+        r = sfn.get_execution_history(executionArn=arn, **kw, **({"nextToken": token} if token else {}))
+        out += r["events"]
+        token = r.get("nextToken")
+        if not token:
+            return out
+
+
+def group_standard():
+    fn_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{state['fn']}"
+    definition = {
+        "StartAt": "Echo",
+        "States": {
+            "Echo": {"Type": "Task", "Resource": fn_arn,
+                     "Parameters": {"action": "echo", "n.$": "$.n"},
+                     "ResultSelector": {"n.$": "$.event.n"}, "Next": "Flaky"},
+            "Flaky": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                      "Parameters": {"FunctionName": state["fn"], "Payload": {"action": "throw"}},
+                      "Retry": [{"ErrorEquals": ["TypeError"], "IntervalSeconds": 1,
+                                 "MaxAttempts": 1}],
+                      "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.caught",
+                                 "Next": "Done"}], "End": True},
+            "Done": {"Type": "Pass", "Parameters": {"n.$": "$.n", "error.$": "$.caught.Error"},
+                     "End": True},
+        },
+    }
+    with check("a STANDARD execution runs durably: Lambda tasks, Retry, Catch", critical=True):
+        arn = sfn.create_state_machine(name=P + "-durable", definition=json.dumps(definition),
+                                       roleArn=ROLE)["stateMachineArn"]
+        state["durable"] = arn
+        r = sfn.start_execution(stateMachineArn=arn, name="first", input=json.dumps({"n": 7}))
+        eq(r["executionArn"], f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{P}-durable:first",
+           "executionArn")
+        state["first"] = r["executionArn"]
+        again = sfn.start_execution(stateMachineArn=arn, name="first", input=json.dumps({"n": 7}))
+        eq(again["executionArn"], r["executionArn"], "the same name and input: the same execution")
+        d = wait_for(r["executionArn"])
+        eq((d["status"], json.loads(d["output"])), ("SUCCEEDED", {"n": 7, "error": "TypeError"}),
+           f"status and output ({d.get('error')}: {d.get('cause')})")
+        eq((d["name"], d["stateMachineArn"], json.loads(d["input"])), ("first", arn, {"n": 7}),
+           "fields")
+        expect(d["stopDate"] >= d["startDate"], "stopped after it started", d)
+        raises("ExecutionAlreadyExists", 400, sfn.start_execution, stateMachineArn=arn,
+               name="first", input=json.dumps({"n": 7}))
+    with check("get_execution_history: AWS's event types, ids, previousEventId, pages, reverse"):
+        events_ = history(state["first"], maxResults=4)
+        types = [e["type"] for e in events_]
+        eq(types, ["ExecutionStarted", "TaskStateEntered", "LambdaFunctionScheduled",
+                   "LambdaFunctionStarted", "LambdaFunctionSucceeded", "TaskStateExited",
+                   "TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskFailed",
+                   "TaskScheduled", "TaskStarted", "TaskFailed", "TaskStateExited",
+                   "PassStateEntered", "PassStateExited", "ExecutionSucceeded"], "types")
+        eq([e["id"] for e in events_], list(range(1, len(types) + 1)), "ids")
+        eq([e["previousEventId"] for e in events_], list(range(0, len(types))), "previousEventId")
+        entered = events_[1]["stateEnteredEventDetails"]
+        eq((entered["name"], json.loads(entered["input"])), ("Echo", {"n": 7}), "entered")
+        failed = events_[9]["taskFailedEventDetails"]
+        eq((failed["resourceType"], failed["resource"], failed["error"]),
+           ("lambda", "invoke", "TypeError"), "TaskFailed")
+        scheduled = events_[7]["taskScheduledEventDetails"]
+        eq(json.loads(scheduled["parameters"])["FunctionName"], state["fn"], "TaskScheduled")
+        ended = json.loads(events_[-1]["executionSucceededEventDetails"]["output"])
+        eq(ended, {"n": 7, "error": "TypeError"}, "ExecutionSucceeded")
+        gap = events_[11]["timestamp"] - events_[9]["timestamp"]
+        expect(gap.total_seconds() >= 0.9, "the retry waited its interval", gap)
+        backwards = history(state["first"], reverseOrder=True, maxResults=5)
+        eq([e["id"] for e in backwards], list(range(len(types), 0, -1)), "reverse")
+        bare = sfn.get_execution_history(executionArn=state["first"],
+                                         includeExecutionData=False)["events"]
+        expect("input" not in bare[1]["stateEnteredEventDetails"], "no data when asked", bare[1])
+    with check("list_executions by status, paginated; describe_state_machine_for_execution"):
+        for i in range(3):
+            sfn.start_execution(stateMachineArn=state["durable"], name=f"more-{i}",
+                                input=json.dumps({"n": i}))
+        for i in range(3):
+            wait_for(f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{P}-durable:more-{i}")
+        listed, token = [], None
+        while True:
+            r = sfn.list_executions(stateMachineArn=state["durable"], maxResults=2,
+                                    **({"nextToken": token} if token else {}))
+            listed += r["executions"]
+            token = r.get("nextToken")
+            if not token:
+                break
+        eq(sorted(e["name"] for e in listed), ["first", "more-0", "more-1", "more-2"], "all")
+        eq({e["status"] for e in listed}, {"SUCCEEDED"}, "statuses")
+        eq(sfn.list_executions(stateMachineArn=state["durable"],
+                               statusFilter="RUNNING")["executions"], [], "none running")
+        sfn.update_state_machine(stateMachineArn=state["durable"], definition=json.dumps(
+            {"StartAt": "X", "States": {"X": {"Type": "Succeed"}}}))
+        m = sfn.describe_state_machine_for_execution(executionArn=state["first"])
+        eq(json.loads(m["definition"]), definition, "the definition it ran")
+    with check("a Wait state parks the execution; stop_execution aborts it"):
+        waits = {"StartAt": "Nap", "States": {
+            "Nap": {"Type": "Wait", "SecondsPath": "$.s", "Next": "After"},
+            "After": {"Type": "Pass", "End": True}}}
+        arn = sfn.create_state_machine(name=P + "-wait", definition=json.dumps(waits),
+                                       roleArn=ROLE)["stateMachineArn"]
+        short = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"s": 1}))
+        long = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"s": 3600}))
+        d = wait_for(short["executionArn"])
+        eq(d["status"], "SUCCEEDED", "the short wait ended")
+        eq(wait_for(long["executionArn"], seconds=1)["status"], "RUNNING", "the long one waits")
+        r = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+        eq([e["executionArn"] for e in r], [long["executionArn"]], "listed running")
+        sfn.stop_execution(executionArn=long["executionArn"], error="Ops.Stop", cause="no need")
+        d = sfn.describe_execution(executionArn=long["executionArn"])
+        eq((d["status"], d["error"], d["cause"]), ("ABORTED", "Ops.Stop", "no need"), "aborted")
+        last = history(long["executionArn"], reverseOrder=True, maxResults=1)
+        eq(last[0]["type"], "ExecutionAborted", "the last event")
+        raises("ExecutionDoesNotExist", 400, sfn.describe_execution,
+               executionArn=f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{P}-wait:none")
+        raises("InvalidArn", 400, sfn.describe_execution, executionArn="arn:nope")
+    with check("aws stepfunctions get-execution-history and describe-execution"):
+        r = checks.aws(API, "stepfunctions", "get-execution-history", "--execution-arn",
+                       state["first"], "--reverse-order", "--max-items", "1")
+        eq([e["type"] for e in r["events"]], ["ExecutionSucceeded"], "newest first")
+        r = checks.aws(API, "stepfunctions", "describe-execution", "--execution-arn",
+                       state["first"])
+        eq(r["status"], "SUCCEEDED", "status")
+
+
 def group_errors():
     with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
         raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
@@ -220,7 +355,7 @@ def cleanup():
 def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
     checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
-                group_errors, group_cli],
+                group_standard, group_errors, group_cli],
                cleanup)
 
 

@@ -1,0 +1,256 @@
+//! History events as GetExecutionHistory answers them: a type, a time and
+//! the details AWS gives that type. The engine adds ids as it commits.
+
+use serde_json::{json, Value};
+
+use crate::asl::{Kind, State};
+use crate::step::{Failure, Work};
+
+/// One event: its type, when, and its details under their field.
+pub fn event(kind: &str, at_ms: i64, details: Option<(&str, Value)>) -> Value {
+    let mut e = json!({"type": kind, "timestamp": at_ms});
+    if let Some((field, d)) = details {
+        e[field] = d;
+    }
+    e
+}
+
+fn data(field: &str, v: &Value) -> (String, Value) {
+    (field.to_string(), Value::String(v.to_string()))
+}
+
+fn with_data(mut details: Value, field: &str, v: &Value) -> Value {
+    let (f, text) = data(field, v);
+    details[format!("{f}Details")] = json!({"truncated": false});
+    details[f] = text;
+    details
+}
+
+/// The prefix of a state's event types: `Pass`, `Task`, `Map`...
+pub fn state_type(state: &State) -> &'static str {
+    match state.kind {
+        Kind::Pass { .. } => "Pass",
+        Kind::Task { .. } => "Task",
+        Kind::Choice { .. } => "Choice",
+        Kind::Wait(_) => "Wait",
+        Kind::Succeed => "Succeed",
+        Kind::Fail { .. } => "Fail",
+        Kind::Parallel { .. } => "Parallel",
+        Kind::Map(_) => "Map",
+    }
+}
+
+pub fn execution_started(at_ms: i64, input: &Value, role_arn: &str) -> Value {
+    let details = with_data(json!({"roleArn": role_arn}), "input", input);
+    event(
+        "ExecutionStarted",
+        at_ms,
+        Some(("executionStartedEventDetails", details)),
+    )
+}
+
+pub fn state_entered(state: &State, at_ms: i64, input: &Value) -> Value {
+    let details = with_data(json!({"name": state.name}), "input", input);
+    event(
+        &format!("{}StateEntered", state_type(state)),
+        at_ms,
+        Some(("stateEnteredEventDetails", details)),
+    )
+}
+
+pub fn state_exited(state: &State, at_ms: i64, output: &Value) -> Value {
+    let details = with_data(json!({"name": state.name}), "output", output);
+    event(
+        &format!("{}StateExited", state_type(state)),
+        at_ms,
+        Some(("stateExitedEventDetails", details)),
+    )
+}
+
+/// How the events of a Task name its resource: a Lambda function by ARN
+/// has events of its own; an integration is its service and action.
+enum Resource<'a> {
+    Function(&'a str),
+    Service { kind: &'a str, action: &'a str },
+}
+
+fn resource_of(resource: &str) -> Resource<'_> {
+    match resource.strip_prefix("arn:aws:states:::") {
+        Some(rest) => {
+            let (kind, action) = rest.split_once(':').unwrap_or((rest, ""));
+            Resource::Service { kind, action }
+        }
+        None => Resource::Function(resource),
+    }
+}
+
+/// The events that start a state's work.
+pub fn work_started(work: &Work, at_ms: i64, region: &str) -> Vec<Value> {
+    match work {
+        Work::Task {
+            resource,
+            parameters,
+            timeout_seconds,
+            heartbeat_seconds,
+        } => match resource_of(resource) {
+            Resource::Function(arn) => {
+                let mut d = with_data(json!({"resource": arn}), "input", parameters);
+                if let Some(t) = timeout_seconds {
+                    d["timeoutInSeconds"] = json!(t);
+                }
+                vec![
+                    event(
+                        "LambdaFunctionScheduled",
+                        at_ms,
+                        Some(("lambdaFunctionScheduledEventDetails", d)),
+                    ),
+                    event("LambdaFunctionStarted", at_ms, None),
+                ]
+            }
+            Resource::Service { kind, action } => {
+                let mut d = json!({
+                    "resourceType": kind,
+                    "resource": action,
+                    "region": region,
+                    "parameters": parameters.to_string(),
+                });
+                if let Some(t) = timeout_seconds {
+                    d["timeoutInSeconds"] = json!(t);
+                }
+                if let Some(t) = heartbeat_seconds {
+                    d["heartbeatInSeconds"] = json!(t);
+                }
+                vec![
+                    event(
+                        "TaskScheduled",
+                        at_ms,
+                        Some(("taskScheduledEventDetails", d)),
+                    ),
+                    task_started(work, at_ms),
+                ]
+            }
+        },
+        Work::Parallel { .. } => vec![event("ParallelStateStarted", at_ms, None)],
+        Work::Map { items, .. } => vec![event(
+            "MapStateStarted",
+            at_ms,
+            Some((
+                "mapStateStartedEventDetails",
+                json!({"length": items.len()}),
+            )),
+        )],
+    }
+}
+
+/// The event of a Task (re)started: after a crash, the history shows the
+/// task run again.
+pub fn task_started(work: &Work, at_ms: i64) -> Value {
+    match work {
+        Work::Task { resource, .. } => match resource_of(resource) {
+            Resource::Function(_) => event("LambdaFunctionStarted", at_ms, None),
+            Resource::Service { kind, action } => event(
+                "TaskStarted",
+                at_ms,
+                Some((
+                    "taskStartedEventDetails",
+                    json!({"resourceType": kind, "resource": action}),
+                )),
+            ),
+        },
+        Work::Parallel { .. } => event("ParallelStateStarted", at_ms, None),
+        Work::Map { items, .. } => event(
+            "MapStateStarted",
+            at_ms,
+            Some((
+                "mapStateStartedEventDetails",
+                json!({"length": items.len()}),
+            )),
+        ),
+    }
+}
+
+/// The event of a state's work done.
+pub fn work_succeeded(work: &Work, at_ms: i64, output: &Value) -> Value {
+    match work {
+        Work::Task { resource, .. } => match resource_of(resource) {
+            Resource::Function(_) => event(
+                "LambdaFunctionSucceeded",
+                at_ms,
+                Some((
+                    "lambdaFunctionSucceededEventDetails",
+                    with_data(json!({}), "output", output),
+                )),
+            ),
+            Resource::Service { kind, action } => event(
+                "TaskSucceeded",
+                at_ms,
+                Some((
+                    "taskSucceededEventDetails",
+                    with_data(
+                        json!({"resourceType": kind, "resource": action}),
+                        "output",
+                        output,
+                    ),
+                )),
+            ),
+        },
+        Work::Parallel { .. } => event("ParallelStateSucceeded", at_ms, None),
+        Work::Map { .. } => event("MapStateSucceeded", at_ms, None),
+    }
+}
+
+/// The event of a state's work failed (or timed out).
+pub fn work_failed(work: &Work, at_ms: i64, f: &Failure) -> Value {
+    let timed_out = f.error == crate::errors::TIMEOUT;
+    let cause = json!({"error": f.error, "cause": f.cause});
+    match work {
+        Work::Task { resource, .. } => match resource_of(resource) {
+            Resource::Function(_) if timed_out => event(
+                "LambdaFunctionTimedOut",
+                at_ms,
+                Some(("lambdaFunctionTimedOutEventDetails", cause)),
+            ),
+            Resource::Function(_) => event(
+                "LambdaFunctionFailed",
+                at_ms,
+                Some(("lambdaFunctionFailedEventDetails", cause)),
+            ),
+            Resource::Service { kind, action } => {
+                let mut d = cause;
+                d["resourceType"] = json!(kind);
+                d["resource"] = json!(action);
+                match timed_out {
+                    true => event("TaskTimedOut", at_ms, Some(("taskTimedOutEventDetails", d))),
+                    false => event("TaskFailed", at_ms, Some(("taskFailedEventDetails", d))),
+                }
+            }
+        },
+        Work::Parallel { .. } => event("ParallelStateFailed", at_ms, None),
+        Work::Map { .. } => event("MapStateFailed", at_ms, None),
+    }
+}
+
+pub fn execution_succeeded(at_ms: i64, output: &Value) -> Value {
+    event(
+        "ExecutionSucceeded",
+        at_ms,
+        Some((
+            "executionSucceededEventDetails",
+            with_data(json!({}), "output", output),
+        )),
+    )
+}
+
+/// The event of an execution ended by `f`: timed out, aborted or failed.
+pub fn execution_ended(kind: &str, at_ms: i64, f: &Failure) -> Value {
+    let field = match kind {
+        "ExecutionTimedOut" => "executionTimedOutEventDetails",
+        "ExecutionAborted" => "executionAbortedEventDetails",
+        _ => "executionFailedEventDetails",
+    };
+    event(
+        kind,
+        at_ms,
+        Some((field, json!({"error": f.error, "cause": f.cause}))),
+    )
+}
