@@ -264,6 +264,13 @@ impl Server {
         self.try_json_target(&target, "application/x-amz-json-1.1", input)
     }
 
+    /// A Step Functions operation (AWS JSON 1.0).
+    pub fn states(&self, operation: &str, input: &Value) -> (u16, Value) {
+        let target = format!("AWSStepFunctions.{operation}");
+        self.try_json_target(&target, "application/x-amz-json-1.0", input)
+            .expect("the API answers")
+    }
+
     pub fn events(&self, operation: &str, input: &Value) -> (u16, Value) {
         self.try_events(operation, input).expect("the API answers")
     }

@@ -14,3 +14,4 @@ mod process;
 mod queue;
 mod sdk;
 mod sqs;
+mod workflows;

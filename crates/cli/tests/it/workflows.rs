@@ -1,0 +1,147 @@
+//! Workflows through the real binary: STANDARD executions carry on across
+//! kill -9 from their last committed step.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::{lambda_body, lambda_dir, wait_until, zip_dir, Server};
+
+const REGION_ACCOUNT: &str = "us-east-1:000000000000";
+
+fn history(server: &Server, arn: &str) -> Vec<Value> {
+    let (status, v) = server.states(
+        "GetExecutionHistory",
+        &json!({"executionArn": arn, "maxResults": 1000}),
+    );
+    assert_eq!(status, 200, "{v}");
+    v["events"].as_array().unwrap().clone()
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn status(server: &Server, arn: &str) -> Value {
+    let (status, v) = server.states("DescribeExecution", &json!({"executionArn": arn}));
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// kill -9 while a Lambda task runs, and again while a Wait waits: the
+/// task runs again after the restart (the history shows it started
+/// twice), the Wait ends on time though nothing ran meanwhile, and each
+/// step after is done once.
+#[test]
+fn a_standard_execution_survives_kill_9_in_a_task_and_in_a_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let marks = dir.path().join("marks");
+    let server = Server::start(&data);
+    let zip = zip_dir(&lambda_dir("node-kit"));
+    let mut body = lambda_body("kit", "nodejs20.x", "index.handler", &zip);
+    body["Timeout"] = json!(60);
+    let (code, v) = server.api_json("POST", "/2015-03-31/functions", &body);
+    assert_eq!(code, 201, "{v}");
+    let (code, v) = server.sqs("CreateQueue", &json!({"QueueName": "done"}));
+    assert_eq!(code, 200, "{v}");
+    let url = v["QueueUrl"].as_str().unwrap().to_string();
+    let definition = json!({
+        "StartAt": "Mark",
+        "States": {
+            "Mark": {
+                "Type": "Task",
+                "Resource": format!("arn:aws:lambda:{REGION_ACCOUNT}:function:kit"),
+                "Parameters": {"action": "mark", "file": marks, "n.$": "$.n", "ms": 4000},
+                "ResultPath": null,
+                "Next": "Nap"
+            },
+            "Nap": {"Type": "Wait", "Seconds": 6, "Next": "Note"},
+            "Note": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage",
+                "Parameters": {"QueueUrl": url, "MessageBody.$": "States.Format('done {}', $.n)"},
+                "End": true
+            }
+        }
+    });
+    let (code, v) = server.states(
+        "CreateStateMachine",
+        &json!({"name": "durable", "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/states"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = server.states(
+        "StartExecution",
+        &json!({"stateMachineArn": v["stateMachineArn"], "name": "one", "input": r#"{"n": 1}"#}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let arn = v["executionArn"].as_str().unwrap().to_string();
+    let runs = || {
+        std::fs::read_to_string(&marks)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    wait_until("the task under way", Duration::from_secs(30), || {
+        (runs() == 1).then_some(())
+    });
+    server.kill9();
+
+    // Back up: the task in flight runs again, then the Wait begins.
+    let server = Server::start(&data);
+    wait_until("the task run again", Duration::from_secs(40), || {
+        (runs() == 2).then_some(())
+    });
+    wait_until("the Wait entered", Duration::from_secs(30), || {
+        types(&history(&server, &arn))
+            .contains(&"WaitStateEntered".to_string())
+            .then_some(())
+    });
+    assert_eq!(status(&server, &arn)["status"], "RUNNING");
+    server.kill9();
+    // The Wait ends while nothing runs.
+    std::thread::sleep(Duration::from_secs(7));
+    let server = Server::start(&data);
+    let done = wait_until("the execution done", Duration::from_secs(40), || {
+        let v = status(&server, &arn);
+        (v["status"] != "RUNNING").then_some(v)
+    });
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let (code, v) = server.sqs(
+        "ReceiveMessage",
+        &json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 2}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let bodies: Vec<&str> = v["Messages"]
+        .as_array()
+        .map(|m| m.iter().map(|m| m["Body"].as_str().unwrap()).collect())
+        .unwrap_or_default();
+    assert_eq!(bodies, ["done 1"], "the step after the Wait ran once");
+    assert_eq!(runs(), 2, "the task ran twice: before the crash and after");
+    let events = history(&server, &arn);
+    assert_eq!(
+        types(&events),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "LambdaFunctionScheduled",
+            "LambdaFunctionStarted",
+            "LambdaFunctionStarted",
+            "LambdaFunctionSucceeded",
+            "TaskStateExited",
+            "WaitStateEntered",
+            "WaitStateExited",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=events.len() as u64).collect::<Vec<_>>());
+}
