@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use wisp_flows::engine::{Flows, FlowsError, Machine};
 use wisp_flows::executions;
+use wisp_flows::step::Failure;
 
 use crate::json_protocol::{self, JsonError, JsonVersion};
 
@@ -442,6 +443,111 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 }
             }
             Ok(out)
+        }
+        "SendTaskSuccess" | "SendTaskFailure" | "SendTaskHeartbeat" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                task_token: String,
+                output: Option<String>,
+                error: Option<String>,
+                cause: Option<String>,
+            }
+            let i: In = input(body)?;
+            if i.task_token.is_empty() || i.task_token.len() > 2048 {
+                return Err(invalid("taskToken is from 1 to 2048 characters"));
+            }
+            let done = match operation {
+                "SendTaskHeartbeat" => flows.send_task_heartbeat(&i.task_token).await,
+                "SendTaskFailure" => {
+                    let f = Failure::new(i.error.unwrap_or_default(), i.cause.unwrap_or_default());
+                    flows.send_task_result(&i.task_token, Err(f)).await
+                }
+                _ => {
+                    let text = i.output.ok_or_else(|| invalid("output is required"))?;
+                    let output: Value = serde_json::from_str(&text).map_err(|e| {
+                        error(FlowsError::new(
+                            "InvalidOutput",
+                            format!("Invalid Output: '{e}'"),
+                        ))
+                    })?;
+                    flows.send_task_result(&i.task_token, Ok(output)).await
+                }
+            };
+            done.map_err(error)?;
+            Ok(json!({}))
+        }
+        "CreateActivity" => {
+            #[derive(Deserialize)]
+            struct In {
+                name: String,
+                tags: Option<Vec<Tag>>,
+            }
+            let i: In = input(body)?;
+            let tags = i
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect();
+            let a = flows.create_activity(&i.name, tags).await.map_err(error)?;
+            Ok(
+                json!({"activityArn": flows.activity_arn(&a.name), "creationDate": seconds(a.created_ms)}),
+            )
+        }
+        "DescribeActivity" | "DeleteActivity" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                activity_arn: String,
+            }
+            let i: In = input(body)?;
+            if operation == "DeleteActivity" {
+                flows
+                    .delete_activity(&i.activity_arn)
+                    .await
+                    .map_err(error)?;
+                return Ok(json!({}));
+            }
+            let a = flows.activity(&i.activity_arn).await.map_err(error)?;
+            Ok(
+                json!({"activityArn": i.activity_arn, "name": a.name, "creationDate": seconds(a.created_ms)}),
+            )
+        }
+        "ListActivities" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                max_results: Option<i64>,
+                next_token: Option<String>,
+            }
+            let i: In = input(body)?;
+            let all = flows.list_activities().await.map_err(error)?;
+            page(
+                &all,
+                i.max_results,
+                i.next_token,
+                "activities",
+                |a| json!({"activityArn": flows.activity_arn(&a.name), "name": a.name, "creationDate": seconds(a.created_ms)}),
+            )
+        }
+        "GetActivityTask" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                activity_arn: String,
+                worker_name: Option<String>,
+            }
+            let i: In = input(body)?;
+            let worker = i.worker_name.unwrap_or_default();
+            match flows
+                .get_activity_task(&i.activity_arn, &worker)
+                .await
+                .map_err(error)?
+            {
+                Some((token, input)) => Ok(json!({"taskToken": token, "input": input.to_string()})),
+                None => Ok(json!({})),
+            }
         }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             #[derive(Deserialize)]

@@ -19,11 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wisp_store::{Execution, StoreError, Timer};
 
-use crate::asl::{invalid_definition, State, StateMachine};
+use crate::asl::{invalid_definition, Kind, State, StateMachine};
 use crate::engine::{Flows, FlowsError, Tasks};
 use crate::history;
 use crate::run;
 use crate::step::{self, Failure, Outcome, Recovery};
+use crate::tokens;
 
 /// The timer kind of executions.
 pub const EXECUTION_TIMER: &str = "execution";
@@ -49,11 +50,36 @@ enum At {
         tries: Vec<u32>,
     },
     /// The state's work has started: run again if its driver is gone.
+    /// `token`: the attempt's task token, for a Task that waits for one.
     Work {
         state: String,
         input: Value,
         tries: Vec<u32>,
         work: step::Work,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// A Task waiting for its token (SendTaskSuccess/Failure), for a
+    /// worker (an activity) or for a child execution (`child`: its
+    /// machine and name), until its timeout and heartbeat deadlines.
+    Callback {
+        state: String,
+        input: Value,
+        tries: Vec<u32>,
+        work: step::Work,
+        token: String,
+        timeout_at: Option<i64>,
+        heartbeat_at: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        child: Option<(String, String)>,
+    },
+    /// A waiting Task's result came (its event is in the history).
+    Returned {
+        state: String,
+        input: Value,
+        tries: Vec<u32>,
+        work: step::Work,
+        result: Result<Value, Failure>,
     },
     /// Waiting out a retry's delay.
     Retry {
@@ -72,6 +98,15 @@ enum At {
     Done,
 }
 
+/// The execution a child (`states:startExecution.sync`) answers when it
+/// ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Parent {
+    pub token: String,
+    /// `.sync:2`: Input and Output as JSON, not text.
+    pub v2: bool,
+}
+
 /// What an execution's row holds besides what is listed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Progress {
@@ -81,23 +116,114 @@ pub(crate) struct Progress {
     pub output: Option<Value>,
     #[serde(default)]
     pub error: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+    /// How many executions started this one, each by the one before.
+    #[serde(default)]
+    pub depth: u32,
 }
 
 impl Progress {
-    pub fn started(role_arn: &str) -> Progress {
+    pub fn started(role_arn: &str, parent: Option<Parent>, depth: u32) -> Progress {
         Progress {
             at: At::Start,
             role_arn: role_arn.to_string(),
             output: None,
             error: None,
+            parent,
+            depth,
         }
     }
+
+    /// The work of the Task waiting for `given`, if one is.
+    pub fn waiting_for(&self, given: &str) -> Option<&step::Work> {
+        match &self.at {
+            At::Callback { token, work, .. } if token == given => Some(work),
+            _ => None,
+        }
+    }
+
+    /// The result of the Task waiting for `given`: the execution goes on
+    /// from it. `false` if no Task waits for `given`.
+    pub fn resolve(&mut self, given: &str, result: Result<Value, Failure>) -> bool {
+        let At::Callback {
+            state,
+            input,
+            tries,
+            work,
+            token,
+            ..
+        } = &self.at
+        else {
+            return false;
+        };
+        if token != given {
+            return false;
+        }
+        self.at = At::Returned {
+            state: state.clone(),
+            input: input.clone(),
+            tries: tries.clone(),
+            work: work.clone(),
+            result,
+        };
+        true
+    }
+
+    /// A heartbeat for `given`: its deadline moves on. When the Task is
+    /// next due, or `None` if no Task waits for `given`.
+    pub fn beat(&mut self, given: &str, now: i64) -> Option<i64> {
+        let At::Callback {
+            token,
+            work,
+            timeout_at,
+            heartbeat_at,
+            ..
+        } = &mut self.at
+        else {
+            return None;
+        };
+        if token != given {
+            return None;
+        }
+        if let step::Work::Task {
+            heartbeat_seconds: Some(s),
+            ..
+        } = work
+        {
+            *heartbeat_at = Some(now.saturating_add(*s as i64 * 1000));
+        }
+        Some(earliest(*timeout_at, *heartbeat_at).unwrap_or(i64::MAX))
+    }
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How often a Task waiting on a child execution looks at the child, in
+/// case the child's answer was lost with its node.
+const CHILD_LOOK_MS: i64 = 60_000;
+
+/// A state's work, to conclude.
+struct Step<'a> {
+    definition: &'a StateMachine,
+    st: &'a State,
+    state: String,
+    input: Value,
+    tries: Vec<u32>,
+    work: step::Work,
 }
 
 /// Why a drive stopped.
 enum Stop {
-    /// Waiting until then.
-    Park(i64),
+    /// Waiting until then (`.0`), at revision `.1`.
+    Park(i64, u64),
+    /// Committed; go on.
+    Go,
     /// The execution is over (or gone).
     Over,
     /// Another writer came first; it carries the execution on.
@@ -168,9 +294,18 @@ impl Flows {
         Ok(())
     }
 
+    /// Drives an execution on in a task of its own. (Boxed: a step may
+    /// start a child execution, which is driven the same way.)
+    pub(crate) fn spawn_drive(self: &Arc<Self>, machine: &str, name: &str) {
+        let (me, machine, name) = (self.clone(), machine.to_string(), name.to_string());
+        let drive: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(async move { me.drive(&machine, &name).await });
+        tokio::spawn(drive);
+    }
+
     /// Drives an execution on until it waits, ends, or another takes it;
     /// nothing if this node drives it already.
-    pub(crate) async fn drive(self: &Arc<Self>, machine: &str, name: &str) {
+    async fn drive(self: &Arc<Self>, machine: &str, name: &str) {
         let key = format!("{machine}/{name}");
         if !self.driving.lock().unwrap().insert(key.clone()) {
             return;
@@ -182,12 +317,48 @@ impl Flows {
             }
         }
         let _unmark = Unmark(self, key);
+        loop {
+            let stopped = self.drive_once(machine, name).await;
+            let settled = match stopped {
+                Ok(Stop::Park(until, revision)) => {
+                    let parked = self
+                        .store
+                        .set_timer(&Self::timer_of(machine, name, until))
+                        .await;
+                    // A result may have come while it parked (a task
+                    // token answered): then go on at once.
+                    match self.store.get_execution(machine, name).await {
+                        Ok(Some(e)) if e.revision != revision && e.status == "RUNNING" => continue,
+                        _ => parked,
+                    }
+                }
+                Ok(Stop::Over) => self
+                    .store
+                    .cancel_timer(EXECUTION_TIMER, &format!("{machine}/{name}"))
+                    .await
+                    .map(|_| ()),
+                Ok(Stop::Lost | Stop::Go) => Ok(()),
+                Err(e) => {
+                    // The timer stays a lease ahead: it is tried again then.
+                    tracing::warn!(error = %e, machine, name, "an execution step failed; it is retried");
+                    Ok(())
+                }
+            };
+            if let Err(e) = settled {
+                tracing::warn!(error = %e, machine, name, "cannot set an execution's timer");
+            }
+            return;
+        }
+    }
+
+    /// Runs steps while keeping the execution's lease.
+    async fn drive_once(self: &Arc<Self>, machine: &str, name: &str) -> Result<Stop, FlowsError> {
         let steps = self.steps(machine, name);
         tokio::pin!(steps);
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + RENEW, RENEW);
-        let stopped = loop {
+        loop {
             tokio::select! {
-                s = &mut steps => break s,
+                s = &mut steps => return s,
                 _ = renew.tick() => {
                     let due = self.clock.now_ms() + LEASE_MS;
                     if let Err(e) = self.store.set_timer(&Self::timer_of(machine, name, due)).await {
@@ -195,27 +366,6 @@ impl Flows {
                     }
                 }
             }
-        };
-        let settled = match stopped {
-            Ok(Stop::Park(until)) => self
-                .store
-                .set_timer(&Self::timer_of(machine, name, until))
-                .await
-                .map(|_| ()),
-            Ok(Stop::Over) => self
-                .store
-                .cancel_timer(EXECUTION_TIMER, &format!("{machine}/{name}"))
-                .await
-                .map(|_| ()),
-            Ok(Stop::Lost) => Ok(()),
-            Err(e) => {
-                // The timer stays a lease ahead: it is tried again then.
-                tracing::warn!(error = %e, machine, name, "an execution step failed; it is retried");
-                Ok(())
-            }
-        };
-        if let Err(e) = settled {
-            tracing::warn!(error = %e, machine, name, "cannot set an execution's timer");
         }
     }
 
@@ -234,9 +384,7 @@ impl Flows {
                         let Some((machine, name)) = leased.timer.id.split_once('/') else {
                             continue;
                         };
-                        let (machine, name) = (machine.to_string(), name.to_string());
-                        let me = self.clone();
-                        tokio::spawn(async move { me.drive(&machine, &name).await });
+                        self.spawn_drive(machine, name);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot take due executions"),
@@ -293,6 +441,7 @@ impl Flows {
                 return self.commit(&mut e, &p, &mut events).await;
             }
             let resumed = std::mem::take(&mut first);
+            let park = |until: i64, e: &Execution| Ok(Stop::Park(until.min(deadline), e.revision));
             match p.at.clone() {
                 At::Start => {
                     events.push(history::execution_started(
@@ -315,26 +464,33 @@ impl Flows {
                     if tries.iter().all(|t| *t == 0) {
                         events.push(history::state_entered(st, now, &input));
                     }
-                    let scx = state_cx(&cx, &state, now, &tries);
+                    let token = match &st.kind {
+                        Kind::Task { resource, .. } if tokens::callback_of(resource).is_some() => {
+                            Some(tokens::new_token(machine, name))
+                        }
+                        _ => None,
+                    };
+                    let scx = state_cx(&cx, &state, now, &tries, token.as_deref());
                     let outcome = step::enter(st, &input, &scx, now, self.rng.as_ref());
-                    self.apply(
-                        &definition,
-                        &mut e,
-                        &mut p,
+                    let step = Step {
+                        definition: &definition,
                         st,
+                        state,
                         input,
                         tries,
-                        outcome,
-                        now,
-                        &region,
-                        &mut events,
-                    );
+                        work: step::Work::Parallel { input: Value::Null },
+                    };
+                    self.apply(step, outcome, &mut e, &mut p, now, &region, &mut events);
+                    if let At::Work { token: t, .. } = &mut p.at {
+                        *t = token;
+                    }
                 }
                 At::Work {
                     state,
                     input,
-                    mut tries,
+                    tries,
                     work,
+                    token,
                 } => {
                     let st = state_of(&definition, &state)?;
                     if resumed {
@@ -346,55 +502,144 @@ impl Flows {
                             return Ok(Stop::Lost);
                         }
                     }
-                    let scx = state_cx(&cx, &state, now, &tries);
-                    let done = run::work_of(st, work.clone(), &scx, &env).await;
-                    let now = self.clock.now_ms();
-                    match done {
-                        Ok(result) => {
-                            events.push(history::work_succeeded(&work, now, &result));
-                            let o = step::finish(st, &input, result, &scx, self.rng.as_ref());
-                            self.apply(
-                                &definition,
+                    let scx = state_cx(&cx, &state, now, &tries, token.as_deref());
+                    let callback = match &work {
+                        step::Work::Task { resource, .. } => tokens::callback_of(resource),
+                        _ => None,
+                    };
+                    let step = Step {
+                        definition: &definition,
+                        st,
+                        state,
+                        input,
+                        tries,
+                        work,
+                    };
+                    match (callback, token) {
+                        (Some(callback), Some(token)) => {
+                            let asked = self.request(&callback, &step.work, &token, &p).await;
+                            let now = self.clock.now_ms();
+                            match asked {
+                                Ok(answer) => {
+                                    events
+                                        .extend(history::task_submitted(&step.work, now, &answer));
+                                    p.at = waiting(step, token, &callback, &answer, now);
+                                }
+                                Err(f) => self.conclude(
+                                    step,
+                                    Err(f),
+                                    true,
+                                    &scx,
+                                    &mut e,
+                                    &mut p,
+                                    now,
+                                    &region,
+                                    &mut events,
+                                ),
+                            }
+                        }
+                        _ => {
+                            let done = run::work_of(st, step.work.clone(), &scx, &env).await;
+                            let now = self.clock.now_ms();
+                            self.conclude(
+                                step,
+                                done,
+                                true,
+                                &scx,
                                 &mut e,
                                 &mut p,
-                                st,
-                                input,
-                                tries,
-                                o,
                                 now,
                                 &region,
                                 &mut events,
                             );
                         }
-                        Err(f) => {
-                            events.push(history::work_failed(&work, now, &f));
-                            match step::recover(st, &input, f, &tries, self.rng.as_ref()) {
-                                Recovery::Retry { retrier, delay_ms } => {
-                                    tries[retrier] += 1;
-                                    p.at = At::Retry {
-                                        state,
-                                        input,
-                                        tries,
-                                        until_ms: now.saturating_add(delay_ms),
-                                    };
+                    }
+                }
+                At::Callback {
+                    state,
+                    input,
+                    tries,
+                    work,
+                    token,
+                    timeout_at,
+                    heartbeat_at,
+                    child,
+                } => {
+                    let late = |at: Option<i64>| at.is_some_and(|t| now >= t);
+                    let done = if late(heartbeat_at) {
+                        Err(Failure::new(
+                            crate::errors::HEARTBEAT_TIMEOUT,
+                            "The task's heartbeat timed out.",
+                        ))
+                    } else if late(timeout_at) {
+                        Err(Failure::new(crate::errors::TIMEOUT, "The task timed out."))
+                    } else {
+                        let ended = match &child {
+                            Some((m, n)) => self.child_result(m, n).await?,
+                            None => None,
+                        };
+                        match ended {
+                            Some(result) => result,
+                            None => {
+                                let mut until =
+                                    earliest(timeout_at, heartbeat_at).unwrap_or(i64::MAX);
+                                if child.is_some() {
+                                    until = until.min(now.saturating_add(CHILD_LOOK_MS));
                                 }
-                                Recovery::Then(o) => {
-                                    self.apply(
-                                        &definition,
-                                        &mut e,
-                                        &mut p,
-                                        st,
-                                        input,
-                                        tries,
-                                        o,
-                                        now,
-                                        &region,
-                                        &mut events,
-                                    );
-                                }
+                                return park(until, &e);
                             }
                         }
-                    }
+                    };
+                    let st = state_of(&definition, &state)?;
+                    let scx = state_cx(&cx, &state, now, &tries, Some(&token));
+                    let step = Step {
+                        definition: &definition,
+                        st,
+                        state,
+                        input,
+                        tries,
+                        work,
+                    };
+                    self.conclude(
+                        step,
+                        done,
+                        true,
+                        &scx,
+                        &mut e,
+                        &mut p,
+                        now,
+                        &region,
+                        &mut events,
+                    );
+                }
+                At::Returned {
+                    state,
+                    input,
+                    tries,
+                    work,
+                    result,
+                } => {
+                    let st = state_of(&definition, &state)?;
+                    let scx = state_cx(&cx, &state, now, &tries, None);
+                    let step = Step {
+                        definition: &definition,
+                        st,
+                        state,
+                        input,
+                        tries,
+                        work,
+                    };
+                    self.conclude(
+                        step,
+                        result,
+                        false,
+                        &scx,
+                        &mut e,
+                        &mut p,
+                        now,
+                        &region,
+                        &mut events,
+                    );
                 }
                 At::Retry {
                     state,
@@ -403,7 +648,7 @@ impl Flows {
                     until_ms,
                 } => {
                     if now < until_ms {
-                        return Ok(Stop::Park(until_ms.min(deadline)));
+                        return park(until_ms, &e);
                     }
                     p.at = At::Enter {
                         state,
@@ -419,7 +664,7 @@ impl Flows {
                     output,
                 } => {
                     if now < until_ms {
-                        return Ok(Stop::Park(until_ms.min(deadline)));
+                        return park(until_ms, &e);
                     }
                     let st = state_of(&definition, &state)?;
                     events.push(history::state_exited(st, now, &output));
@@ -437,13 +682,57 @@ impl Flows {
                 At::Done => return Ok(Stop::Over),
             }
             match self.commit(&mut e, &p, &mut events).await? {
-                Stop::Park(_) => {}
+                Stop::Go => {}
                 stop => return Ok(stop),
             }
         }
     }
 
-    /// Commits a step: `Park(0)` to go on, `Over` once the execution
+    /// Goes on from a state's work done: its event (unless already in
+    /// the history), then its output, a retry, a catch or the failure.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &self,
+        step: Step<'_>,
+        done: Result<Value, Failure>,
+        record: bool,
+        scx: &Value,
+        e: &mut Execution,
+        p: &mut Progress,
+        now: i64,
+        region: &str,
+        events: &mut Vec<Value>,
+    ) {
+        match done {
+            Ok(result) => {
+                if record {
+                    events.push(history::work_succeeded(&step.work, now, &result));
+                }
+                let o = step::finish(step.st, &step.input, result, scx, self.rng.as_ref());
+                self.apply(step, o, e, p, now, region, events);
+            }
+            Err(f) => {
+                if record {
+                    events.push(history::work_failed(&step.work, now, &f));
+                }
+                match step::recover(step.st, &step.input, f, &step.tries, self.rng.as_ref()) {
+                    Recovery::Retry { retrier, delay_ms } => {
+                        let mut tries = step.tries;
+                        tries[retrier] += 1;
+                        p.at = At::Retry {
+                            state: step.state,
+                            input: step.input,
+                            tries,
+                            until_ms: now.saturating_add(delay_ms),
+                        };
+                    }
+                    Recovery::Then(o) => self.apply(step, o, e, p, now, region, events),
+                }
+            }
+        }
+    }
+
+    /// Commits a step: `Go` to go on, `Over` once the execution
     /// ended, `Lost` if another write came first. Past the history
     /// quota, the execution fails instead.
     async fn commit(
@@ -475,9 +764,10 @@ impl Flows {
         if e.status != "RUNNING" {
             metrics::counter!("wisp_executions_total", "state_machine" => e.machine.clone(), "status" => e.status.clone())
                 .increment(1);
+            self.answer_parent(e, &p).await;
             return Ok(Stop::Over);
         }
-        Ok(Stop::Park(0))
+        Ok(Stop::Go)
     }
 
     /// Applies a step's outcome: the next place and the events that say
@@ -485,17 +775,21 @@ impl Flows {
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
-        definition: &StateMachine,
+        step: Step<'_>,
+        outcome: Outcome,
         e: &mut Execution,
         p: &mut Progress,
-        st: &State,
-        input: Value,
-        tries: Vec<u32>,
-        outcome: Outcome,
         now: i64,
         region: &str,
         events: &mut Vec<Value>,
     ) {
+        let Step {
+            definition,
+            st,
+            input,
+            tries,
+            ..
+        } = step;
         match outcome {
             Outcome::Next { next, output } => {
                 events.push(history::state_exited(st, now, &output));
@@ -529,9 +823,45 @@ impl Flows {
                     input,
                     tries,
                     work,
+                    token: None,
                 };
             }
         }
+    }
+}
+
+/// Where a callback Task waits once its request is made.
+fn waiting(
+    step: Step<'_>,
+    token: String,
+    callback: &tokens::Callback,
+    answer: &Value,
+    now: i64,
+) -> At {
+    let (timeout, heartbeat) = match &step.work {
+        step::Work::Task {
+            timeout_seconds,
+            heartbeat_seconds,
+            ..
+        } => (*timeout_seconds, *heartbeat_seconds),
+        _ => (None, None),
+    };
+    let child = match callback {
+        tokens::Callback::Child { .. } => answer["ExecutionArn"]
+            .as_str()
+            .and_then(|a| Flows::execution_of(a).ok()),
+        _ => None,
+    };
+    let after = |s: Option<u64>| s.map(|s| now.saturating_add(s as i64 * 1000));
+    At::Callback {
+        state: step.state,
+        input: step.input,
+        tries: step.tries,
+        work: step.work,
+        token,
+        timeout_at: after(timeout),
+        heartbeat_at: after(heartbeat),
+        child,
     }
 }
 
@@ -542,13 +872,17 @@ fn state_of<'a>(definition: &'a StateMachine, name: &str) -> Result<&'a State, F
         .ok_or_else(|| FlowsError::internal(format!("state {name} is not in the definition")))
 }
 
-/// The context object while in `state`.
-fn state_cx(cx: &Value, state: &str, now: i64, tries: &[u32]) -> Value {
+/// The context object while in `state` (with the Task's token, if it
+/// waits for one).
+fn state_cx(cx: &Value, state: &str, now: i64, tries: &[u32], token: Option<&str>) -> Value {
     let mut scx = cx.clone();
     scx["State"] = json!({
         "Name": state,
         "EnteredTime": crate::time_text(now),
         "RetryCount": tries.iter().sum::<u32>(),
     });
+    if let Some(t) = token {
+        scx["Task"] = json!({"Token": t});
+    }
     scx
 }

@@ -118,6 +118,7 @@ pub struct Flows {
     me: std::sync::Weak<Flows>,
     pub(crate) store: Arc<dyn Store>,
     dispatcher: Arc<Dispatcher>,
+    queue: Arc<wisp_dispatch::AsyncQueue>,
     pub(crate) sqs: Arc<wisp_queues::Sqs>,
     events: Arc<wisp_events::Events>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -128,7 +129,7 @@ pub struct Flows {
     pub(crate) drive_wake: tokio::sync::Notify,
 }
 
-fn check_name(name: &str) -> Result<(), FlowsError> {
+pub(crate) fn check_name(name: &str) -> Result<(), FlowsError> {
     let ok = !name.is_empty()
         && name.chars().count() <= 80
         && name.chars().all(|c| {
@@ -152,6 +153,7 @@ impl Flows {
     pub fn new(
         store: Arc<dyn Store>,
         dispatcher: Arc<Dispatcher>,
+        queue: Arc<wisp_dispatch::AsyncQueue>,
         sqs: Arc<wisp_queues::Sqs>,
         events: Arc<wisp_events::Events>,
         clock: Arc<dyn Clock>,
@@ -161,6 +163,7 @@ impl Flows {
             me: me.clone(),
             store,
             dispatcher,
+            queue,
             sqs,
             events,
             clock,
@@ -206,8 +209,9 @@ impl Flows {
                 m.kind
             )));
         }
-        StateMachine::parse(&m.definition)
+        let definition = StateMachine::parse(&m.definition)
             .map_err(|d| FlowsError::new("InvalidDefinition", invalid_definition(&d)))?;
+        check_express(&m, &definition)?;
         m.created_ms = self.clock.now_ms();
         m.revision_id = uuid::Uuid::new_v4().to_string();
         let value = serde_json::to_value(&m).map_err(|e| FlowsError::internal(e.to_string()))?;
@@ -270,8 +274,9 @@ impl Flows {
         loop {
             let (mut m, revision) = self.get(name).await?;
             change(&mut m);
-            StateMachine::parse(&m.definition)
+            let definition = StateMachine::parse(&m.definition)
                 .map_err(|d| FlowsError::new("InvalidDefinition", invalid_definition(&d)))?;
+            check_express(&m, &definition)?;
             m.revision_id = uuid::Uuid::new_v4().to_string();
             let value =
                 serde_json::to_value(&m).map_err(|e| FlowsError::internal(e.to_string()))?;
@@ -294,7 +299,7 @@ impl Flows {
 
     /// What starting an execution checks: an EXPRESS machine, JSON input
     /// within bounds, a valid name. The machine, input and name.
-    async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         machine_name: &str,
         name: Option<String>,
@@ -346,7 +351,7 @@ impl Flows {
     ) -> Result<(String, i64), FlowsError> {
         let (m, value, name) = self.prepare(machine_name, name, input, true).await?;
         if m.kind == "STANDARD" {
-            return self.start_standard(&m, name, input, &value).await;
+            return self.start_standard(&m, name, input, &value, None, 0).await;
         }
         let input = value;
         let execution_arn = self.express_arn(machine_name, &name);
@@ -593,10 +598,46 @@ impl Flows {
         }
     }
 
-    async fn task(&self, call: TaskCall) -> Result<Value, Failure> {
+    pub(crate) async fn task(&self, call: TaskCall) -> Result<Value, Failure> {
         let resource = call.resource.as_str();
-        let service = resource.strip_prefix("arn:aws:states:::");
+        let service = resource
+            .strip_prefix("arn:aws:states:::")
+            .map(|s| s.strip_suffix(crate::tokens::WAIT_FOR_TOKEN).unwrap_or(s));
+        let waits = resource.ends_with(crate::tokens::WAIT_FOR_TOKEN);
         match service {
+            Some("lambda:invoke") if waits => {
+                // The function is invoked asynchronously; it (or whoever
+                // it hands the token to) answers with SendTaskSuccess.
+                let function = call.input["FunctionName"].as_str().ok_or_else(|| {
+                    Failure::new(crate::errors::RUNTIME, "lambda:invoke needs Parameters.FunctionName")
+                })?;
+                let (name, qualifier) = function_of(function);
+                let payload = call.input.get("Payload").cloned().unwrap_or(json!({}));
+                let request = wisp_dispatch::AsyncRequest {
+                    invoked_arn: format!(
+                        "arn:aws:lambda:{}:{}:function:{name}",
+                        self.sqs.region(),
+                        self.sqs.account()
+                    ),
+                    function: name,
+                    qualifier: qualifier.unwrap_or_else(|| "$LATEST".into()),
+                    payload: bytes::Bytes::from(payload.to_string()),
+                    source: "states".into(),
+                    client_context: None,
+                    idempotency_key: None,
+                };
+                match self.queue.accept(request).await {
+                    Ok(_) => Ok(json!({"StatusCode": 202, "Payload": ""})),
+                    Err(wisp_dispatch::AcceptError::NoFunction(f)) => Err(Failure::new(
+                        "Lambda.ResourceNotFoundException",
+                        format!("Function not found: {f}"),
+                    )),
+                    Err(e) => Err(Failure::new("Lambda.ServiceException", e.to_string())),
+                }
+            }
+            Some("states:startExecution") if !waits => {
+                self.start_child(&call.input, None, 1).await
+            }
             None if resource.contains(":lambda:") && resource.contains(":function:") => {
                 self.invoke(resource, &call.input).await.map(|(v, _)| v)
             }
@@ -676,6 +717,44 @@ impl Flows {
                 format!("The resource {resource} is not one wisp runs yet (Lambda functions, lambda:invoke, sqs:sendMessage and events:putEvents are)"),
             )),
         }
+    }
+}
+
+/// What an EXPRESS machine may not hold, as AWS refuses it: Tasks that
+/// wait for a token, an activity or a child execution.
+fn check_express(m: &Machine, definition: &StateMachine) -> Result<(), FlowsError> {
+    fn walk(machine: &StateMachine, at: &str, out: &mut Vec<String>) {
+        for (name, state) in &machine.states {
+            let here = format!("{at}/States/{name}");
+            match &state.kind {
+                crate::asl::Kind::Task { resource, .. }
+                    if crate::tokens::callback_of(resource).is_some() =>
+                {
+                    out.push(format!("{here}/Resource"));
+                }
+                crate::asl::Kind::Parallel { branches } => {
+                    for (i, b) in branches.iter().enumerate() {
+                        walk(b, &format!("{here}/Branches[{i}]"), out);
+                    }
+                }
+                crate::asl::Kind::Map(map) => {
+                    walk(&map.processor, &format!("{here}/ItemProcessor"), out)
+                }
+                _ => {}
+            }
+        }
+    }
+    if m.kind != "EXPRESS" {
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    walk(definition, "", &mut found);
+    match found.first() {
+        None => Ok(()),
+        Some(at) => Err(FlowsError::new(
+            "InvalidDefinition",
+            format!("Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: Express state machine does not support '.sync', '.waitForTaskToken' or activity tasks at {at}'"),
+        )),
     }
 }
 

@@ -95,6 +95,8 @@ impl Flows {
         name: String,
         input_text: &str,
         input: &Value,
+        parent: Option<crate::durable::Parent>,
+        depth: u32,
     ) -> Result<(String, i64), FlowsError> {
         let started_ms = self.clock.now_ms();
         let arn = self.execution_arn(&m.name, &name);
@@ -109,7 +111,7 @@ impl Flows {
                 "" => "{}".into(),
                 given => given.to_string(),
             },
-            state: serde_json::to_value(Progress::started(&m.role_arn))
+            state: serde_json::to_value(Progress::started(&m.role_arn, parent, depth))
                 .map_err(|err| FlowsError::internal(err.to_string()))?,
             events: 0,
             revision: 0,
@@ -132,8 +134,7 @@ impl Flows {
             Err(err) => return Err(err.into()),
         }
         if let Some(me) = self.shared() {
-            let machine = m.name.clone();
-            tokio::spawn(async move { me.drive(&machine, &name).await });
+            me.spawn_drive(&m.name, &name);
         }
         Ok((arn, started_ms))
     }

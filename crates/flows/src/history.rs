@@ -68,9 +68,11 @@ pub fn state_exited(state: &State, at_ms: i64, output: &Value) -> Value {
 }
 
 /// How the events of a Task name its resource: a Lambda function by ARN
-/// has events of its own; an integration is its service and action.
+/// and an activity have events of their own; an integration is its
+/// service and action.
 enum Resource<'a> {
     Function(&'a str),
+    Activity(&'a str),
     Service { kind: &'a str, action: &'a str },
 }
 
@@ -80,6 +82,7 @@ fn resource_of(resource: &str) -> Resource<'_> {
             let (kind, action) = rest.split_once(':').unwrap_or((rest, ""));
             Resource::Service { kind, action }
         }
+        None if crate::tokens::activity_of(resource).is_some() => Resource::Activity(resource),
         None => Resource::Function(resource),
     }
 }
@@ -106,6 +109,20 @@ pub fn work_started(work: &Work, at_ms: i64, region: &str) -> Vec<Value> {
                     ),
                     event("LambdaFunctionStarted", at_ms, None),
                 ]
+            }
+            Resource::Activity(arn) => {
+                let mut d = with_data(json!({"resource": arn}), "input", parameters);
+                if let Some(t) = timeout_seconds {
+                    d["timeoutInSeconds"] = json!(t);
+                }
+                if let Some(t) = heartbeat_seconds {
+                    d["heartbeatInSeconds"] = json!(t);
+                }
+                vec![event(
+                    "ActivityScheduled",
+                    at_ms,
+                    Some(("activityScheduledEventDetails", d)),
+                )]
             }
             Resource::Service { kind, action } => {
                 let mut d = json!({
@@ -148,6 +165,12 @@ pub fn task_started(work: &Work, at_ms: i64) -> Value {
     match work {
         Work::Task { resource, .. } => match resource_of(resource) {
             Resource::Function(_) => event("LambdaFunctionStarted", at_ms, None),
+            // A worker takes it later (GetActivityTask): no start yet.
+            Resource::Activity(arn) => event(
+                "ActivityScheduled",
+                at_ms,
+                Some(("activityScheduledEventDetails", json!({"resource": arn}))),
+            ),
             Resource::Service { kind, action } => event(
                 "TaskStarted",
                 at_ms,
@@ -181,6 +204,14 @@ pub fn work_succeeded(work: &Work, at_ms: i64, output: &Value) -> Value {
                     with_data(json!({}), "output", output),
                 )),
             ),
+            Resource::Activity(_) => event(
+                "ActivitySucceeded",
+                at_ms,
+                Some((
+                    "activitySucceededEventDetails",
+                    with_data(json!({}), "output", output),
+                )),
+            ),
             Resource::Service { kind, action } => event(
                 "TaskSucceeded",
                 at_ms,
@@ -201,7 +232,8 @@ pub fn work_succeeded(work: &Work, at_ms: i64, output: &Value) -> Value {
 
 /// The event of a state's work failed (or timed out).
 pub fn work_failed(work: &Work, at_ms: i64, f: &Failure) -> Value {
-    let timed_out = f.error == crate::errors::TIMEOUT;
+    let timed_out =
+        f.error == crate::errors::TIMEOUT || f.error == crate::errors::HEARTBEAT_TIMEOUT;
     let cause = json!({"error": f.error, "cause": f.cause});
     match work {
         Work::Task { resource, .. } => match resource_of(resource) {
@@ -214,6 +246,16 @@ pub fn work_failed(work: &Work, at_ms: i64, f: &Failure) -> Value {
                 "LambdaFunctionFailed",
                 at_ms,
                 Some(("lambdaFunctionFailedEventDetails", cause)),
+            ),
+            Resource::Activity(_) if timed_out => event(
+                "ActivityTimedOut",
+                at_ms,
+                Some(("activityTimedOutEventDetails", cause)),
+            ),
+            Resource::Activity(_) => event(
+                "ActivityFailed",
+                at_ms,
+                Some(("activityFailedEventDetails", cause)),
             ),
             Resource::Service { kind, action } => {
                 let mut d = cause;
@@ -252,5 +294,37 @@ pub fn execution_ended(kind: &str, at_ms: i64, f: &Failure) -> Value {
         kind,
         at_ms,
         Some((field, json!({"error": f.error, "cause": f.cause}))),
+    )
+}
+
+/// The event of a callback task's request made: it now waits for its
+/// token (AWS's TaskSubmitted, with what the service answered).
+pub fn task_submitted(work: &Work, at_ms: i64, output: &Value) -> Option<Value> {
+    let Work::Task { resource, .. } = work else {
+        return None;
+    };
+    let Resource::Service { kind, action } = resource_of(resource) else {
+        return None;
+    };
+    Some(event(
+        "TaskSubmitted",
+        at_ms,
+        Some((
+            "taskSubmittedEventDetails",
+            with_data(
+                json!({"resourceType": kind, "resource": action}),
+                "output",
+                output,
+            ),
+        )),
+    ))
+}
+
+/// The event of an activity taken by a worker.
+pub fn activity_started(at_ms: i64, worker: &str) -> Value {
+    event(
+        "ActivityStarted",
+        at_ms,
+        Some(("activityStartedEventDetails", json!({"workerName": worker}))),
     )
 }

@@ -6,6 +6,7 @@
 //! the execution engine above it is a loop of plain steps.
 
 pub mod asl;
+pub mod callbacks;
 pub mod choice;
 pub mod durable;
 pub mod engine;
@@ -17,6 +18,7 @@ pub mod path;
 pub mod payload;
 pub mod run;
 pub mod step;
+pub mod tokens;
 
 /// A time as the context object and history write it (RFC 3339, ms).
 pub fn time_text(ms: i64) -> String {

@@ -265,6 +265,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     let flows = wisp_flows::engine::Flows::new(
         store.clone(),
         dispatcher.clone(),
+        queue.clone(),
         sqs.clone(),
         events.clone(),
         clock.clone(),

@@ -11,6 +11,7 @@ per check, then `N passed, M failed`; exits 0 only if nothing failed.
 """
 import json
 import os
+import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -318,6 +319,158 @@ def group_standard():
         eq(r["status"], "SUCCEEDED", "status")
 
 
+def token_from_queue(url):
+    got = checks.drain(sqs, url, 1)
+    return json.loads(got[0]["Body"])
+
+
+def group_callbacks():
+    url = sqs.create_queue(QueueName=P + "-asks")["QueueUrl"]
+    ask = {"StartAt": "Ask", "States": {
+        "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": url,
+                               "MessageBody": {"token.$": "$$.Task.Token", "order.$": "$.order"}},
+                "HeartbeatSeconds": 600, "ResultPath": "$.answer",
+                "Catch": [{"ErrorEquals": ["Order.Refused"], "ResultPath": "$.refused",
+                           "Next": "Refused"}],
+                "Next": "Done"},
+        "Done": {"Type": "Pass", "End": True},
+        "Refused": {"Type": "Pass", "End": True}}}
+    with check("sqs:sendMessage.waitForTaskToken waits for send_task_success", critical=True):
+        arn = sfn.create_state_machine(name=P + "-ask", definition=json.dumps(ask),
+                                       roleArn=ROLE)["stateMachineArn"]
+        state["ask"] = arn
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"order": 5}))
+        body = token_from_queue(url)
+        eq(body["order"], 5, "the message")
+        eq(sfn.describe_execution(executionArn=run["executionArn"])["status"], "RUNNING", "waits")
+        sfn.send_task_heartbeat(taskToken=body["token"])
+        sfn.send_task_success(taskToken=body["token"], output=json.dumps({"approved": True}))
+        d = wait_for(run["executionArn"])
+        eq((d["status"], json.loads(d["output"])), ("SUCCEEDED", {"order": 5, "answer": {"approved": True}}),
+           "status and output")
+        types = [e["type"] for e in history(run["executionArn"])]
+        expect(types.index("TaskSubmitted") < types.index("TaskSucceeded"), "submitted, then done",
+               types)
+        raises("TaskTimedOut", 400, sfn.send_task_success, taskToken=body["token"], output="{}")
+        raises("InvalidToken", 400, sfn.send_task_success, taskToken="nope", output="{}")
+    with check("send_task_failure fails the task with its error, which Catch matches"):
+        run = sfn.start_execution(stateMachineArn=state["ask"], input=json.dumps({"order": 6}))
+        body = token_from_queue(url)
+        raises("InvalidOutput", 400, sfn.send_task_success, taskToken=body["token"], output="{no")
+        sfn.send_task_failure(taskToken=body["token"], error="Order.Refused", cause="out of stock")
+        d = wait_for(run["executionArn"])
+        eq(json.loads(d["output"])["refused"], {"Error": "Order.Refused", "Cause": "out of stock"},
+           "caught")
+    with check("a task with no heartbeat in HeartbeatSeconds fails with States.HeartbeatTimeout"):
+        beat = json.loads(json.dumps(ask))
+        beat["States"]["Ask"]["HeartbeatSeconds"] = 2
+        beat["States"]["Ask"].pop("Catch")
+        beat["States"].pop("Refused")
+        arn = sfn.create_state_machine(name=P + "-beat", definition=json.dumps(beat),
+                                       roleArn=ROLE)["stateMachineArn"]
+        kept = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"order": 1}))
+        kept_token = token_from_queue(url)["token"]
+        quiet = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"order": 2}))
+        token_from_queue(url)
+        for _ in range(4):
+            sfn.send_task_heartbeat(taskToken=kept_token)
+            time.sleep(1)
+        d = wait_for(quiet["executionArn"])
+        eq((d["status"], d["error"]), ("FAILED", "States.HeartbeatTimeout"), "the quiet one")
+        expect("TaskTimedOut" in [e["type"] for e in history(quiet["executionArn"])],
+               "TaskTimedOut in its history", "")
+        eq(sfn.describe_execution(executionArn=kept["executionArn"])["status"], "RUNNING",
+           "the one that beat still waits")
+        sfn.send_task_success(taskToken=kept_token, output="{}")
+        eq(wait_for(kept["executionArn"])["status"], "SUCCEEDED", "then succeeds")
+    with check("lambda:invoke.waitForTaskToken invokes the function with the token, then waits"):
+        marks = os.path.join(tempfile.mkdtemp(), "tokens")
+        call = {"StartAt": "Call", "States": {"Call": {
+            "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": state["fn"],
+                           "Payload": {"action": "mark", "file": marks, "n.$": "$$.Task.Token",
+                                       "ms": 0}},
+            "End": True}}}
+        arn = sfn.create_state_machine(name=P + "-call", definition=json.dumps(call),
+                                       roleArn=ROLE)["stateMachineArn"]
+        run = sfn.start_execution(stateMachineArn=arn)
+        deadline = time.time() + 30
+        while not (os.path.exists(marks) and open(marks).read().strip()) and time.time() < deadline:
+            time.sleep(0.1)
+        token = open(marks).read().strip()
+        sfn.send_task_success(taskToken=token, output=json.dumps({"called": True}))
+        d = wait_for(run["executionArn"])
+        eq((d["status"], json.loads(d["output"])), ("SUCCEEDED", {"called": True}), "done")
+    with check("activities: a worker takes the task with get_activity_task and answers it"):
+        activity = sfn.create_activity(name=P + "-review")["activityArn"]
+        eq(activity, f"arn:aws:states:{REGION}:{ACCOUNT}:activity:{P}-review", "activityArn")
+        eq(sfn.create_activity(name=P + "-review")["activityArn"], activity, "idempotent")
+        eq(sfn.describe_activity(activityArn=activity)["name"], P + "-review", "described")
+        expect(activity in [a["activityArn"] for a in sfn.list_activities()["activities"]],
+               "listed", "")
+        work = {"StartAt": "Review", "States": {"Review": {
+            "Type": "Task", "Resource": activity, "Parameters": {"doc.$": "$.doc"},
+            "TimeoutSeconds": 60, "End": True}}}
+        arn = sfn.create_state_machine(name=P + "-work", definition=json.dumps(work),
+                                       roleArn=ROLE)["stateMachineArn"]
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"doc": "d1"}))
+        task = sfn.get_activity_task(activityArn=activity, workerName="worker-1")
+        eq(json.loads(task["input"]), {"doc": "d1"}, "the task's input")
+        sfn.send_task_success(taskToken=task["taskToken"], output=json.dumps({"ok": "d1"}))
+        d = wait_for(run["executionArn"])
+        eq((d["status"], json.loads(d["output"])), ("SUCCEEDED", {"ok": "d1"}), "done")
+        events_ = history(run["executionArn"])
+        types = [e["type"] for e in events_]
+        eq([t for t in types if t.startswith("Activity")],
+           ["ActivityScheduled", "ActivityStarted", "ActivitySucceeded"], "activity events")
+        started = [e for e in events_ if e["type"] == "ActivityStarted"][0]
+        eq(started["activityStartedEventDetails"]["workerName"], "worker-1", "the worker")
+        sfn.delete_activity(activityArn=activity)
+        raises("ActivityDoesNotExist", 400, sfn.describe_activity, activityArn=activity)
+    with check("states:startExecution.sync and .sync:2 wait for a child execution"):
+        child = {"StartAt": "Grow", "States": {
+            "Grow": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"},
+                     "Next": "Check"},
+            "Check": {"Type": "Choice", "Choices": [
+                {"Variable": "$.n", "NumericGreaterThan": 100, "Next": "TooBig"}],
+                "Default": "Ok"},
+            "Ok": {"Type": "Succeed"},
+            "TooBig": {"Type": "Fail", "Error": "Child.TooBig", "Cause": "n > 100"}}}
+        child_arn = sfn.create_state_machine(name=P + "-child", definition=json.dumps(child),
+                                             roleArn=ROLE)["stateMachineArn"]
+        parent = {"StartAt": "V2", "States": {
+            "V2": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                   "Parameters": {"StateMachineArn": child_arn, "Input": {"n.$": "$.n"}},
+                   "ResultSelector": {"out.$": "$.Output", "status.$": "$.Status"},
+                   "ResultPath": "$.v2", "Next": "V1",
+                   "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.failed",
+                              "Next": "Failed"}]},
+            "V1": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync",
+                   "Parameters": {"StateMachineArn": child_arn, "Input": {"n.$": "$.n"}},
+                   "ResultSelector": {"out.$": "$.Output"}, "ResultPath": "$.v1", "End": True},
+            "Failed": {"Type": "Pass", "End": True}}}
+        arn = sfn.create_state_machine(name=P + "-parent", definition=json.dumps(parent),
+                                       roleArn=ROLE)["stateMachineArn"]
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"n": 1}))
+        d = wait_for(run["executionArn"])
+        out = json.loads(d.get("output") or "{}")
+        eq(d["status"], "SUCCEEDED", f"status ({d.get('error')}: {d.get('cause')})")
+        eq(out["v2"], {"out": {"n": 2}, "status": "SUCCEEDED"}, ".sync:2: the output as JSON")
+        eq(out["v1"], {"out": json.dumps({"n": 2}, separators=(",", ":"))},
+           ".sync: the output as text")
+        children = sfn.list_executions(stateMachineArn=child_arn)["executions"]
+        eq(len(children), 2, "two children ran")
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"n": 100}))
+        d = wait_for(run["executionArn"])
+        failed = json.loads(d["output"])["failed"]
+        eq(failed["Error"], "States.TaskFailed", "the child's failure fails the task")
+        eq(json.loads(failed["Cause"])["Error"], "Child.TooBig", "the child's error in the cause")
+    with check("an EXPRESS machine may not wait for tokens"):
+        raises("InvalidDefinition", 400, sfn.create_state_machine, name=P + "-xwait",
+               definition=json.dumps(ask), roleArn=ROLE, type="EXPRESS")
+
+
 def group_errors():
     with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
         raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
@@ -355,7 +508,7 @@ def cleanup():
 def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
     checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
-                group_standard, group_errors, group_cli],
+                group_standard, group_callbacks, group_errors, group_cli],
                cleanup)
 
 
