@@ -246,6 +246,7 @@ impl Flows {
                 let parent = Parent {
                     token: token.to_string(),
                     v2: *v2,
+                    index: None,
                 };
                 self.start_child(parameters, Some(parent), p.depth + 1)
                     .await
@@ -323,6 +324,20 @@ impl Flows {
     }
 
     fn child_outcome(&self, e: &Execution, p: &Progress) -> Result<Value, Failure> {
+        if p.parent
+            .as_ref()
+            .is_some_and(|parent| parent.index.is_some())
+        {
+            // A branch or an item: its own output or error.
+            return match (&e.status[..], &p.output, &p.error) {
+                ("SUCCEEDED", Some(o), _) => Ok(o.clone()),
+                (_, _, Some(f)) => Err(f.clone()),
+                (status, _, None) => Err(Failure::new(
+                    crate::errors::RUNTIME,
+                    format!("the branch ended {status}"),
+                )),
+            };
+        }
         let v2 = p.parent.as_ref().is_some_and(|parent| parent.v2);
         let data = |text: String| match v2 {
             true => serde_json::from_str(&text).unwrap_or(Value::String(text)),
@@ -359,10 +374,12 @@ impl Flows {
         let Some(parent) = &p.parent else {
             return;
         };
-        match self
-            .send_task_result(&parent.token, self.child_outcome(e, p))
-            .await
-        {
+        let outcome = self.child_outcome(e, p);
+        let answered = match parent.index {
+            Some(index) => self.answer_join(&parent.token, index, outcome).await,
+            None => self.send_task_result(&parent.token, outcome).await,
+        };
+        match answered {
             Ok(()) => {}
             Err(err) if err.error_type == "TaskTimedOut" => {}
             Err(err) => {
@@ -436,6 +453,108 @@ impl Flows {
         })
         .await?;
         self.go_on(token).await
+    }
+
+    /// A branch's or an item's result for its parent's Join; the parent
+    /// goes on at once.
+    async fn answer_join(
+        &self,
+        token: &str,
+        index: usize,
+        result: Result<Value, Failure>,
+    ) -> Result<(), FlowsError> {
+        let now = self.clock.now_ms();
+        self.change_waiting(token, |p, _| p.record(token, index, result.clone(), now))
+            .await?;
+        self.go_on(token).await
+    }
+
+    /// Starts the execution of a Parallel's branch or a Map's item: the
+    /// branch's (or the item processor's) definition, run durably like
+    /// its parent, in the parent's context. Started already is fine.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start_branch(
+        &self,
+        e: &Execution,
+        p: &Progress,
+        state: &str,
+        work: &Work,
+        index: usize,
+        (machine, name): (&str, &str),
+        token: &str,
+        scx: &Value,
+    ) -> Result<(), FlowsError> {
+        let parsed: Value = serde_json::from_str(&e.definition)
+            .map_err(|err| FlowsError::internal(err.to_string()))?;
+        let at = &parsed["States"][state];
+        let (definition, input) = match work {
+            Work::Parallel { input } => (&at["Branches"][index], input.clone()),
+            Work::Map { items, .. } => {
+                let processor = match at.get("ItemProcessor") {
+                    Some(p) => p,
+                    None => &at["Iterator"],
+                };
+                (processor, items.get(index).cloned().unwrap_or(Value::Null))
+            }
+            Work::Task { .. } => (&Value::Null, Value::Null),
+        };
+        if !definition.is_object() {
+            return Err(FlowsError::internal(format!(
+                "state {state} has no branch {index}"
+            )));
+        }
+        let mut cx = scx.clone();
+        if let Some(fields) = cx.as_object_mut() {
+            fields.remove("State");
+            fields.remove("Task");
+        }
+        if let Work::Map { .. } = work {
+            cx = crate::step::with_map_item(&cx, index, &input);
+        }
+        let parent = Parent {
+            token: token.to_string(),
+            v2: false,
+            index: Some(index),
+        };
+        let mut progress = Progress::started(&p.role_arn, Some(parent), p.depth);
+        progress.cx = Some(cx);
+        let child = Execution {
+            machine: machine.to_string(),
+            name: name.to_string(),
+            status: "RUNNING".into(),
+            started_ms: self.clock.now_ms(),
+            stopped_ms: None,
+            definition: definition.to_string(),
+            input: input.to_string(),
+            state: serde_json::to_value(&progress)
+                .map_err(|err| FlowsError::internal(err.to_string()))?,
+            events: 0,
+            revision: 0,
+        };
+        self.arm(machine, name).await?;
+        match self.store.create_execution(&child).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        if let Some(me) = self.shared() {
+            me.spawn_drive(machine, name);
+        }
+        Ok(())
+    }
+
+    /// Stops a branch's or item's execution its parent no longer needs.
+    pub(crate) async fn stop_branch(&self, machine: &str, name: &str) {
+        let arn = self.execution_arn(machine, name);
+        let stopped = self
+            .stop_execution(
+                &arn,
+                Some("States.BranchStopped".into()),
+                Some("its parent's state ended".into()),
+            )
+            .await;
+        if let Err(e) = stopped {
+            tracing::warn!(error = %e, execution = %arn, "cannot stop a branch");
+        }
     }
 
     /// SendTaskHeartbeat: the waiting Task's heartbeat deadline moves on.

@@ -72,6 +72,23 @@ enum At {
         heartbeat_at: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         child: Option<(String, String)>,
+        /// Whether the request was made (the service answered).
+        #[serde(default)]
+        requested: bool,
+    },
+    /// A Parallel's branches or a Map's items, each run as an execution
+    /// of its own (durable like this one) that answers `token` with its
+    /// index when it ends; `started` of them so far, their results as
+    /// they come.
+    Join {
+        state: String,
+        input: Value,
+        tries: Vec<u32>,
+        work: step::Work,
+        token: String,
+        run: String,
+        started: usize,
+        results: Vec<Option<Result<Value, Failure>>>,
     },
     /// A waiting Task's result came (its event is in the history).
     Returned {
@@ -105,6 +122,10 @@ pub(crate) struct Parent {
     pub token: String,
     /// `.sync:2`: Input and Output as JSON, not text.
     pub v2: bool,
+    /// A branch's or an item's index: the child is part of its parent's
+    /// Parallel or Map, and answers with its own output or error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 /// What an execution's row holds besides what is listed.
@@ -121,6 +142,13 @@ pub(crate) struct Progress {
     /// How many executions started this one, each by the one before.
     #[serde(default)]
     pub depth: u32,
+    /// A branch's or an item's context object: its execution's (and the
+    /// Map item's), not its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cx: Option<Value>,
+    /// Branches still running when the execution ended: to stop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<(String, String)>,
 }
 
 impl Progress {
@@ -132,15 +160,59 @@ impl Progress {
             error: None,
             parent,
             depth,
+            cx: None,
+            orphans: Vec::new(),
         }
     }
 
     /// The work of the Task waiting for `given`, if one is.
     pub fn waiting_for(&self, given: &str) -> Option<&step::Work> {
         match &self.at {
-            At::Callback { token, work, .. } if token == given => Some(work),
+            At::Callback { token, work, .. } | At::Join { token, work, .. } if token == given => {
+                Some(work)
+            }
             _ => None,
         }
+    }
+
+    /// A branch's or an item's result, kept until its state concludes;
+    /// the events that say so. `None` if no Join waits for `given` or the
+    /// index had its result already.
+    pub fn record(
+        &mut self,
+        given: &str,
+        index: usize,
+        result: Result<Value, Failure>,
+        now: i64,
+    ) -> Option<Vec<Value>> {
+        let At::Join {
+            token,
+            results,
+            state,
+            work,
+            started,
+            ..
+        } = &mut self.at
+        else {
+            return None;
+        };
+        let slot = results.get_mut(index).filter(|r| r.is_none())?;
+        if token != given {
+            return None;
+        }
+        *slot = Some(result.clone());
+        let step::Work::Map { .. } = work else {
+            *started = (*started).max(index + 1);
+            return Some(Vec::new());
+        };
+        // Starts go in order: an answer from past the committed starts
+        // says those started too.
+        let mut events: Vec<Value> = (*started..=index)
+            .map(|i| history::map_iteration_started(state, i, now))
+            .collect();
+        *started = (*started).max(index + 1);
+        events.push(history::map_iteration(state, index, result.is_ok(), now));
+        Some(events)
     }
 
     /// The result of the Task waiting for `given`: the execution goes on
@@ -238,6 +310,18 @@ pub(crate) fn end(
     now: i64,
     result: Result<Value, (&str, Failure)>,
 ) -> Value {
+    if let At::Join {
+        run,
+        started,
+        results,
+        ..
+    } = &p.at
+    {
+        p.orphans = (0..*started)
+            .filter(|i| results[*i].is_none())
+            .map(|i| branch_name(&e.machine, &e.name, run, i))
+            .collect();
+    }
     p.at = At::Done;
     e.stopped_ms = Some(now);
     match result {
@@ -307,8 +391,15 @@ impl Flows {
     /// nothing if this node drives it already.
     async fn drive(self: &Arc<Self>, machine: &str, name: &str) {
         let key = format!("{machine}/{name}");
-        if !self.driving.lock().unwrap().insert(key.clone()) {
-            return;
+        {
+            let mut driving = self.driving.lock().unwrap();
+            if let Some(again) = driving.get_mut(&key) {
+                // Driven here already: its driver looks again before it
+                // stops (a result may have come meanwhile).
+                *again = true;
+                return;
+            }
+            driving.insert(key.clone(), false);
         }
         struct Unmark<'a>(&'a Flows, String);
         impl Drop for Unmark<'_> {
@@ -346,6 +437,16 @@ impl Flows {
             };
             if let Err(e) = settled {
                 tracing::warn!(error = %e, machine, name, "cannot set an execution's timer");
+            }
+            let again = self
+                .driving
+                .lock()
+                .unwrap()
+                .get_mut(&format!("{machine}/{name}"))
+                .map(std::mem::take)
+                .unwrap_or(false);
+            if again {
+                continue;
             }
             return;
         }
@@ -417,16 +518,19 @@ impl Flows {
             .timeout_seconds
             .map_or(YEAR_MS, |s| (s as i64).saturating_mul(1000).min(YEAR_MS));
         let deadline = e.started_ms.saturating_add(limit_ms);
-        let cx = json!({
-            "Execution": {
-                "Id": self.execution_arn(machine, name),
-                "Name": name,
-                "Input": input,
-                "StartTime": crate::time_text(e.started_ms),
-                "RoleArn": p.role_arn,
-            },
-            "StateMachine": {"Id": self.machine_arn(machine), "Name": machine},
+        let cx = p.cx.clone().unwrap_or_else(|| {
+            json!({
+                "Execution": {
+                    "Id": self.execution_arn(machine, name),
+                    "Name": name,
+                    "Input": input,
+                    "StartTime": crate::time_text(e.started_ms),
+                    "RoleArn": p.role_arn,
+                },
+                "StateMachine": {"Id": self.machine_arn(machine), "Name": machine},
+            })
         });
+        let mut first_join = false;
         let env = Tasks {
             flows: self.clone(),
         };
@@ -516,27 +620,31 @@ impl Flows {
                         work,
                     };
                     match (callback, token) {
-                        (Some(callback), Some(token)) => {
-                            let asked = self.request(&callback, &step.work, &token, &p).await;
-                            let now = self.clock.now_ms();
-                            match asked {
-                                Ok(answer) => {
-                                    events
-                                        .extend(history::task_submitted(&step.work, now, &answer));
-                                    p.at = waiting(step, token, &callback, &answer, now);
-                                }
-                                Err(f) => self.conclude(
-                                    step,
-                                    Err(f),
-                                    true,
-                                    &scx,
-                                    &mut e,
-                                    &mut p,
-                                    now,
-                                    &region,
-                                    &mut events,
-                                ),
-                            }
+                        (Some(_), Some(token)) => {
+                            // Waiting is committed before the request is
+                            // made: its answer may come at once.
+                            p.at = waiting(step, token, now);
+                        }
+                        _ if !matches!(step.work, step::Work::Task { .. }) => {
+                            let total = match &step.work {
+                                step::Work::Parallel { .. } => match &st.kind {
+                                    Kind::Parallel { branches } => branches.len(),
+                                    _ => 0,
+                                },
+                                step::Work::Map { items, .. } => items.len(),
+                                step::Work::Task { .. } => 0,
+                            };
+                            p.at = At::Join {
+                                state: step.state,
+                                input: step.input,
+                                tries: step.tries,
+                                work: step.work,
+                                token: tokens::new_token(machine, name),
+                                run: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+                                started: 0,
+                                results: vec![None; total],
+                            };
+                            continue;
                         }
                         _ => {
                             let done = run::work_of(st, step.work.clone(), &scx, &env).await;
@@ -564,7 +672,68 @@ impl Flows {
                     timeout_at,
                     heartbeat_at,
                     child,
+                    requested,
                 } => {
+                    let st = state_of(&definition, &state)?;
+                    if !requested {
+                        let callback = match &work {
+                            step::Work::Task { resource, .. } => tokens::callback_of(resource),
+                            _ => None,
+                        };
+                        let Some(callback) = callback else {
+                            return Err(FlowsError::internal("a waiting state that is not a Task"));
+                        };
+                        let asked = self.request(&callback, &work, &token, &p).await;
+                        let now = self.clock.now_ms();
+                        let scx = state_cx(&cx, &state, now, &tries, Some(&token));
+                        match asked {
+                            Ok(answer) => {
+                                events.extend(history::task_submitted(&work, now, &answer));
+                                let child = match callback {
+                                    tokens::Callback::Child { .. } => answer["ExecutionArn"]
+                                        .as_str()
+                                        .and_then(|a| Flows::execution_of(a).ok()),
+                                    _ => None,
+                                };
+                                p.at = At::Callback {
+                                    state,
+                                    input,
+                                    tries,
+                                    work,
+                                    token,
+                                    timeout_at,
+                                    heartbeat_at,
+                                    child,
+                                    requested: true,
+                                };
+                            }
+                            Err(f) => {
+                                let step = Step {
+                                    definition: &definition,
+                                    st,
+                                    state,
+                                    input,
+                                    tries,
+                                    work,
+                                };
+                                self.conclude(
+                                    step,
+                                    Err(f),
+                                    true,
+                                    &scx,
+                                    &mut e,
+                                    &mut p,
+                                    now,
+                                    &region,
+                                    &mut events,
+                                );
+                            }
+                        }
+                        match self.commit(&mut e, &p, &mut events).await? {
+                            Stop::Go => continue,
+                            stop => return Ok(stop),
+                        }
+                    }
                     let late = |at: Option<i64>| at.is_some_and(|t| now >= t);
                     let done = if late(heartbeat_at) {
                         Err(Failure::new(
@@ -590,7 +759,6 @@ impl Flows {
                             }
                         }
                     };
-                    let st = state_of(&definition, &state)?;
                     let scx = state_cx(&cx, &state, now, &tries, Some(&token));
                     let step = Step {
                         definition: &definition,
@@ -611,6 +779,111 @@ impl Flows {
                         &region,
                         &mut events,
                     );
+                }
+                At::Join {
+                    state,
+                    input,
+                    tries,
+                    work,
+                    token,
+                    run,
+                    mut started,
+                    mut results,
+                } => {
+                    let st = state_of(&definition, &state)?;
+                    // Answers a lost node could not give: look at the
+                    // children that ran long.
+                    if !resumed_join_checked(&mut first_join) {
+                        for (i, slot) in results.iter_mut().enumerate().take(started) {
+                            if slot.is_none() {
+                                let (m, n) = branch_name(machine, name, &run, i);
+                                if let Some(r) = self.child_result(&m, &n).await? {
+                                    events.extend(matches!(work, step::Work::Map { .. }).then(
+                                        || history::map_iteration(&state, i, r.is_ok(), now),
+                                    ));
+                                    *slot = Some(r);
+                                }
+                            }
+                        }
+                    }
+                    let done = joined(st, &work, &results);
+                    let scx = state_cx(&cx, &state, now, &tries, None);
+                    if let Some(done) = done {
+                        for (i, slot) in results.iter().enumerate().take(started) {
+                            if slot.is_none() {
+                                let (m, n) = branch_name(machine, name, &run, i);
+                                self.stop_branch(&m, &n).await;
+                            }
+                        }
+                        let step = Step {
+                            definition: &definition,
+                            st,
+                            state,
+                            input,
+                            tries,
+                            work,
+                        };
+                        self.conclude(
+                            step,
+                            done,
+                            true,
+                            &scx,
+                            &mut e,
+                            &mut p,
+                            now,
+                            &region,
+                            &mut events,
+                        );
+                    } else {
+                        let at_once = match &work {
+                            step::Work::Map {
+                                max_concurrency: 0, ..
+                            } => run::DEFAULT_MAP_CONCURRENCY,
+                            step::Work::Map {
+                                max_concurrency, ..
+                            } => *max_concurrency as usize,
+                            _ => usize::MAX,
+                        };
+                        // A branch may answer before its start is
+                        // committed: it is not running then.
+                        let mut running = results[..started].iter().filter(|r| r.is_none()).count();
+                        let mut more = 0;
+                        while started < results.len() && running < at_once {
+                            let (m, n) = branch_name(machine, name, &run, started);
+                            self.start_branch(
+                                &e,
+                                &p,
+                                &state,
+                                &work,
+                                started,
+                                (&m, &n),
+                                &token,
+                                &scx,
+                            )
+                            .await?;
+                            if matches!(work, step::Work::Map { .. }) {
+                                events.push(history::map_iteration_started(&state, started, now));
+                            }
+                            if results[started].is_none() {
+                                running += 1;
+                            }
+                            started += 1;
+                            more += 1;
+                        }
+                        p.at = At::Join {
+                            state,
+                            input,
+                            tries,
+                            work,
+                            token,
+                            run,
+                            started,
+                            results,
+                        };
+                        if events.is_empty() && more == 0 {
+                            return park(now.saturating_add(CHILD_LOOK_MS), &e);
+                        }
+                    }
                 }
                 At::Returned {
                     state,
@@ -765,6 +1038,9 @@ impl Flows {
             metrics::counter!("wisp_executions_total", "state_machine" => e.machine.clone(), "status" => e.status.clone())
                 .increment(1);
             self.answer_parent(e, &p).await;
+            for (m, n) in &p.orphans {
+                self.stop_branch(m, n).await;
+            }
             return Ok(Stop::Over);
         }
         Ok(Stop::Go)
@@ -830,14 +1106,68 @@ impl Flows {
     }
 }
 
-/// Where a callback Task waits once its request is made.
-fn waiting(
-    step: Step<'_>,
-    token: String,
-    callback: &tokens::Callback,
-    answer: &Value,
-    now: i64,
-) -> At {
+/// Whether the children of a Join were looked at in this drive (once:
+/// when it takes the execution up).
+fn resumed_join_checked(checked: &mut bool) -> bool {
+    std::mem::replace(checked, true)
+}
+
+/// The machine and name of a branch's or item's execution.
+pub(crate) fn branch_name(machine: &str, name: &str, run: &str, index: usize) -> (String, String) {
+    (
+        format!("{machine}~branches"),
+        format!("{name}~{run}~{index}"),
+    )
+}
+
+/// A Join's result once its state can conclude: a Parallel when every
+/// branch ended or one failed; a Map when every item ended, or a failure
+/// it does not tolerate came.
+fn joined(
+    st: &State,
+    work: &step::Work,
+    results: &[Option<Result<Value, Failure>>],
+) -> Option<Result<Value, Failure>> {
+    let tolerant = run::tolerant(st);
+    let tolerated = match work {
+        step::Work::Map {
+            tolerated_failures, ..
+        } => *tolerated_failures,
+        _ => 0,
+    };
+    let failed = results.iter().filter(|r| matches!(r, Some(Err(_)))).count() as u64;
+    let fatal = match work {
+        step::Work::Map { .. } if tolerant => failed > tolerated,
+        _ => failed > 0,
+    };
+    if fatal {
+        if !tolerant {
+            return results.iter().find_map(|r| match r {
+                Some(Err(f)) => Some(Err(f.clone())),
+                _ => None,
+            });
+        }
+        let total = results.len();
+        return Some(Err(Failure::new(
+            crate::errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+            format!("{failed} of {total} items failed; {tolerated} were tolerated."),
+        )));
+    }
+    if results.iter().any(Option::is_none) {
+        return None;
+    }
+    let all: Vec<Result<Value, Failure>> = results.iter().flatten().cloned().collect();
+    Some(match work {
+        step::Work::Map { .. } => run::map_outcome(all, tolerant, tolerated),
+        _ => all
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+    })
+}
+
+/// Where a callback Task waits, from before its request is made.
+fn waiting(step: Step<'_>, token: String, now: i64) -> At {
     let (timeout, heartbeat) = match &step.work {
         step::Work::Task {
             timeout_seconds,
@@ -845,12 +1175,6 @@ fn waiting(
             ..
         } => (*timeout_seconds, *heartbeat_seconds),
         _ => (None, None),
-    };
-    let child = match callback {
-        tokens::Callback::Child { .. } => answer["ExecutionArn"]
-            .as_str()
-            .and_then(|a| Flows::execution_of(a).ok()),
-        _ => None,
     };
     let after = |s: Option<u64>| s.map(|s| now.saturating_add(s as i64 * 1000));
     At::Callback {
@@ -861,7 +1185,8 @@ fn waiting(
         token,
         timeout_at: after(timeout),
         heartbeat_at: after(heartbeat),
-        child,
+        child: None,
+        requested: false,
     }
 }
 

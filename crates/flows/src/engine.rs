@@ -124,7 +124,8 @@ pub struct Flows {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: Arc<dyn Rng>,
     /// STANDARD executions this node drives now.
-    pub(crate) driving: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// (whether someone asked it to look again meanwhile).
+    pub(crate) driving: std::sync::Mutex<std::collections::HashMap<String, bool>>,
     /// Rouses the loop that takes due executions.
     pub(crate) drive_wake: tokio::sync::Notify,
 }

@@ -190,6 +190,9 @@ impl Flows {
                     self.store
                         .cancel_timer(crate::durable::EXECUTION_TIMER, &id)
                         .await?;
+                    for (m, n) in &p.orphans {
+                        Box::pin(self.stop_branch(m, n)).await;
+                    }
                     return Ok(now);
                 }
                 Err(StoreError::Conflict(_)) => continue,

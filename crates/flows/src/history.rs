@@ -328,3 +328,28 @@ pub fn activity_started(at_ms: i64, worker: &str) -> Value {
         Some(("activityStartedEventDetails", json!({"workerName": worker}))),
     )
 }
+
+/// A Map item's execution started.
+pub fn map_iteration_started(state: &str, index: usize, at_ms: i64) -> Value {
+    event(
+        "MapIterationStarted",
+        at_ms,
+        Some((
+            "mapIterationStartedEventDetails",
+            json!({"name": state, "index": index}),
+        )),
+    )
+}
+
+/// A Map item's execution ended.
+pub fn map_iteration(state: &str, index: usize, succeeded: bool, at_ms: i64) -> Value {
+    let (kind, field) = match succeeded {
+        true => ("MapIterationSucceeded", "mapIterationSucceededEventDetails"),
+        false => ("MapIterationFailed", "mapIterationFailedEventDetails"),
+    };
+    event(
+        kind,
+        at_ms,
+        Some((field, json!({"name": state, "index": index}))),
+    )
+}

@@ -181,12 +181,11 @@ async fn map(
     let Kind::Map(m) = &state.kind else {
         return Err(Failure::new(errors::RUNTIME, "not a Map state"));
     };
-    let tolerant = m.tolerated_failure_count.is_some() || m.tolerated_failure_percentage.is_some();
+    let tolerant = tolerant(state);
     let at_once = match max_concurrency {
         0 => DEFAULT_MAP_CONCURRENCY,
         n => (n as usize).min(DEFAULT_MAP_CONCURRENCY.max(n as usize)),
     };
-    let total = items.len();
     let results: Vec<Result<Value, Failure>> = stream::iter(items.into_iter().enumerate())
         .map(|(i, item)| {
             let item_cx = step::with_map_item(cx, i, &item);
@@ -195,6 +194,18 @@ async fn map(
         .buffered(at_once.max(1))
         .collect()
         .await;
+    map_outcome(results, tolerant, tolerated_failures)
+}
+
+/// Whether a Map state with `tolerant` failure bounds tolerates its
+/// items' results: their outputs in order (a tolerated failure as its
+/// Error and Cause), or the state's failure.
+pub fn map_outcome(
+    results: Vec<Result<Value, Failure>>,
+    tolerant: bool,
+    tolerated_failures: u64,
+) -> Result<Value, Failure> {
+    let total = results.len();
     let failed = results.iter().filter(|r| r.is_err()).count() as u64;
     if failed > 0 && !tolerant {
         let first = results.into_iter().find_map(Result::err);
@@ -212,6 +223,16 @@ async fn map(
             .map(|r| r.unwrap_or_else(|f| json!({"Error": f.error, "Cause": f.cause})))
             .collect(),
     ))
+}
+
+/// Whether a Map state bounds its failures (else one fails it).
+pub fn tolerant(state: &crate::asl::State) -> bool {
+    match &state.kind {
+        Kind::Map(m) => {
+            m.tolerated_failure_count.is_some() || m.tolerated_failure_percentage.is_some()
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

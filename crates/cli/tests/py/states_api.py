@@ -471,6 +471,64 @@ def group_callbacks():
                definition=json.dumps(ask), roleArn=ROLE, type="EXPRESS")
 
 
+def group_branches():
+    url = sqs.create_queue(QueueName=P + "-branch")["QueueUrl"]
+    both = {"StartAt": "Both", "States": {"Both": {
+        "Type": "Parallel", "ResultPath": "$.both", "End": True,
+        "Branches": [
+            {"StartAt": "Here", "States": {"Here": {
+                "Type": "Pass", "Parameters": {"id.$": "$$.Execution.Id"}, "End": True}}},
+            {"StartAt": "Ask", "States": {"Ask": {
+                "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": url, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "End": True}}}]}}}
+    with check("a STANDARD Parallel runs its branches durably, a callback in one of them"):
+        arn = sfn.create_state_machine(name=P + "-both", definition=json.dumps(both),
+                                       roleArn=ROLE)["stateMachineArn"]
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"k": 1}))
+        token = token_from_queue(url)["token"]
+        eq(sfn.describe_execution(executionArn=run["executionArn"])["status"], "RUNNING", "waits")
+        sfn.send_task_success(taskToken=token, output=json.dumps({"asked": True}))
+        d = wait_for(run["executionArn"])
+        eq(d["status"], "SUCCEEDED", f"status ({d.get('error')}: {d.get('cause')})")
+        eq(json.loads(d["output"])["both"], [{"id": run["executionArn"]}, {"asked": True}],
+           "the branches' outputs in order, the parent's context in a branch")
+        types = [e["type"] for e in history(run["executionArn"])]
+        eq(types, ["ExecutionStarted", "ParallelStateEntered", "ParallelStateStarted",
+                   "ParallelStateSucceeded", "ParallelStateExited", "ExecutionSucceeded"], "history")
+        eq([e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"]],
+           [run["executionArn"].rsplit(":", 1)[1]], "branches are not listed as executions")
+    items = {"StartAt": "Each", "States": {"Each": {
+        "Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2,
+        "ItemSelector": {"n.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"},
+        "ToleratedFailureCount": 1,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "Check", "States": {
+            "Check": {"Type": "Choice", "Choices": [
+                {"Variable": "$.n", "NumericEquals": 3, "Next": "Bad"}], "Default": "Double"},
+            "Double": {"Type": "Pass", "Parameters": {"i.$": "$.i",
+                                                      "twice.$": "States.MathAdd($.n, $.n)"},
+                       "End": True},
+            "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "three"}}},
+        "End": True}}}
+    with check("a STANDARD Map runs its items durably, MaxConcurrency and tolerated failures"):
+        arn = sfn.create_state_machine(name=P + "-each", definition=json.dumps(items),
+                                       roleArn=ROLE)["stateMachineArn"]
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"items": [1, 2, 3, 4, 5]}))
+        d = wait_for(run["executionArn"])
+        eq(d["status"], "SUCCEEDED", f"status ({d.get('error')}: {d.get('cause')})")
+        eq(json.loads(d["output"]), [{"i": 0, "twice": 2}, {"i": 1, "twice": 4},
+                                     {"Error": "Item.Bad", "Cause": "three"},
+                                     {"i": 3, "twice": 8}, {"i": 4, "twice": 10}], "output")
+        types = [e["type"] for e in history(run["executionArn"])]
+        eq((types.count("MapIterationStarted"), types.count("MapIterationSucceeded"),
+            types.count("MapIterationFailed")), (5, 4, 1), "iterations")
+        run = sfn.start_execution(stateMachineArn=arn,
+                                  input=json.dumps({"items": [3, 3, 1]}))
+        d = wait_for(run["executionArn"])
+        eq((d["status"], d["error"]), ("FAILED", "States.ExceedToleratedFailureThreshold"),
+           "past the tolerance")
+
+
 def group_errors():
     with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
         raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
@@ -508,7 +566,7 @@ def cleanup():
 def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
     checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
-                group_standard, group_callbacks, group_errors, group_cli],
+                group_standard, group_callbacks, group_branches, group_errors, group_cli],
                cleanup)
 
 
