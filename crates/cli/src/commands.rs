@@ -55,6 +55,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { command } => crate::events::run(&client()?, command).await,
         Command::Schedules { command } => crate::events::schedules(&client()?, command).await,
         Command::Workflows { command } => crate::workflows::run(&client()?, command).await,
+        Command::Executions { name, status } => {
+            crate::workflows::executions(&client()?, &name, status.as_deref()).await
+        }
+        Command::History { execution } => crate::workflows::history(&client()?, &execution).await,
         Command::Start {
             name,
             input,

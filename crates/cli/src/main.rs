@@ -194,8 +194,19 @@ enum Command {
         #[command(subcommand)]
         command: WorkflowsCommand,
     },
-    /// Run an EXPRESS workflow to its end and print its output (or, with
-    /// --async, start it and print the execution's ARN).
+    /// A STANDARD workflow's executions, newest first.
+    Executions {
+        name: String,
+        /// Only those with this status (running, succeeded, failed,
+        /// timed_out, aborted).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// An execution's history as a timeline: states, durations, input,
+    /// output, errors.
+    History { execution: String },
+    /// Run a workflow to its end and print its output (or, with --async,
+    /// start it and print the execution's ARN).
     Start {
         name: String,
         /// The execution's input, JSON.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{lambda_body, lambda_dir, wait_until, zip_dir, Server};
+use crate::harness::{
+    function_logs, lambda_body, lambda_dir, repo_root, wait_until, zip_dir, Server,
+};
 
 const REGION_ACCOUNT: &str = "us-east-1:000000000000";
 
@@ -144,4 +146,135 @@ fn a_standard_execution_survives_kill_9_in_a_task_and_in_a_wait() {
     );
     let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, (1..=events.len() as u64).collect::<Vec<_>>());
+}
+
+fn output_of(out: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A participant of the example's two-phase commit, as its README runs
+/// it.
+fn participant(server: &Server, queue: &str, vote: &str) -> std::process::Child {
+    std::process::Command::new("python3")
+        .arg(repo_root().join("examples/travel/participant.py"))
+        .args([queue, "--vote", vote, "--data-dir"])
+        .arg(&server.data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("python3 runs the participant")
+}
+
+/// Reads a participant's lines until one containing `want`.
+fn read_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    want: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains(want);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+    panic!("the participant stopped before `{want}`: {seen:?}");
+}
+
+/// examples/travel as its README runs it: the saga books a trip, and when
+/// the car cannot be had cancels the hotel and the flight; the two-phase
+/// commit commits when both participants vote yes and tells both to abort
+/// when one votes no.
+#[test]
+fn the_travel_example_books_compensates_commits_and_aborts() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let app = repo_root().join("examples/travel");
+    let (ok, out) = output_of(&server.cli(&["deploy", app.to_str().unwrap()]));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("workflow book-trip created (STANDARD)"),
+        "{out}"
+    );
+
+    let (ok, out) = output_of(&server.cli(&["start", "book-trip", "--input", r#"{"trip": "t1"}"#]));
+    assert!(ok, "{out}");
+    for part in ["flight-t1-", "hotel-t1-", "car-t1-"] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    let (ok, out) = output_of(&server.cli(&[
+        "start",
+        "book-trip",
+        "--input",
+        r#"{"trip": "t2", "unavailable": "car"}"#,
+    ]));
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAILED: Unavailable"), "{out}");
+    let (ok, listed) = output_of(&server.cli(&["executions", "book-trip", "--status", "failed"]));
+    assert!(ok, "{listed}");
+    let arn = listed
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap()
+        .to_string();
+    let (ok, timeline) = output_of(&server.cli(&["history", &arn]));
+    assert!(ok, "{timeline}");
+    let states: Vec<&str> = timeline
+        .lines()
+        .filter(|l| l.contains("StateEntered"))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "ReserveFlight",
+            "ReserveHotel",
+            "ReserveCar",
+            "CancelHotel",
+            "CancelFlight",
+            "TripFailed"
+        ],
+        "{timeline}"
+    );
+    let cancelled = function_logs(&server, "cancel");
+    assert!(
+        cancelled.iter().any(|l| l.contains("cancelled hotel-t2-"))
+            && cancelled.iter().any(|l| l.contains("cancelled flight-t2-")),
+        "{cancelled:?}"
+    );
+
+    let mut bank = participant(&server, "bank", "yes");
+    let mut ledger = participant(&server, "ledger", "yes");
+    let mut bank_lines = std::io::BufReader::new(bank.stdout.take().unwrap()).lines();
+    let mut ledger_lines = std::io::BufReader::new(ledger.stdout.take().unwrap()).lines();
+    let input = r#"{"txn": "tx1", "amount": 10, "participants": ["bank", "ledger"]}"#;
+    let (ok, out) = output_of(&server.cli(&["start", "transfer", "--input", input]));
+    assert!(ok, "{out}");
+    assert!(out.contains(r#""outcome":"committed""#), "{out}");
+    read_until(&mut bank_lines, "tx1 committed");
+    read_until(&mut ledger_lines, "tx1 committed");
+
+    ledger.kill().unwrap();
+    let _ = ledger.wait();
+    let mut refusing = participant(&server, "ledger", "no");
+    let mut refusing_lines = std::io::BufReader::new(refusing.stdout.take().unwrap()).lines();
+    let input = r#"{"txn": "tx2", "amount": 99, "participants": ["bank", "ledger"]}"#;
+    let (ok, out) = output_of(&server.cli(&["start", "transfer", "--input", input]));
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAILED: Participant.VotedNo"), "{out}");
+    let said = read_until(&mut bank_lines, "tx2 aborted");
+    assert!(said.iter().any(|l| l.contains("tx2 prepared")), "{said:?}");
+    read_until(&mut refusing_lines, "tx2 aborted");
+    for mut p in [bank, refusing] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
 }
