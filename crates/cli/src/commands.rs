@@ -399,7 +399,8 @@ async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
             if e.downcast_ref::<crate::client::ApiFailure>()
                 .is_some_and(|a| a.status == 404)
                 && (crate::queues::describe_queue(client, name).await?
-                    || crate::events::describe_bus(client, name).await?) =>
+                    || crate::events::describe_bus(client, name).await?
+                    || crate::workflows::describe(client, name).await?) =>
         {
             return Ok(())
         }

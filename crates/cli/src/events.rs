@@ -183,7 +183,7 @@ pub async fn schedules(client: &Client, command: SchedulesCommand) -> anyhow::Re
 }
 
 /// A counter of `/metrics` for the labels given, 0 when absent.
-fn counter(metrics: &str, name: &str, labels: &str) -> u64 {
+pub(crate) fn counter(metrics: &str, name: &str, labels: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && l.contains(labels))

@@ -212,3 +212,65 @@ pub async fn history(client: &Client, execution: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `wisp describe WORKFLOW`: the machine, its states, what its Tasks
+/// call, and its executions by outcome with its state transitions (from
+/// /metrics). `false` if there is no such workflow.
+pub async fn describe(client: &Client, name: &str) -> anyhow::Result<bool> {
+    let Ok((arn, kind)) = machine(client, name).await else {
+        return Ok(false);
+    };
+    let m = client
+        .states("DescribeStateMachine", &json!({ "stateMachineArn": arn }))
+        .await?;
+    println!("workflow:    {name} ({kind})");
+    println!("arn:         {arn}");
+    let definition: Value =
+        serde_json::from_str(m["definition"].as_str().unwrap_or("{}")).unwrap_or_default();
+    if let Some(c) = definition["Comment"].as_str() {
+        println!("comment:     {c}");
+    }
+    println!(
+        "starts at:   {}",
+        definition["StartAt"].as_str().unwrap_or("")
+    );
+    for (state, body) in definition["States"].as_object().into_iter().flatten() {
+        let what = body["Resource"]
+            .as_str()
+            .map(|r| {
+                let function = body["Parameters"]["FunctionName"].as_str();
+                match function {
+                    Some(f) => format!(" → {r} ({f})"),
+                    None => format!(" → {r}"),
+                }
+            })
+            .unwrap_or_default();
+        println!(
+            "state:       {state} ({}){what}",
+            body["Type"].as_str().unwrap_or("")
+        );
+    }
+    let metrics = client
+        .call("GET", "/metrics", None)
+        .await
+        .ok()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .unwrap_or_default();
+    let on = format!("state_machine=\"{name}\"");
+    let count = |n: &str, status: &str| {
+        crate::events::counter(&metrics, n, &format!("{on},status=\"{status}\""))
+    };
+    println!(
+        "executions:  {} started, {} succeeded, {} failed, {} timed out, {} aborted",
+        crate::events::counter(&metrics, "wisp_executions_started_total", &on),
+        count("wisp_executions_total", "SUCCEEDED"),
+        count("wisp_executions_total", "FAILED"),
+        count("wisp_executions_total", "TIMED_OUT"),
+        count("wisp_executions_total", "ABORTED"),
+    );
+    println!(
+        "transitions: {}",
+        crate::events::counter(&metrics, "wisp_state_transitions_total", &on)
+    );
+    Ok(true)
+}

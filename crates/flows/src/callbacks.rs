@@ -198,6 +198,7 @@ impl Flows {
         work: &Work,
         token: &str,
         p: &Progress,
+        trigger: &str,
     ) -> Result<Value, Failure> {
         let Work::Task {
             resource,
@@ -210,13 +211,13 @@ impl Flows {
         };
         match callback {
             Callback::Token => {
-                self.task(crate::run::TaskCall {
+                let call = crate::run::TaskCall {
                     resource: resource.clone(),
                     input: parameters.clone(),
                     timeout_seconds: *timeout_seconds,
                     heartbeat_seconds: *heartbeat_seconds,
-                })
-                .await
+                };
+                self.task(call, trigger).await
             }
             Callback::Activity(name) => {
                 let missing = |e: FlowsError| Failure::new(crate::errors::RUNTIME, e.message);

@@ -533,6 +533,10 @@ impl Flows {
         let mut first_join = false;
         let env = Tasks {
             flows: self.clone(),
+            trigger: format!(
+                "states:{}",
+                cx["Execution"]["Id"].as_str().unwrap_or_default()
+            ),
         };
         let region = self.sqs.region().to_string();
         let mut first = true;
@@ -683,7 +687,9 @@ impl Flows {
                         let Some(callback) = callback else {
                             return Err(FlowsError::internal("a waiting state that is not a Task"));
                         };
-                        let asked = self.request(&callback, &work, &token, &p).await;
+                        let asked = self
+                            .request(&callback, &work, &token, &p, &env.trigger)
+                            .await;
                         let now = self.clock.now_ms();
                         let scx = state_cx(&cx, &state, now, &tries, Some(&token));
                         match asked {
@@ -1032,11 +1038,17 @@ impl Flows {
             Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => return Ok(Stop::Lost),
             Err(err) => return Err(err.into()),
         }
-        metrics::counter!("wisp_state_transitions_total", "state_machine" => e.machine.clone())
+        // A branch's transitions are its machine's; its end is not an
+        // execution's.
+        let branch = e.machine.strip_suffix("~branches");
+        let machine = branch.unwrap_or(&e.machine).to_string();
+        metrics::counter!("wisp_state_transitions_total", "state_machine" => machine.clone())
             .increment(1);
         if e.status != "RUNNING" {
-            metrics::counter!("wisp_executions_total", "state_machine" => e.machine.clone(), "status" => e.status.clone())
-                .increment(1);
+            if branch.is_none() {
+                metrics::counter!("wisp_executions_total", "state_machine" => machine, "status" => e.status.clone())
+                    .increment(1);
+            }
             self.answer_parent(e, &p).await;
             for (m, n) in &p.orphans {
                 self.stop_branch(m, n).await;

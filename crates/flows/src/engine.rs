@@ -500,6 +500,8 @@ impl Flows {
         let definition = StateMachine::parse(&m.definition)
             .map_err(|d| FlowsError::new("InvalidDefinition", invalid_definition(&d)))?;
         let started_ms = self.clock.now_ms();
+        metrics::counter!("wisp_executions_started_total", "state_machine" => machine_name.to_string())
+            .increment(1);
         let cx = json!({
             "Execution": {
                 "Id": execution_arn,
@@ -512,6 +514,7 @@ impl Flows {
         });
         let env = Tasks {
             flows: self.clone(),
+            trigger: format!("states:{execution_arn}"),
         };
         let limit = Duration::from_secs(
             definition
@@ -540,10 +543,13 @@ impl Flows {
             }
             Ok(out)
         });
-        metrics::counter!("wisp_executions_total", "state_machine" => machine_name.to_string(), "status" => match &result {
+        let status = match &result {
             Ok(_) => "SUCCEEDED",
+            Err(f) if f.error == crate::errors::TIMEOUT => "TIMED_OUT",
             Err(_) => "FAILED",
-        }).increment(1);
+        };
+        metrics::counter!("wisp_executions_total", "state_machine" => machine_name.to_string(), "status" => status)
+            .increment(1);
         Ok(Finished {
             execution_arn,
             name,
@@ -555,7 +561,12 @@ impl Flows {
     }
 
     /// A Lambda function's result for a Task, or its error by name.
-    async fn invoke(&self, function: &str, payload: &Value) -> Result<(Value, String), Failure> {
+    async fn invoke(
+        &self,
+        function: &str,
+        payload: &Value,
+        trigger: &str,
+    ) -> Result<(Value, String), Failure> {
         let (name, qualifier) = function_of(function);
         let version = self
             .dispatcher
@@ -570,7 +581,7 @@ impl Flows {
         let request =
             wisp_dispatch::invocation_request(bytes::Bytes::from(payload.to_string()), &arn, None)
                 .map_err(|e| Failure::new("Lambda.ServiceException", e.to_string()))?;
-        let dispatched = self.dispatcher.invoke(&version, request, "states").await;
+        let dispatched = self.dispatcher.invoke(&version, request, trigger).await;
         match dispatched.response {
             Ok(r) => {
                 let failed = r.status().is_server_error();
@@ -599,7 +610,9 @@ impl Flows {
         }
     }
 
-    pub(crate) async fn task(&self, call: TaskCall) -> Result<Value, Failure> {
+    /// Runs a Task's integration; `trigger` names the execution in the
+    /// records of the invocations it makes.
+    pub(crate) async fn task(&self, call: TaskCall, trigger: &str) -> Result<Value, Failure> {
         let resource = call.resource.as_str();
         let service = resource
             .strip_prefix("arn:aws:states:::")
@@ -623,7 +636,7 @@ impl Flows {
                     function: name,
                     qualifier: qualifier.unwrap_or_else(|| "$LATEST".into()),
                     payload: bytes::Bytes::from(payload.to_string()),
-                    source: "states".into(),
+                    source: trigger.into(),
                     client_context: None,
                     idempotency_key: None,
                 };
@@ -640,14 +653,14 @@ impl Flows {
                 self.start_child(&call.input, None, 1).await
             }
             None if resource.contains(":lambda:") && resource.contains(":function:") => {
-                self.invoke(resource, &call.input).await.map(|(v, _)| v)
+                self.invoke(resource, &call.input, trigger).await.map(|(v, _)| v)
             }
             Some("lambda:invoke") => {
                 let function = call.input["FunctionName"].as_str().ok_or_else(|| {
                     Failure::new(crate::errors::RUNTIME, "lambda:invoke needs Parameters.FunctionName")
                 })?;
                 let payload = call.input.get("Payload").cloned().unwrap_or(json!({}));
-                let (value, version) = self.invoke(function, &payload).await?;
+                let (value, version) = self.invoke(function, &payload, trigger).await?;
                 Ok(json!({
                     "ExecutedVersion": version,
                     "Payload": value,
@@ -773,13 +786,16 @@ fn function_of(given: &str) -> (String, Option<String>) {
 /// The Env of an execution: tasks through the engine, time on its clock.
 pub(crate) struct Tasks {
     pub(crate) flows: Arc<Flows>,
+    /// What the records of its invocations name as their trigger: the
+    /// execution.
+    pub(crate) trigger: String,
 }
 
 #[async_trait::async_trait]
 impl Env for Tasks {
     async fn task(&self, call: TaskCall) -> Result<Value, Failure> {
         let timeout = call.timeout_seconds;
-        let work = self.flows.task(call);
+        let work = self.flows.task(call, &self.trigger);
         match timeout {
             Some(s) => tokio::time::timeout(Duration::from_secs(s), work)
                 .await

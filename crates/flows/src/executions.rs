@@ -133,6 +133,8 @@ impl Flows {
             }
             Err(err) => return Err(err.into()),
         }
+        metrics::counter!("wisp_executions_started_total", "state_machine" => m.name.clone())
+            .increment(1);
         if let Some(me) = self.shared() {
             me.spawn_drive(&m.name, &name);
         }
