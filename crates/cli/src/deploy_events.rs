@@ -287,6 +287,16 @@ async fn apply_schedules(client: &Client, manifest: &Manifest) -> anyhow::Result
 
 /// Creates or updates the manifest's state machines (tagged with the
 /// app) and deletes the app's ones it no longer declares.
+/// A definition as the API takes it: JSON as written, YAML (Workflow
+/// Studio's other export) turned into JSON.
+fn definition_json(file: &str, text: String) -> anyhow::Result<String> {
+    if file.ends_with(".json") {
+        return Ok(text);
+    }
+    let value: serde_json::Value = serde_norway::from_str(&text)?;
+    Ok(value.to_string())
+}
+
 pub async fn apply_workflows(
     client: &Client,
     dir: &std::path::Path,
@@ -306,13 +316,15 @@ pub async fn apply_workflows(
         .collect();
     for w in &manifest.workflows {
         let path = dir.join(&w.definition);
-        let definition = std::fs::read_to_string(&path).with_context(|| {
+        let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "while reading the definition of workflow `{}` ({})",
                 w.name,
                 path.display()
             )
         })?;
+        let definition = definition_json(&w.definition, text)
+            .with_context(|| format!("{}: not a YAML state machine definition", path.display()))?;
         let found = existing.iter().find(|(n, _)| n == &w.name);
         let done = match found {
             Some((_, arn)) => {

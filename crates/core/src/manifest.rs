@@ -445,14 +445,14 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
                 None,
             ));
         }
-        if !w.definition.get_ref().ends_with(".json") {
+        let file = w.definition.get_ref();
+        if ![".json", ".yaml", ".yml"].iter().any(|e| file.ends_with(e)) {
             return Err(locate(
                 w.definition.span(),
                 format!(
-                    "definition `{}`: an Amazon States Language file ending in .json",
-                    w.definition.get_ref()
+                    "definition `{file}`: an Amazon States Language file ending in .json, .yaml or .yml"
                 ),
-                Some("export it from Workflow Studio as JSON (YAML is not read yet)".into()),
+                Some("export it from Workflow Studio as JSON or YAML".into()),
             ));
         }
         let kind = match &w.kind {

@@ -224,7 +224,7 @@ handler = "index.handler"
 [queue.flows]
 
 [workflow.greet]
-definition = "workflows/greet.asl.json"
+definition = "workflows/greet.asl.yaml"
 type = "EXPRESS"
 
 [bus.orders]
@@ -277,12 +277,25 @@ fn the_manifest_declares_buses_rules_and_schedules_and_the_cli_works_them() {
     let manifest = BUSES.replace("AT", &at_in(3));
     std::fs::write(app.join("wisp.toml"), &manifest).unwrap();
     std::fs::create_dir_all(app.join("workflows")).unwrap();
-    let greet = json!({"StartAt": "Greet", "States": {
-        "Greet": {"Type": "Pass", "Parameters": {"hello.$": "$.who"}, "Next": "Note"},
-        "Note": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
-                 "Parameters": {"QueueUrl": "http://wisp/000000000000/flows", "MessageBody.$": "$.hello"},
-                 "ResultPath": null, "End": true}}});
-    std::fs::write(app.join("workflows/greet.asl.json"), greet.to_string()).unwrap();
+    // As Workflow Studio exports YAML.
+    let greet = r#"
+StartAt: Greet
+States:
+  Greet:
+    Type: Pass
+    Parameters:
+      hello.$: $.who
+    Next: Note
+  Note:
+    Type: Task
+    Resource: arn:aws:states:::sqs:sendMessage
+    Parameters:
+      QueueUrl: http://wisp/000000000000/flows
+      MessageBody.$: $.hello
+    ResultPath: null
+    End: true
+"#;
+    std::fs::write(app.join("workflows/greet.asl.yaml"), greet).unwrap();
     let out = cli_ok(&server, &["deploy", app.to_str().unwrap()]);
     for want in [
         "bus orders created",
