@@ -7,7 +7,11 @@
 //! sqs_load fill       ENDPOINT KEY SECRET QUEUE COUNT SENDERS
 //! sqs_load depth      ENDPOINT KEY SECRET QUEUE
 //! sqs_load put-events ENDPOINT KEY SECRET SOURCE SECONDS SENDERS
+//! sqs_load states-sync  ENDPOINT KEY SECRET MACHINE_ARN SECONDS SENDERS
+//! sqs_load states-start ENDPOINT KEY SECRET MACHINE_ARN COUNT SENDERS
 //! ```
+//! `states-sync` runs StartSyncExecution back to back from each sender;
+//! `states-start` starts COUNT executions, then waits until none runs.
 //! `throughput` sends batches of 10 and, at the same time, receives 10 and
 //! deletes them with DeleteMessageBatch, for SECONDS; it prints messages
 //! per second end to end (deleted) and each call's latency percentiles.
@@ -24,6 +28,7 @@ use wisp_aws::Credentials;
 enum Service {
     Sqs,
     Events,
+    States,
 }
 
 struct Client {
@@ -67,6 +72,7 @@ impl Client {
         let (prefix, content_type, signing_name) = match service {
             Service::Sqs => ("AmazonSQS", "application/x-amz-json-1.0", "sqs"),
             Service::Events => ("AWSEvents", "application/x-amz-json-1.1", "events"),
+            Service::States => ("AWSStepFunctions", "application/x-amz-json-1.0", "states"),
         };
         let body = input.to_string().into_bytes();
         let mut headers = http::HeaderMap::new();
@@ -376,6 +382,111 @@ async fn put_events(c: Arc<Client>, source: &str, seconds: u64, senders: usize) 
     println!("RESULT {:.0}", n as f64 / elapsed);
 }
 
+/// StartSyncExecution back to back from `senders` connections for
+/// `seconds`: executions per second (SUCCEEDED ones) and latencies.
+async fn states_sync(c: Arc<Client>, machine: &str, seconds: u64, senders: usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let latencies = Arc::new(Latencies::default());
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (c, stop, done, errors, latencies) = (
+            c.clone(),
+            stop.clone(),
+            done.clone(),
+            errors.clone(),
+            latencies.clone(),
+        );
+        let input = json!({"stateMachineArn": machine, "input": "{\"n\": 1}"});
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match c
+                    .call_service(Service::States, "StartSyncExecution", &input)
+                    .await
+                {
+                    Ok(v) if v["status"] == "SUCCEEDED" => {
+                        latencies.add(t.elapsed());
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("StartSyncExecution: {other:?}");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "{:.0} executions/s ({n} in {elapsed:.1}s), errors {}",
+        n as f64 / elapsed,
+        errors.load(Ordering::Relaxed)
+    );
+    println!("  StartSyncExecution {}", latencies.summary());
+    println!("RESULT {:.0}", n as f64 / elapsed);
+}
+
+/// Starts `count` executions from `senders` connections, then waits until
+/// none of the machine's runs: seconds from the first start to the end.
+async fn states_start(c: Arc<Client>, machine: &str, count: u64, senders: usize) {
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (c, next, errors, machine) =
+            (c.clone(), next.clone(), errors.clone(), machine.to_string());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let input = json!({"stateMachineArn": machine, "input": "{\"n\": 1}"});
+                if let Err(e) = c
+                    .call_service(Service::States, "StartExecution", &input)
+                    .await
+                {
+                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("StartExecution: {e}");
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let starting = started.elapsed().as_secs_f64();
+    loop {
+        let running = c
+            .call_service(
+                Service::States,
+                "ListExecutions",
+                &json!({"stateMachineArn": machine, "statusFilter": "RUNNING", "maxResults": 1}),
+            )
+            .await
+            .map(|v| v["executions"].as_array().map_or(0, Vec::len))
+            .unwrap_or(1);
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{count} executions started in {starting:.2}s, all ended after {elapsed:.2}s ({:.0} executions/s), errors {}",
+        count as f64 / elapsed,
+        errors.load(Ordering::Relaxed)
+    );
+    println!("SECONDS {elapsed:.3}");
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -403,6 +514,9 @@ async fn main() {
         // The QUEUE argument is the events' source here.
         "put-events" => put_events(c, queue, num(6, 10), num(7, 16) as usize).await,
         "depth" => depth(c, queue).await,
+        // The QUEUE argument is the state machine's ARN here.
+        "states-sync" => states_sync(c, queue, num(6, 10), num(7, 32) as usize).await,
+        "states-start" => states_start(c, queue, num(6, 1000), num(7, 32) as usize).await,
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
