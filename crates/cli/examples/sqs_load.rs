@@ -446,8 +446,14 @@ async fn states_start(c: Arc<Client>, machine: &str, count: u64, senders: usize)
         let (c, next, errors, machine) =
             (c.clone(), next.clone(), errors.clone(), machine.to_string());
         tasks.push(tokio::spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < count {
-                let input = json!({"stateMachineArn": machine, "input": "{\"n\": 1}"});
+            let run = std::process::id();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                // Named: moto names every unnamed execution `None`.
+                let input = json!({"stateMachineArn": machine, "name": format!("run{run}-{i}"), "input": "{\"n\": 1}"});
                 if let Err(e) = c
                     .call_service(Service::States, "StartExecution", &input)
                     .await

@@ -200,6 +200,47 @@ fn three_nodes_serve_one_cluster() {
     fired.sort();
     assert_eq!(fired, [r#"{"node":0}"#, r#"{"node":1}"#, r#"{"node":2}"#]);
 
+    // STANDARD executions on the cluster's store: started through each
+    // node, a Wait and a Map of branches in each, all seen by another
+    // node, and each step done once.
+    let definition = json!({"StartAt": "Nap", "States": {
+        "Nap": {"Type": "Wait", "Seconds": 1, "Next": "Each"},
+        "Each": {"Type": "Map", "ItemsPath": "$.items", "End": true,
+                 "ItemProcessor": {"StartAt": "Note", "States": {"Note": {
+                     "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                     "Parameters": {"QueueUrl": ticks, "MessageBody.$": "States.JsonToString($)"},
+                     "ResultPath": null, "End": true}}}}}});
+    let (status, v) = nodes[0].states(
+        "CreateStateMachine",
+        &json!({"name": "spread", "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/states"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let machine = v["stateMachineArn"].as_str().unwrap().to_string();
+    let mut runs = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let input = json!({"items": [format!("{i}a"), format!("{i}b")]}).to_string();
+        let (status, v) = n.states(
+            "StartExecution",
+            &json!({"stateMachineArn": machine, "input": input}),
+        );
+        assert_eq!(status, 200, "{v}");
+        runs.push(v["executionArn"].as_str().unwrap().to_string());
+    }
+    for arn in &runs {
+        let done = crate::harness::wait_until("an execution done", Duration::from_secs(30), || {
+            let (_, v) = nodes[2].states("DescribeExecution", &json!({"executionArn": arn}));
+            (v["status"] != "RUNNING").then_some(v)
+        });
+        assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    }
+    let mut noted = crate::events::bodies(&nodes[0], &ticks, Duration::from_secs(3));
+    noted.sort();
+    assert_eq!(
+        noted,
+        [r#""0a""#, r#""0b""#, r#""1a""#, r#""1b""#, r#""2a""#, r#""2b""#]
+    );
+
     // Two nodes deploying the same function at once: one wins, the other
     // is told of the conflict; then racing code updates leave one whole
     // version, never a mix.
