@@ -549,6 +549,69 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 None => Ok(json!({})),
             }
         }
+        "TestState" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Mock {
+                result: Option<String>,
+                error_output: Option<MockError>,
+            }
+            #[derive(Deserialize)]
+            struct MockError {
+                error: Option<String>,
+                cause: Option<String>,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                definition: String,
+                input: Option<String>,
+                inspection_level: Option<String>,
+                state_name: Option<String>,
+                context: Option<String>,
+                mock: Option<Mock>,
+            }
+            let i: In = input(body)?;
+            let mock = match i.mock {
+                None => None,
+                Some(Mock {
+                    result: Some(r), ..
+                }) => Some(Ok(serde_json::from_str(&r)
+                    .map_err(|e| invalid(format!("mock.result is not JSON: {e}")))?)),
+                Some(Mock {
+                    error_output: Some(e),
+                    ..
+                }) => Some(Err(Failure::new(
+                    e.error.unwrap_or_default(),
+                    e.cause.unwrap_or_default(),
+                ))),
+                Some(_) => return Err(invalid("mock takes result or errorOutput")),
+            };
+            let level = i.inspection_level.unwrap_or_else(|| "INFO".into());
+            let tested = flows
+                .test_state(wisp_flows::test_state::TestRequest {
+                    definition: i.definition,
+                    state_name: i.state_name,
+                    input: i.input.unwrap_or_default(),
+                    inspection_level: level,
+                    context: i.context,
+                    mock,
+                })
+                .await
+                .map_err(error)?;
+            let mut out = json!({"status": tested.status, "inspectionData": tested.inspection});
+            if let Some(o) = tested.output {
+                out["output"] = json!(o.to_string());
+            }
+            if let Some(n) = tested.next_state {
+                out["nextState"] = json!(n);
+            }
+            if let Some(f) = tested.error {
+                out["error"] = json!(f.error);
+                out["cause"] = json!(f.cause);
+            }
+            Ok(out)
+        }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase")]

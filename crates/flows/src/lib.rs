@@ -18,6 +18,7 @@ pub mod path;
 pub mod payload;
 pub mod run;
 pub mod step;
+pub mod test_state;
 pub mod tokens;
 
 /// A time as the context object and history write it (RFC 3339, ms).

@@ -529,6 +529,44 @@ def group_branches():
            "past the tolerance")
 
 
+def group_test_state():
+    with check("test_state runs one state: Pass, Choice, Fail, a real Task, mocks, DEBUG data"):
+        r = sfn.test_state(definition=json.dumps({
+            "Type": "Pass", "InputPath": "$.order", "Parameters": {"id.$": "$.id", "k": 1},
+            "ResultPath": "$.out", "Next": "After"}),
+            roleArn=ROLE, input=json.dumps({"order": {"id": 7}}), inspectionLevel="DEBUG")
+        eq((r["status"], r["nextState"], json.loads(r["output"])),
+           ("SUCCEEDED", "After", {"order": {"id": 7}, "out": {"id": 7, "k": 1}}), "Pass")
+        eq((json.loads(r["inspectionData"]["afterInputPath"]),
+            json.loads(r["inspectionData"]["afterParameters"])), ({"id": 7}, {"id": 7, "k": 1}),
+           "DEBUG inspection")
+        r = sfn.test_state(definition=json.dumps({
+            "Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Big"}],
+            "Default": "Small"}), roleArn=ROLE, input='{"n": 5}')
+        eq((r["status"], r["nextState"]), ("SUCCEEDED", "Big"), "Choice")
+        r = sfn.test_state(definition='{"Type": "Fail", "Error": "E", "Cause": "c"}', roleArn=ROLE)
+        eq((r["status"], r["error"], r["cause"]), ("FAILED", "E", "c"), "Fail")
+        task = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": state["fn"], "Payload": {"action": "echo", "n.$": "$.n"}},
+                "ResultSelector": {"n.$": "$.Payload.event.n"}, "End": True}
+        r = sfn.test_state(definition=json.dumps(task), roleArn=ROLE, input='{"n": 3}')
+        eq((r["status"], json.loads(r["output"])), ("SUCCEEDED", {"n": 3}), "a real Task")
+        task["Retry"] = [{"ErrorEquals": ["Boom"], "MaxAttempts": 2}]
+        r = sfn.test_state(definition=json.dumps(task), roleArn=ROLE, input='{"n": 3}',
+                           mock={"errorOutput": {"error": "Boom", "cause": "mocked"}})
+        eq((r["status"], r["error"]), ("RETRIABLE", "Boom"), "a retry it would make")
+        task.pop("Retry")
+        task["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.err", "Next": "Undo"}]
+        r = sfn.test_state(definition=json.dumps(task), roleArn=ROLE, input='{"n": 3}',
+                           mock={"errorOutput": {"error": "Boom", "cause": "mocked"}})
+        eq((r["status"], r["nextState"], json.loads(r["output"])["err"]["Error"]),
+           ("CAUGHT_ERROR", "Undo", "Boom"), "a catch it would take")
+        r = sfn.test_state(definition=json.dumps(task), roleArn=ROLE, input='{"n": 3}',
+                           mock={"result": json.dumps({"Payload": {"event": {"n": 9}}})})
+        eq(json.loads(r["output"]), {"n": 9}, "a mocked result")
+        raises("InvalidDefinition", 400, sfn.test_state, definition='{"Type": "Nope"}', roleArn=ROLE)
+
+
 def group_errors():
     with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
         raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
@@ -566,7 +604,7 @@ def cleanup():
 def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
     checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
-                group_standard, group_callbacks, group_branches, group_errors, group_cli],
+                group_standard, group_callbacks, group_branches, group_test_state, group_errors, group_cli],
                cleanup)
 
 
