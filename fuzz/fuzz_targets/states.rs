@@ -1,6 +1,6 @@
 //! The States Language is untrusted: any definition, path or intrinsic
 //! call parses or is refused, and what parses runs on any input without
-//! panicking.
+//! panicking; a task token given back is read or refused.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,4 +27,7 @@ fuzz_target!(|input: (&str, &str, &str)| {
     if let Ok(c) = Call::parse(expression) {
         let _ = c.eval(&value, &value, &Half);
     }
+    // Task tokens come back from anyone.
+    let _ = wisp_flows::tokens::token_of(expression);
+    let _ = wisp_flows::tokens::callback_of(expression);
 });

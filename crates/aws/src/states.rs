@@ -72,6 +72,35 @@ struct ExecutionIn {
     execution_arn: String,
 }
 
+/// A machine ARN as a start names it: `name`, or `name:qualifier` for a
+/// version or an alias.
+fn machine_ref(arn: &str) -> Result<String, JsonError> {
+    let (name, qualifier) = Flows::qualified(arn).map_err(error)?;
+    Ok(match qualifier {
+        Some(q) => format!("{name}:{q}"),
+        None => name,
+    })
+}
+
+/// The machine and number of a version ARN.
+fn version_of(arn: &str) -> Result<(String, u64), JsonError> {
+    match Flows::qualified(arn).map_err(error)? {
+        (name, Some(q)) => q
+            .parse()
+            .map(|n| (name, n))
+            .map_err(|_| invalid(format!("{arn} is not a state machine version"))),
+        _ => Err(invalid(format!("{arn} is not a state machine version"))),
+    }
+}
+
+/// The machine and name of an alias ARN.
+fn alias_of(arn: &str) -> Result<(String, String), JsonError> {
+    match Flows::qualified(arn).map_err(error)? {
+        (name, Some(q)) if q.parse::<u64>().is_err() => Ok((name, q)),
+        _ => Err(invalid(format!("{arn} is not a state machine alias"))),
+    }
+}
+
 fn invalid_token() -> JsonError {
     JsonError::new(V, StatusCode::BAD_REQUEST, "InvalidToken", "Invalid Token")
 }
@@ -154,8 +183,12 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 logging_configuration: Option<Value>,
                 tracing_configuration: Option<Value>,
                 tags: Option<Vec<Tag>>,
+                publish: Option<bool>,
+                version_description: Option<String>,
             }
             let i: In = input(body)?;
+            let publish = i.publish.unwrap_or(false);
+            let version_description = i.version_description.clone();
             let m = Machine {
                 name: i.name,
                 definition: i.definition,
@@ -173,10 +206,18 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 ..Default::default()
             };
             let m = flows.create(m).await.map_err(error)?;
-            Ok(json!({
+            let mut out = json!({
                 "stateMachineArn": flows.machine_arn(&m.name),
                 "creationDate": seconds(m.created_ms),
-            }))
+            });
+            if publish {
+                let v = flows
+                    .publish(&m.name, None, version_description)
+                    .await
+                    .map_err(error)?;
+                out["stateMachineVersionArn"] = json!(flows.version_arn(&m.name, v.number));
+            }
+            Ok(out)
         }
         "DescribeStateMachine" | "DeleteStateMachine" => {
             #[derive(Deserialize)]
@@ -185,7 +226,28 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 state_machine_arn: String,
             }
             let i: In = input(body)?;
-            let name = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            let (name, qualifier) = Flows::qualified(&i.state_machine_arn).map_err(error)?;
+            if let Some(q) = qualifier {
+                let number = q.parse::<u64>().map_err(|_| {
+                    invalid(format!(
+                        "{} is not a state machine or a version",
+                        i.state_machine_arn
+                    ))
+                })?;
+                if operation == "DeleteStateMachine" {
+                    return Err(invalid("delete a version with DeleteStateMachineVersion"));
+                }
+                let (mut m, _) = flows.get(&name).await.map_err(error)?;
+                let v = flows.version(&name, number).await.map_err(error)?;
+                m.definition = v.definition;
+                m.role_arn = v.role_arn;
+                m.revision_id = v.revision_id;
+                m.description = v.description;
+                m.created_ms = v.created_ms;
+                let mut out = machine_json(flows, &m);
+                out["stateMachineArn"] = json!(i.state_machine_arn);
+                return Ok(out);
+            }
             if operation == "DeleteStateMachine" {
                 flows.delete(&name).await.map_err(error)?;
                 return Ok(json!({}));
@@ -202,6 +264,8 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 role_arn: Option<String>,
                 logging_configuration: Option<Value>,
                 tracing_configuration: Option<Value>,
+                publish: Option<bool>,
+                version_description: Option<String>,
             }
             let i: In = input(body)?;
             let name = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
@@ -234,7 +298,15 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 })
                 .await
                 .map_err(error)?;
-            Ok(json!({"updateDate": seconds(flows_now()), "revisionId": m.revision_id}))
+            let mut out = json!({"updateDate": seconds(flows_now()), "revisionId": m.revision_id});
+            if i.publish.unwrap_or(false) {
+                let v = flows
+                    .publish(&name, Some(&m.revision_id), i.version_description)
+                    .await
+                    .map_err(error)?;
+                out["stateMachineVersionArn"] = json!(flows.version_arn(&name, v.number));
+            }
+            Ok(out)
         }
         "ListStateMachines" => {
             #[derive(Deserialize)]
@@ -403,7 +475,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
         }
         "StartExecution" => {
             let i: StartIn = input(body)?;
-            let machine = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            let machine = machine_ref(&i.state_machine_arn)?;
             let (arn, started_ms) = flows
                 .start(&machine, i.name, i.input.as_deref().unwrap_or("{}"))
                 .await
@@ -412,7 +484,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
         }
         "StartSyncExecution" => {
             let i: StartIn = input(body)?;
-            let machine = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            let machine = machine_ref(&i.state_machine_arn)?;
             let f = flows
                 .run_express(&machine, i.name, i.input.as_deref().unwrap_or("{}"))
                 .await
@@ -548,6 +620,164 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 Some((token, input)) => Ok(json!({"taskToken": token, "input": input.to_string()})),
                 None => Ok(json!({})),
             }
+        }
+        "PublishStateMachineVersion" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_arn: String,
+                revision_id: Option<String>,
+                description: Option<String>,
+            }
+            let i: In = input(body)?;
+            let name = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            let v = flows
+                .publish(&name, i.revision_id.as_deref(), i.description)
+                .await
+                .map_err(error)?;
+            Ok(json!({
+                "stateMachineVersionArn": flows.version_arn(&name, v.number),
+                "creationDate": seconds(v.created_ms),
+            }))
+        }
+        "ListStateMachineVersions" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_arn: String,
+                max_results: Option<i64>,
+                next_token: Option<String>,
+            }
+            let i: In = input(body)?;
+            let name = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            flows.get(&name).await.map_err(error)?;
+            let all = flows.versions(&name).await.map_err(error)?;
+            page(
+                &all,
+                i.max_results,
+                i.next_token,
+                "stateMachineVersions",
+                |v| {
+                    json!({
+                        "stateMachineVersionArn": flows.version_arn(&name, v.number),
+                        "creationDate": seconds(v.created_ms),
+                    })
+                },
+            )
+        }
+        "DeleteStateMachineVersion" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_version_arn: String,
+            }
+            let i: In = input(body)?;
+            let (name, number) = version_of(&i.state_machine_version_arn)?;
+            flows.delete_version(&name, number).await.map_err(error)?;
+            Ok(json!({}))
+        }
+        "CreateStateMachineAlias" | "UpdateStateMachineAlias" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Route {
+                state_machine_version_arn: String,
+                weight: u32,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                name: Option<String>,
+                state_machine_alias_arn: Option<String>,
+                description: Option<String>,
+                routing_configuration: Option<Vec<Route>>,
+            }
+            let i: In = input(body)?;
+            let routing: Option<Vec<(String, u32)>> = i.routing_configuration.map(|r| {
+                r.into_iter()
+                    .map(|r| (r.state_machine_version_arn, r.weight))
+                    .collect()
+            });
+            if operation == "UpdateStateMachineAlias" {
+                let arn = i
+                    .state_machine_alias_arn
+                    .ok_or_else(|| invalid("stateMachineAliasArn is required"))?;
+                let (machine, alias) = alias_of(&arn)?;
+                let a = flows
+                    .update_alias(&machine, &alias, i.description, routing.as_deref())
+                    .await
+                    .map_err(error)?;
+                return Ok(json!({"updateDate": seconds(a.updated_ms)}));
+            }
+            let name = i.name.ok_or_else(|| invalid("name is required"))?;
+            let routing = routing.ok_or_else(|| invalid("routingConfiguration is required"))?;
+            let (machine, _) = routing
+                .first()
+                .map(|(arn, _)| version_of(arn))
+                .transpose()?
+                .ok_or_else(|| invalid("routingConfiguration routes to one or two versions"))?;
+            let a = flows
+                .create_alias(&machine, &name, i.description, &routing)
+                .await
+                .map_err(error)?;
+            Ok(json!({
+                "stateMachineAliasArn": flows.alias_arn(&machine, &a.name),
+                "creationDate": seconds(a.created_ms),
+            }))
+        }
+        "DescribeStateMachineAlias" | "DeleteStateMachineAlias" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_alias_arn: String,
+            }
+            let i: In = input(body)?;
+            let (machine, alias) = alias_of(&i.state_machine_alias_arn)?;
+            if operation == "DeleteStateMachineAlias" {
+                flows.delete_alias(&machine, &alias).await.map_err(error)?;
+                return Ok(json!({}));
+            }
+            let (a, _) = flows.alias(&machine, &alias).await.map_err(error)?;
+            let routing: Vec<Value> = a
+                .routing
+                .iter()
+                .map(|(n, w)| json!({"stateMachineVersionArn": flows.version_arn(&machine, *n), "weight": w}))
+                .collect();
+            let mut out = json!({
+                "stateMachineAliasArn": i.state_machine_alias_arn,
+                "name": a.name,
+                "routingConfiguration": routing,
+                "creationDate": seconds(a.created_ms),
+                "updateDate": seconds(a.updated_ms),
+            });
+            if let Some(d) = a.description {
+                out["description"] = json!(d);
+            }
+            Ok(out)
+        }
+        "ListStateMachineAliases" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                state_machine_arn: String,
+                max_results: Option<i64>,
+                next_token: Option<String>,
+            }
+            let i: In = input(body)?;
+            let name = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
+            flows.get(&name).await.map_err(error)?;
+            let all = flows.aliases(&name).await.map_err(error)?;
+            page(
+                &all,
+                i.max_results,
+                i.next_token,
+                "stateMachineAliases",
+                |a| {
+                    json!({
+                        "stateMachineAliasArn": flows.alias_arn(&name, &a.name),
+                        "creationDate": seconds(a.created_ms),
+                    })
+                },
+            )
         }
         "TestState" => {
             #[derive(Deserialize)]

@@ -293,7 +293,13 @@ impl Flows {
         }
     }
 
+    /// DeleteStateMachine, with its versions and aliases.
     pub async fn delete(&self, name: &str) -> Result<(), FlowsError> {
+        for kind in [crate::versions::VERSION, crate::versions::ALIAS] {
+            for d in self.store.list_documents(kind, &format!("{name}/")).await? {
+                self.store.delete_document(kind, &d.name).await?;
+            }
+        }
         self.store.delete_document(STATE_MACHINE, name).await?;
         Ok(())
     }
@@ -307,7 +313,8 @@ impl Flows {
         input: &str,
         standard_too: bool,
     ) -> Result<(Machine, Value, String), FlowsError> {
-        let (m, _) = self.get(machine_name).await?;
+        // `name:qualifier`: a version or an alias of the machine.
+        let m = self.resolve(machine_name).await?;
         if m.kind != "EXPRESS" && !standard_too {
             return Err(FlowsError::new(
                 "StateMachineTypeNotSupported",
@@ -355,7 +362,7 @@ impl Flows {
             return self.start_standard(&m, name, input, &value, None, 0).await;
         }
         let input = value;
-        let execution_arn = self.express_arn(machine_name, &name);
+        let execution_arn = self.express_arn(&m.name, &name);
         let started_ms = self.clock.now_ms();
         let start = json!({
             "machine": machine_name,
@@ -455,7 +462,7 @@ impl Flows {
             return;
         };
         let machine = start["machine"].as_str().unwrap_or_default();
-        let Ok((m, _)) = self.get(machine).await else {
+        let Ok(m) = self.resolve(machine).await else {
             tracing::warn!(machine, "the state machine of a started execution is gone");
             return;
         };
@@ -485,7 +492,7 @@ impl Flows {
         input: &str,
     ) -> Result<Finished, FlowsError> {
         let (m, input, name) = self.prepare(machine_name, name, input, false).await?;
-        let execution_arn = self.express_arn(machine_name, &name);
+        let execution_arn = self.express_arn(&m.name, &name);
         self.execute(&m, name, execution_arn, input).await
     }
 

@@ -20,6 +20,7 @@ pub mod run;
 pub mod step;
 pub mod test_state;
 pub mod tokens;
+pub mod versions;
 
 /// A time as the context object and history write it (RFC 3339, ms).
 pub fn time_text(ms: i64) -> String {

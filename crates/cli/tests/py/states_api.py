@@ -529,6 +529,52 @@ def group_branches():
            "past the tolerance")
 
 
+def group_versions():
+    def says(word):
+        return json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": word,
+                                                             "End": True}}})
+    with check("versions and aliases: publish, list, describe, route executions, delete"):
+        r = sfn.create_state_machine(name=P + "-ver", definition=says("one"), roleArn=ROLE,
+                                     type="EXPRESS", publish=True, versionDescription="first")
+        arn = r["stateMachineArn"]
+        eq(r["stateMachineVersionArn"], arn + ":1", "published at create")
+        u = sfn.update_state_machine(stateMachineArn=arn, definition=says("two"), publish=True)
+        eq(u["stateMachineVersionArn"], arn + ":2", "published at update")
+        eq(sfn.publish_state_machine_version(stateMachineArn=arn)["stateMachineVersionArn"],
+           arn + ":2", "nothing changed: the same version")
+        eq([v["stateMachineVersionArn"] for v in
+            sfn.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"]],
+           [arn + ":2", arn + ":1"], "newest first")
+        eq(json.loads(sfn.describe_state_machine(stateMachineArn=arn + ":1")["definition"]),
+           json.loads(says("one")), "a version keeps its definition")
+        alias = sfn.create_state_machine_alias(
+            name="live", routingConfiguration=[{"stateMachineVersionArn": arn + ":1", "weight": 100}]
+        )["stateMachineAliasArn"]
+        eq(alias, arn + ":live", "alias ARN")
+        out = lambda target: json.loads(sfn.start_sync_execution(stateMachineArn=target)["output"])
+        eq((out(alias), out(arn + ":2"), out(arn)), ("one", "two", "two"),
+           "the alias runs version 1, the version 2, the machine its latest")
+        raises("ConflictException", 400, sfn.delete_state_machine_version,
+               stateMachineVersionArn=arn + ":1")
+        sfn.update_state_machine_alias(stateMachineAliasArn=alias, routingConfiguration=[
+            {"stateMachineVersionArn": arn + ":2", "weight": 100}])
+        eq(out(alias), "two", "moved to version 2")
+        d = sfn.describe_state_machine_alias(stateMachineAliasArn=alias)
+        eq(d["routingConfiguration"], [{"stateMachineVersionArn": arn + ":2", "weight": 100}],
+           "routing")
+        eq([a["stateMachineAliasArn"] for a in
+            sfn.list_state_machine_aliases(stateMachineArn=arn)["stateMachineAliases"]],
+           [alias], "listed")
+        sfn.delete_state_machine_version(stateMachineVersionArn=arn + ":1")
+        raises("ResourceNotFound", 400, sfn.describe_state_machine_alias,
+               stateMachineAliasArn=arn + ":gone")
+        raises("ValidationException", 400, sfn.create_state_machine_alias, name="half",
+               routingConfiguration=[{"stateMachineVersionArn": arn + ":2", "weight": 50}])
+        sfn.delete_state_machine_alias(stateMachineAliasArn=alias)
+        eq(sfn.list_state_machine_aliases(stateMachineArn=arn)["stateMachineAliases"], [],
+           "deleted")
+
+
 def group_test_state():
     with check("test_state runs one state: Pass, Choice, Fail, a real Task, mocks, DEBUG data"):
         r = sfn.test_state(definition=json.dumps({
@@ -604,7 +650,7 @@ def cleanup():
 def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
     checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
-                group_standard, group_callbacks, group_branches, group_test_state, group_errors, group_cli],
+                group_standard, group_callbacks, group_branches, group_versions, group_test_state, group_errors, group_cli],
                cleanup)
 
 
