@@ -183,6 +183,17 @@ pub async fn schedules(client: &Client, command: SchedulesCommand) -> anyhow::Re
 }
 
 /// A counter of `/metrics` for the labels given, 0 when absent.
+/// The server's /metrics text (empty if it cannot be read: counts then
+/// show as 0).
+pub(crate) async fn metrics(client: &Client) -> String {
+    client
+        .call("GET", "/metrics", None)
+        .await
+        .ok()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .unwrap_or_default()
+}
+
 pub(crate) fn counter(metrics: &str, name: &str, labels: &str) -> u64 {
     metrics
         .lines()
@@ -206,12 +217,7 @@ pub async fn describe_bus(client: &Client, name: &str) -> anyhow::Result<bool> {
     if let Some(d) = bus["Description"].as_str() {
         println!("description: {d}");
     }
-    let metrics = client
-        .call("GET", "/metrics", None)
-        .await
-        .ok()
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .unwrap_or_default();
+    let metrics = metrics(client).await;
     let on_bus = format!("bus=\"{name}\"");
     println!(
         "events:      {} in",

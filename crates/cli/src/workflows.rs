@@ -250,12 +250,7 @@ pub async fn describe(client: &Client, name: &str) -> anyhow::Result<bool> {
             body["Type"].as_str().unwrap_or("")
         );
     }
-    let metrics = client
-        .call("GET", "/metrics", None)
-        .await
-        .ok()
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .unwrap_or_default();
+    let metrics = crate::events::metrics(client).await;
     let on = format!("state_machine=\"{name}\"");
     let count = |n: &str, status: &str| {
         crate::events::counter(&metrics, n, &format!("{on},status=\"{status}\""))
