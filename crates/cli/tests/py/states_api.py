@@ -364,18 +364,19 @@ def group_callbacks():
            "caught")
     with check("a task with no heartbeat in HeartbeatSeconds fails with States.HeartbeatTimeout"):
         beat = json.loads(json.dumps(ask))
-        beat["States"]["Ask"]["HeartbeatSeconds"] = 2
+        beat["States"]["Ask"]["HeartbeatSeconds"] = 3
         beat["States"]["Ask"].pop("Catch")
         beat["States"].pop("Refused")
         arn = sfn.create_state_machine(name=P + "-beat", definition=json.dumps(beat),
                                        roleArn=ROLE)["stateMachineArn"]
         kept = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"order": 1}))
         kept_token = token_from_queue(url)["token"]
+        sfn.send_task_heartbeat(taskToken=kept_token)
         quiet = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"order": 2}))
         token_from_queue(url)
-        for _ in range(4):
+        for _ in range(12):
             sfn.send_task_heartbeat(taskToken=kept_token)
-            time.sleep(1)
+            time.sleep(0.5)
         d = wait_for(quiet["executionArn"])
         eq((d["status"], d["error"]), ("FAILED", "States.HeartbeatTimeout"), "the quiet one")
         expect("TaskTimedOut" in [e["type"] for e in history(quiet["executionArn"])],
