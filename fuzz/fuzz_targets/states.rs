@@ -1,13 +1,16 @@
-//! The States Language is untrusted: any definition, path or intrinsic
-//! call parses or is refused, and what parses runs on any input without
-//! panicking; a task token given back is read or refused.
+//! The States Language is untrusted: any definition, path, intrinsic
+//! call or JSONata expression parses or is refused, and what parses runs
+//! on any input without panicking (a panic inside the JSONata crate is
+//! caught and becomes States.QueryEvaluationError, as in the server); a
+//! task token given back is read or refused.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wisp_core::clock::Rng;
 use wisp_flows::asl::StateMachine;
 use wisp_flows::intrinsics::Call;
-use wisp_flows::path::Path;
+use wisp_flows::jsonata::{self, States};
+use wisp_flows::path::{Path, Scope};
 
 struct Half;
 impl Rng for Half {
@@ -24,8 +27,26 @@ fuzz_target!(|input: (&str, &str, &str)| {
         let _ = p.read(&value);
         let _ = p.write(value.clone(), serde_json::Value::Null);
     }
+    let vars = serde_json::Map::new();
+    let scope = Scope {
+        context: &value,
+        vars: &vars,
+    };
     if let Ok(c) = Call::parse(expression) {
-        let _ = c.eval(&value, &value, &Half);
+        let _ = c.eval(&value, scope, &Half);
+    }
+    // The server catches a panic of the JSONata crate (its panic hook
+    // prints it); libFuzzer's hook would abort on it before the catch.
+    std::panic::set_hook(Box::new(|_| {}));
+    let text = serde_json::Value::String(format!("{{%{expression}%}}"));
+    if let Ok(form) = jsonata::compile(&text) {
+        let states = States {
+            input: &value,
+            context: &value,
+            result: Some(&value),
+            error_output: None,
+        };
+        let _ = form.eval("Output", states, &vars);
     }
     // Task tokens come back from anyone.
     let _ = wisp_flows::tokens::token_of(expression);

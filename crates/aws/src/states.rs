@@ -799,6 +799,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 inspection_level: Option<String>,
                 state_name: Option<String>,
                 context: Option<String>,
+                variables: Option<String>,
                 mock: Option<Mock>,
             }
             let i: In = input(body)?;
@@ -825,6 +826,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                     input: i.input.unwrap_or_default(),
                     inspection_level: level,
                     context: i.context,
+                    variables: i.variables,
                     mock,
                 })
                 .await

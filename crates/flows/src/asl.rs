@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use crate::choice::Rule;
-use crate::path::Path;
+use crate::jsonata::{self, Form};
+use crate::path::{Path, Root};
 use crate::payload::{self, Given, Template};
 
 /// Bounds of a definition.
@@ -41,6 +42,38 @@ pub struct State {
     pub result_selector: Option<Template>,
     pub retry: Vec<Retrier>,
     pub catch: Vec<Catcher>,
+    /// The state's query language is JSONata (its own QueryLanguage, or
+    /// the machine's): it takes Arguments and Output instead of the paths.
+    pub jsonata: bool,
+    pub arguments: Option<Form>,
+    pub output: Option<Form>,
+    /// Variables the state sets when it ends (in either language).
+    pub assign: Option<Shape>,
+}
+
+/// A value shaped from the state's data: a payload template (JSONPath)
+/// or a JSONata form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    Paths(Template),
+    Jsonata(Form),
+}
+
+/// One of a Choice state's rules: when it holds, where it leads, and
+/// what it sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub when: When,
+    pub next: String,
+    pub assign: Option<Shape>,
+    pub output: Option<Form>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum When {
+    Rule(Rule),
+    /// JSONata: a boolean, or an expression that yields one.
+    Condition(Form),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +87,7 @@ pub enum Kind {
         heartbeat: Option<Seconds>,
     },
     Choice {
-        choices: Vec<(Rule, String)>,
+        choices: Vec<Choice>,
         default: Option<String>,
     },
     Wait(Wait),
@@ -73,28 +106,42 @@ pub enum Kind {
 pub struct MapState {
     pub processor: StateMachine,
     pub items_path: PathField,
-    pub item_selector: Option<Template>,
+    /// JSONata: the items (an array, or an expression that yields one).
+    pub items: Option<Form>,
+    pub item_selector: Option<Shape>,
     pub max_concurrency: Option<Seconds>,
     pub tolerated_failure_count: Option<Seconds>,
-    pub tolerated_failure_percentage: Option<f64>,
+    pub tolerated_failure_percentage: Option<Percent>,
     /// ItemBatcher: MaxItemsPerBatch and BatchInput.
     pub batch: Option<(u64, Option<Value>)>,
     pub distributed: bool,
     pub label: Option<String>,
 }
 
-/// A number given as a value or read from a path (`…Path` fields).
+/// A number given as a value, read from a path (`…Path` fields) or
+/// yielded by a JSONata expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seconds {
     Fixed(u64),
     Path(Path),
+    Expr(Form),
 }
 
-/// A text given as a value or read from a path (Fail's Error and Cause).
+/// ToleratedFailurePercentage: 0 to 100, in any of the three ways.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Percent {
+    Fixed(f64),
+    Path(Path),
+    Expr(Form),
+}
+
+/// A text given as a value, read from a path (Fail's Error and Cause)
+/// or yielded by a JSONata expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Text {
     Fixed(String),
     Path(Path),
+    Expr(Form),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +149,7 @@ pub enum Wait {
     Seconds(Seconds),
     Timestamp(String),
     TimestampPath(Path),
+    TimestampExpr(Form),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +167,8 @@ pub struct Catcher {
     pub error_equals: Vec<String>,
     pub next: String,
     pub result_path: PathField,
+    pub output: Option<Form>,
+    pub assign: Option<Shape>,
 }
 
 /// One thing wrong with a definition.
@@ -193,6 +243,13 @@ impl Checker {
                     Path::parse(s)
                 };
                 match parsed {
+                    Ok(p) if reference && p.root != Root::Input => {
+                        self.schema(
+                            format!("The field '{field}' must be a path into the state's data (starting with $ but not $$ or a variable)"),
+                            &format!("{at}/{field}"),
+                        );
+                        Given::Absent
+                    }
                     Ok(p) => Given::Set((s.clone(), p)),
                     Err(e) => {
                         self.schema(e.0, &format!("{at}/{field}"));
@@ -210,6 +267,52 @@ impl Checker {
         }
     }
 
+    /// A JSONata field: any JSON, its `{% … %}` strings expressions.
+    fn form(&mut self, m: &Map<String, Value>, field: &str, at: &str) -> Option<Form> {
+        let v = m.get(field)?;
+        match jsonata::compile(v) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.schema(e, &format!("{at}/{field}"));
+                None
+            }
+        }
+    }
+
+    /// Assign: an object of variables, each value JSON with paths (`.$`
+    /// fields, JSONPath) or expressions (JSONata).
+    fn assign(&mut self, m: &Map<String, Value>, at: &str, jsonata: bool) -> Option<Shape> {
+        let v = m.get("Assign")?;
+        let loc = format!("{at}/Assign");
+        let Some(fields) = v.as_object() else {
+            self.schema("The value for the field 'Assign' must be an OBJECT", &loc);
+            return None;
+        };
+        for key in fields.keys() {
+            let name = if jsonata {
+                key.as_str()
+            } else {
+                key.strip_suffix(".$").unwrap_or(key)
+            };
+            if name == "states" {
+                self.schema("The variable name 'states' is reserved", &loc);
+            } else if name.is_empty()
+                || name.chars().count() > 80
+                || crate::path::variable_name(name) != name.len()
+            {
+                self.schema(
+                    format!("'{name}' is not a valid variable name (a letter or _, then letters, digits or _, at most 80)"),
+                    &loc,
+                );
+            }
+        }
+        if jsonata {
+            self.form(m, "Assign", at).map(Shape::Jsonata)
+        } else {
+            self.template(m, "Assign", at).map(Shape::Paths)
+        }
+    }
+
     fn template(&mut self, m: &Map<String, Value>, field: &str, at: &str) -> Option<Template> {
         let v = m.get(field)?;
         match payload::compile(v) {
@@ -223,6 +326,19 @@ impl Checker {
 
     fn seconds(&mut self, m: &Map<String, Value>, field: &str, at: &str) -> Option<Seconds> {
         let path_field = format!("{field}Path");
+        if let Some(e) = m
+            .get(field)
+            .and_then(Value::as_str)
+            .and_then(jsonata::expression)
+        {
+            return match jsonata::compile(&Value::String(format!("{{%{e}%}}"))) {
+                Ok(f) => Some(Seconds::Expr(f)),
+                Err(why) => {
+                    self.schema(why, &format!("{at}/{field}"));
+                    None
+                }
+            };
+        }
         match (m.get(field), m.get(&path_field)) {
             (Some(_), Some(_)) => {
                 self.schema(
@@ -265,7 +381,13 @@ impl Checker {
                 );
                 None
             }
-            (Some(_), None) => self.string(m, field, at).map(Text::Fixed),
+            (Some(_), None) => {
+                let text = self.string(m, field, at)?;
+                if jsonata::expression(&text).is_none() {
+                    return Some(Text::Fixed(text));
+                }
+                self.form(m, field, at).map(Text::Expr)
+            }
             (None, Some(_)) => {
                 let text = self.string(m, &path_field, at)?;
                 match Path::parse(&text) {
@@ -281,9 +403,34 @@ impl Checker {
     }
 }
 
-/// The fields each state type takes (besides Type and Comment).
+/// The fields of the JSONPath query language, refused in JSONata states.
+const JSONPATH_ONLY: [&str; 17] = [
+    "InputPath",
+    "OutputPath",
+    "ResultPath",
+    "Parameters",
+    "ResultSelector",
+    "Result",
+    "ItemsPath",
+    "Iterator",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "ErrorPath",
+    "CausePath",
+    "MaxConcurrencyPath",
+    "ToleratedFailureCountPath",
+    "ToleratedFailurePercentagePath",
+];
+
+/// The fields of the JSONata query language, refused in JSONPath states.
+const JSONATA_ONLY: [&str; 3] = ["Arguments", "Output", "Items"];
+
+/// The fields each state type takes (besides Type, Comment and
+/// QueryLanguage), in either query language.
 fn allowed(kind: &str) -> &'static [&'static str] {
-    const IO: [&str; 2] = ["InputPath", "OutputPath"];
+    const IO: [&str; 3] = ["InputPath", "OutputPath", "Output"];
     match kind {
         "Pass" => &[
             "Next",
@@ -294,6 +441,7 @@ fn allowed(kind: &str) -> &'static [&'static str] {
             "Parameters",
             "Result",
             "Assign",
+            "Output",
         ],
         "Task" => &[
             "Next",
@@ -312,8 +460,17 @@ fn allowed(kind: &str) -> &'static [&'static str] {
             "HeartbeatSecondsPath",
             "Credentials",
             "Assign",
+            "Arguments",
+            "Output",
         ],
-        "Choice" => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
+        "Choice" => &[
+            "InputPath",
+            "OutputPath",
+            "Choices",
+            "Default",
+            "Assign",
+            "Output",
+        ],
         "Wait" => &[
             "Next",
             "End",
@@ -324,6 +481,7 @@ fn allowed(kind: &str) -> &'static [&'static str] {
             "Timestamp",
             "TimestampPath",
             "Assign",
+            "Output",
         ],
         "Succeed" => &IO,
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
@@ -339,6 +497,8 @@ fn allowed(kind: &str) -> &'static [&'static str] {
             "Catch",
             "Branches",
             "Assign",
+            "Arguments",
+            "Output",
         ],
         "Map" => &[
             "Next",
@@ -365,6 +525,8 @@ fn allowed(kind: &str) -> &'static [&'static str] {
             "ResultWriter",
             "Label",
             "Assign",
+            "Output",
+            "Items",
         ],
         _ => &[],
     }
@@ -390,14 +552,21 @@ impl StateMachine {
                 &format!("The definition is not JSON: {e}"),
             )
         })?;
-        if v.get("QueryLanguage").and_then(Value::as_str) == Some("JSONata") {
-            return Err(diag(
-                SCHEMA,
-                "QueryLanguage JSONata is not supported by wisp yet; use JSONPath",
-            ));
-        }
         let mut checker = Checker { found: Vec::new() };
-        let machine = machine(&mut checker, &v, "", 0);
+        let jsonata = match v.get("QueryLanguage") {
+            None => false,
+            Some(l) => match l.as_str() {
+                Some("JSONPath") => false,
+                Some("JSONata") => true,
+                _ => {
+                    return Err(diag(
+                        SCHEMA,
+                        "The value for the field 'QueryLanguage' must be JSONPath or JSONata",
+                    ))
+                }
+            },
+        };
+        let machine = machine(&mut checker, &v, "", 0, jsonata);
         match (machine, checker.found.is_empty()) {
             (Some(m), true) => Ok(m),
             _ => Err(checker.found),
@@ -405,7 +574,15 @@ impl StateMachine {
     }
 }
 
-fn machine(c: &mut Checker, v: &Value, at: &str, depth: usize) -> Option<StateMachine> {
+/// A machine, or a Parallel's branch or a Map's processor (`jsonata`: the
+/// top-level QueryLanguage, which states inherit at every level).
+fn machine(
+    c: &mut Checker,
+    v: &Value,
+    at: &str,
+    depth: usize,
+    jsonata: bool,
+) -> Option<StateMachine> {
     let here = if at.is_empty() { "/" } else { at };
     if depth > MAX_NESTING {
         c.schema(
@@ -470,7 +647,7 @@ fn machine(c: &mut Checker, v: &Value, at: &str, depth: usize) -> Option<StateMa
             );
             continue;
         }
-        if let Some(s) = state(c, name, sv, &loc, depth) {
+        if let Some(s) = state(c, name, sv, &loc, depth, jsonata) {
             states.insert(name.clone(), s);
         }
     }
@@ -493,8 +670,8 @@ fn machine(c: &mut Checker, v: &Value, at: &str, depth: usize) -> Option<StateMa
             targets.push((n, format!("{loc}/Next")));
         }
         if let Kind::Choice { choices, default } = &s.kind {
-            for (i, (_, n)) in choices.iter().enumerate() {
-                targets.push((n, format!("{loc}/Choices[{i}]/Next")));
+            for (i, choice) in choices.iter().enumerate() {
+                targets.push((&choice.next, format!("{loc}/Choices[{i}]/Next")));
             }
             if let Some(d) = default {
                 targets.push((d, format!("{loc}/Default")));
@@ -641,10 +818,25 @@ fn error_equals(c: &mut Checker, r: &Map<String, Value>, loc: &str, last: bool) 
     names
 }
 
-fn catchers(c: &mut Checker, m: &Map<String, Value>, at: &str) -> Vec<Catcher> {
+fn catchers(c: &mut Checker, m: &Map<String, Value>, at: &str, jsonata: bool) -> Vec<Catcher> {
     let mut out = Vec::new();
     for (loc, r, last) in objects(c, m, "Catch", "catcher", at) {
         let error_equals = error_equals(c, r, &loc, last);
+        for key in r.keys() {
+            if ![
+                "ErrorEquals",
+                "Next",
+                "ResultPath",
+                "Output",
+                "Assign",
+                "Comment",
+            ]
+            .contains(&key.as_str())
+            {
+                c.schema(format!("Field '{key}' is not supported"), &loc);
+            }
+        }
+        language(c, r, &loc, jsonata, &["ResultPath"], &["Output"]);
         let Some(next) = c.string(r, "Next", &loc) else {
             c.schema("The field 'Next' should be non-null", &loc);
             continue;
@@ -653,16 +845,119 @@ fn catchers(c: &mut Checker, m: &Map<String, Value>, at: &str) -> Vec<Catcher> {
             error_equals,
             next,
             result_path: c.path_field(r, "ResultPath", &loc, true),
+            output: c.form(r, "Output", &loc),
+            assign: c.assign(r, &loc, jsonata),
         });
     }
     out
 }
 
-fn state(c: &mut Checker, name: &str, v: &Value, at: &str, depth: usize) -> Option<State> {
+/// Refuses the fields of the other query language.
+fn language(
+    c: &mut Checker,
+    m: &Map<String, Value>,
+    at: &str,
+    jsonata: bool,
+    jsonpath_only: &[&str],
+    jsonata_only: &[&str],
+) {
+    let (refused, name) = if jsonata {
+        (jsonpath_only, "JSONata")
+    } else {
+        (jsonata_only, "JSONPath")
+    };
+    for field in refused.iter().filter(|f| m.contains_key(**f)) {
+        c.schema(
+            format!("The field '{field}' is not supported when QueryLanguage is {name}"),
+            &format!("{at}/{field}"),
+        );
+    }
+}
+
+/// One rule of a Choice state.
+fn choice(c: &mut Checker, rule: &Value, loc: &str, jsonata: bool) -> Option<Choice> {
+    let Some(m) = rule.as_object() else {
+        c.schema("A choice rule is an object", loc);
+        return None;
+    };
+    let Some(next) = c.string(m, "Next", loc) else {
+        c.schema("The field 'Next' should be non-null", loc);
+        return None;
+    };
+    let when = if jsonata {
+        for key in m.keys() {
+            if !["Condition", "Next", "Assign", "Output", "Comment"].contains(&key.as_str()) {
+                c.schema(
+                    format!("Field '{key}' is not supported when QueryLanguage is JSONata"),
+                    loc,
+                );
+            }
+        }
+        match m.get("Condition") {
+            Some(Value::Bool(_)) => When::Condition(c.form(m, "Condition", loc)?),
+            Some(Value::String(s)) if jsonata::expression(s).is_some() => {
+                When::Condition(c.form(m, "Condition", loc)?)
+            }
+            _ => {
+                c.schema(
+                    "The field 'Condition' must be a boolean or a JSONata expression",
+                    &format!("{loc}/Condition"),
+                );
+                return None;
+            }
+        }
+    } else {
+        language(c, m, loc, false, &[], &["Condition", "Output"]);
+        match Rule::compile(rule, true) {
+            Ok(r) => When::Rule(r),
+            Err(e) => {
+                c.schema(e, loc);
+                return None;
+            }
+        }
+    };
+    Some(Choice {
+        when,
+        next,
+        assign: c.assign(m, loc, jsonata),
+        output: c.form(m, "Output", loc),
+    })
+}
+
+fn state(
+    c: &mut Checker,
+    name: &str,
+    v: &Value,
+    at: &str,
+    depth: usize,
+    top_jsonata: bool,
+) -> Option<State> {
     let Some(m) = v.as_object() else {
         c.schema("A state is a JSON object", at);
         return None;
     };
+    let jsonata = match m.get("QueryLanguage") {
+        None => top_jsonata,
+        Some(l) => match l.as_str() {
+            Some("JSONata") => true,
+            Some("JSONPath") if top_jsonata => {
+                c.schema(
+                    "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine",
+                    at,
+                );
+                true
+            }
+            Some("JSONPath") => false,
+            _ => {
+                c.schema(
+                    "The value for the field 'QueryLanguage' must be JSONPath or JSONata",
+                    &format!("{at}/QueryLanguage"),
+                );
+                top_jsonata
+            }
+        },
+    };
+    language(c, m, at, jsonata, &JSONPATH_ONLY, &JSONATA_ONLY);
     let Some(kind_name) = c.string(m, "Type", at) else {
         c.schema("The field 'Type' should be non-null", at);
         return None;
@@ -673,7 +968,9 @@ fn state(c: &mut Checker, name: &str, v: &Value, at: &str, depth: usize) -> Opti
         return None;
     }
     for key in m.keys() {
-        if key != "Type" && key != "Comment" && !fields.contains(&key.as_str()) {
+        if !["Type", "Comment", "QueryLanguage"].contains(&key.as_str())
+            && !fields.contains(&key.as_str())
+        {
             c.schema(format!("Field '{key}' is not supported"), at);
         }
     }
@@ -708,15 +1005,7 @@ fn state(c: &mut Checker, name: &str, v: &Value, at: &str, depth: usize) -> Opti
                 Some(list) if !list.is_empty() => {
                     for (i, rule) in list.iter().enumerate() {
                         let loc = format!("{at}/Choices[{i}]");
-                        let next = rule.get("Next").and_then(Value::as_str);
-                        let Some(next) = next else {
-                            c.schema("The field 'Next' should be non-null", &loc);
-                            continue;
-                        };
-                        match Rule::compile(rule, true) {
-                            Ok(r) => choices.push((r, next.to_string())),
-                            Err(e) => c.schema(e, &loc),
-                        }
+                        choices.extend(choice(c, rule, &loc, jsonata));
                     }
                 }
                 _ => c.schema("The field 'Choices' should be a non-empty array", at),
@@ -736,6 +1025,15 @@ fn state(c: &mut Checker, name: &str, v: &Value, at: &str, depth: usize) -> Opti
                 return None;
             }
             let wait = match given[0] {
+                "Timestamp"
+                    if jsonata
+                        && m["Timestamp"]
+                            .as_str()
+                            .and_then(jsonata::expression)
+                            .is_some() =>
+                {
+                    Wait::TimestampExpr(c.form(m, "Timestamp", at)?)
+                }
                 "Timestamp" => {
                     let t = c.string(m, "Timestamp", at)?;
                     if time::OffsetDateTime::parse(
@@ -775,7 +1073,8 @@ fn state(c: &mut Checker, name: &str, v: &Value, at: &str, depth: usize) -> Opti
             match m.get("Branches").and_then(Value::as_array) {
                 Some(list) if !list.is_empty() => {
                     for (i, b) in list.iter().enumerate() {
-                        if let Some(b) = machine(c, b, &format!("{at}/Branches[{i}]"), depth + 1) {
+                        let loc = format!("{at}/Branches[{i}]");
+                        if let Some(b) = machine(c, b, &loc, depth + 1, top_jsonata) {
                             branches.push(b);
                         }
                     }
@@ -803,7 +1102,13 @@ fn state(c: &mut Checker, name: &str, v: &Value, at: &str, depth: usize) -> Opti
             if m.contains_key("ItemReader") {
                 c.schema("ItemReader (reading items from S3) is not supported by wisp: pass the items in the input", &format!("{at}/ItemReader"));
             }
-            let processor = machine(c, processor, &format!("{at}/{field}"), depth + 1)?;
+            let processor = machine(
+                c,
+                processor,
+                &format!("{at}/{field}"),
+                depth + 1,
+                top_jsonata,
+            )?;
             let batch = m.get("ItemBatcher").map(|b| {
                 (
                     b.get("MaxItemsPerBatch")
@@ -812,19 +1117,19 @@ fn state(c: &mut Checker, name: &str, v: &Value, at: &str, depth: usize) -> Opti
                     b.get("BatchInput").cloned(),
                 )
             });
-            let percentage = m.get("ToleratedFailurePercentage").and_then(Value::as_f64);
-            if percentage.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
-                c.schema(
-                    "ToleratedFailurePercentage is from 0 to 100",
-                    &format!("{at}/ToleratedFailurePercentage"),
-                );
-            }
+            let percentage = percent(c, m, at);
+            let item_selector = if jsonata {
+                c.form(m, "ItemSelector", at).map(Shape::Jsonata)
+            } else {
+                c.template(m, "ItemSelector", at)
+                    .or_else(|| c.template(m, "Parameters", at))
+                    .map(Shape::Paths)
+            };
             Kind::Map(Box::new(MapState {
                 processor,
                 items_path: c.path_field(m, "ItemsPath", at, false),
-                item_selector: c
-                    .template(m, "ItemSelector", at)
-                    .or_else(|| c.template(m, "Parameters", at)),
+                items: c.form(m, "Items", at),
+                item_selector,
                 max_concurrency: c.seconds(m, "MaxConcurrency", at),
                 tolerated_failure_count: c.seconds(m, "ToleratedFailureCount", at),
                 tolerated_failure_percentage: percentage,
@@ -849,9 +1154,40 @@ fn state(c: &mut Checker, name: &str, v: &Value, at: &str, depth: usize) -> Opti
         parameters,
         result_selector: c.template(m, "ResultSelector", at),
         retry: retriers(c, m, at),
-        catch: catchers(c, m, at),
+        catch: catchers(c, m, at, jsonata),
+        jsonata,
+        arguments: c.form(m, "Arguments", at),
+        output: c.form(m, "Output", at),
+        assign: c.assign(m, at, jsonata),
         kind,
     })
+}
+
+/// ToleratedFailurePercentage (0 to 100) or its Path, or an expression.
+fn percent(c: &mut Checker, m: &Map<String, Value>, at: &str) -> Option<Percent> {
+    const FIELD: &str = "ToleratedFailurePercentage";
+    let loc = format!("{at}/{FIELD}");
+    if let Some(path) = m.get("ToleratedFailurePercentagePath") {
+        return match path.as_str().map(Path::parse_reference) {
+            Some(Ok(p)) => Some(Percent::Path(p)),
+            _ => {
+                c.schema("The value for the field 'ToleratedFailurePercentagePath' must be a reference path", &format!("{loc}Path"));
+                None
+            }
+        };
+    }
+    match m.get(FIELD)? {
+        Value::String(s) if jsonata::expression(s).is_some() => {
+            c.form(m, FIELD, at).map(Percent::Expr)
+        }
+        v => match v.as_f64() {
+            Some(p) if (0.0..=100.0).contains(&p) => Some(Percent::Fixed(p)),
+            _ => {
+                c.schema("ToleratedFailurePercentage is from 0 to 100", &loc);
+                None
+            }
+        },
+    }
 }
 
 #[cfg(test)]
@@ -971,8 +1307,37 @@ mod tests {
                 "ItemReader",
             ),
             (
-                json!({"StartAt": "A", "QueryLanguage": "JSONata", "States": {"A": {"Type": "Succeed"}}}),
-                "JSONata",
+                json!({"StartAt": "A", "QueryLanguage": "JSONata", "States": {"A": {"Type": "Pass", "End": true, "InputPath": "$.a"}}}),
+                "The field 'InputPath' is not supported when QueryLanguage is JSONata at /States/A/InputPath",
+            ),
+            (
+                json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "Output": 1}}}),
+                "The field 'Output' is not supported when QueryLanguage is JSONPath",
+            ),
+            (
+                json!({"StartAt": "A", "QueryLanguage": "JSONata", "States": {"A": {"Type": "Pass", "End": true, "QueryLanguage": "JSONPath"}}}),
+                "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine",
+            ),
+            (
+                json!({"StartAt": "A", "QueryLanguage": "JSONata", "States": {"A": {"Type": "Pass", "End": true, "Output": "{% $states.input. %}"}}}),
+                "is not valid",
+            ),
+            (
+                json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "Assign": {"states": 1}}}}),
+                "The variable name 'states' is reserved",
+            ),
+            (
+                json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "Assign": {"a.b": 1}}}}),
+                "is not a valid variable name",
+            ),
+            (
+                json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "ResultPath": "$x"}}}),
+                "must be a path into the state's data",
+            ),
+            (
+                json!({"StartAt": "A", "QueryLanguage": "JSONata", "States": {"A": {"Type": "Choice", "Default": "B",
+                "Choices": [{"Variable": "$.a", "IsPresent": true, "Next": "B"}]}, "B": {"Type": "Succeed"}}}),
+                "Field 'Variable' is not supported when QueryLanguage is JSONata",
             ),
         ];
         for (definition, want) in cases {

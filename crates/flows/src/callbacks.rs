@@ -519,6 +519,14 @@ impl Flows {
         };
         let mut progress = Progress::started(&p.role_arn, Some(parent), p.depth);
         progress.cx = Some(cx);
+        progress.vars = p.vars.clone();
+        // States inherit the machine's QueryLanguage at every level.
+        let mut definition = definition.clone();
+        if let (Some(language), Some(fields)) =
+            (parsed.get("QueryLanguage"), definition.as_object_mut())
+        {
+            fields.insert("QueryLanguage".into(), language.clone());
+        }
         let child = Execution {
             machine: machine.to_string(),
             name: name.to_string(),

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use wisp_core::pattern::wildcard as glob;
 
-use crate::path::Path;
+use crate::path::{Path, Scope};
 
 /// A compiled rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,8 +104,9 @@ fn operator(name: &str) -> Option<(Test, bool)> {
 /// The fields a rule has besides its operator (Next on a top-level one,
 /// Comment anywhere).
 fn others(m: &Map<String, Value>, top: bool) -> impl Iterator<Item = &String> {
-    m.keys()
-        .filter(move |k| k.as_str() != "Comment" && !(top && k.as_str() == "Next"))
+    m.keys().filter(move |k| {
+        k.as_str() != "Comment" && !(top && matches!(k.as_str(), "Next" | "Assign"))
+    })
 }
 
 impl Rule {
@@ -203,13 +204,13 @@ impl Rule {
         })
     }
 
-    /// Whether the rule holds for `input` (with `context` for `$$` paths).
-    pub fn holds(&self, input: &Value, context: &Value) -> bool {
-        let read = |p: &Path| p.read(if p.context { context } else { input });
+    /// Whether the rule holds for `input` (`scope` for `$$` and variables).
+    pub fn holds(&self, input: &Value, scope: Scope<'_>) -> bool {
+        let read = |p: &Path| p.read_in(input, scope);
         match self {
-            Rule::And(rules) => rules.iter().all(|r| r.holds(input, context)),
-            Rule::Or(rules) => rules.iter().any(|r| r.holds(input, context)),
-            Rule::Not(r) => !r.holds(input, context),
+            Rule::And(rules) => rules.iter().all(|r| r.holds(input, scope)),
+            Rule::Or(rules) => rules.iter().any(|r| r.holds(input, scope)),
+            Rule::Not(r) => !r.holds(input, scope),
             Rule::Compare {
                 variable,
                 test,
@@ -277,9 +278,13 @@ mod tests {
     use serde_json::json;
 
     fn holds(rule: Value, input: Value) -> bool {
-        Rule::compile(&rule, false)
-            .unwrap()
-            .holds(&input, &json!({}))
+        Rule::compile(&rule, false).unwrap().holds(
+            &input,
+            Scope {
+                context: &json!({}),
+                vars: &Map::new(),
+            },
+        )
     }
 
     #[test]

@@ -22,8 +22,9 @@ use wisp_store::{Execution, StoreError, Timer};
 use crate::asl::{invalid_definition, Kind, State, StateMachine};
 use crate::engine::{Flows, FlowsError, Tasks};
 use crate::history;
+use crate::path::Scope;
 use crate::run;
-use crate::step::{self, Failure, Outcome, Recovery};
+use crate::step::{self, Failure, Outcome, Recovery, Vars};
 use crate::tokens;
 
 /// The timer kind of executions.
@@ -111,6 +112,9 @@ enum At {
         until_ms: i64,
         next: Option<String>,
         output: Value,
+        /// The Wait's Assign, set when it ends.
+        #[serde(default, skip_serializing_if = "Vars::is_empty")]
+        assigned: Vars,
     },
     Done,
 }
@@ -149,6 +153,9 @@ pub(crate) struct Progress {
     /// Branches still running when the execution ended: to stop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orphans: Vec<(String, String)>,
+    /// The workflow variables (a branch starts with its parent's).
+    #[serde(default, skip_serializing_if = "Vars::is_empty")]
+    pub vars: Vars,
 }
 
 impl Progress {
@@ -162,6 +169,7 @@ impl Progress {
             depth,
             cx: None,
             orphans: Vec::new(),
+            vars: Vars::new(),
         }
     }
 
@@ -579,7 +587,11 @@ impl Flows {
                         _ => None,
                     };
                     let scx = state_cx(&cx, &state, now, &tries, token.as_deref());
-                    let outcome = step::enter(st, &input, &scx, now, self.rng.as_ref());
+                    let scope = Scope {
+                        context: &scx,
+                        vars: &p.vars,
+                    };
+                    let outcome = step::enter(st, &input, scope, now, self.rng.as_ref());
                     let step = Step {
                         definition: &definition,
                         st,
@@ -651,7 +663,8 @@ impl Flows {
                             continue;
                         }
                         _ => {
-                            let done = run::work_of(st, step.work.clone(), &scx, &env).await;
+                            let work = step.work.clone();
+                            let done = run::work_of(st, work, &scx, &p.vars, &env).await;
                             let now = self.clock.now_ms();
                             self.conclude(
                                 step,
@@ -941,12 +954,14 @@ impl Flows {
                     until_ms,
                     next,
                     output,
+                    assigned,
                 } => {
                     if now < until_ms {
                         return park(until_ms, &e);
                     }
                     let st = state_of(&definition, &state)?;
-                    events.push(history::state_exited(st, now, &output));
+                    events.push(history::state_exited(st, now, &output, &assigned));
+                    p.vars.extend(assigned);
                     match next {
                         Some(next) => {
                             p.at = At::Enter {
@@ -987,14 +1002,23 @@ impl Flows {
                 if record {
                     events.push(history::work_succeeded(&step.work, now, &result));
                 }
-                let o = step::finish(step.st, &step.input, result, scx, self.rng.as_ref());
+                let scope = Scope {
+                    context: scx,
+                    vars: &p.vars,
+                };
+                let o = step::finish(step.st, &step.input, result, scope, self.rng.as_ref());
                 self.apply(step, o, e, p, now, region, events);
             }
             Err(f) => {
                 if record {
                     events.push(history::work_failed(&step.work, now, &f));
                 }
-                match step::recover(step.st, &step.input, f, &step.tries, self.rng.as_ref()) {
+                let scope = Scope {
+                    context: scx,
+                    vars: &p.vars,
+                };
+                let rng = self.rng.as_ref();
+                match step::recover(step.st, &step.input, f, &step.tries, scope, rng) {
                     Recovery::Retry { retrier, delay_ms } => {
                         let mut tries = step.tries;
                         tries[retrier] += 1;
@@ -1079,16 +1103,21 @@ impl Flows {
             ..
         } = step;
         match outcome {
-            Outcome::Next { next, output } => {
-                events.push(history::state_exited(st, now, &output));
+            Outcome::Next {
+                next,
+                output,
+                assigned,
+            } => {
+                events.push(history::state_exited(st, now, &output, &assigned));
+                p.vars.extend(assigned);
                 p.at = At::Enter {
                     tries: zeros(definition, &next),
                     state: next,
                     input: output,
                 };
             }
-            Outcome::End(output) => {
-                events.push(history::state_exited(st, now, &output));
+            Outcome::End { output, .. } => {
+                events.push(history::state_exited(st, now, &output, &Vars::new()));
                 events.push(end(e, p, now, Ok(output)));
             }
             Outcome::Fail(f) => events.push(end(e, p, now, Err(("FAILED", f)))),
@@ -1096,12 +1125,14 @@ impl Flows {
                 until_ms,
                 next,
                 output,
+                assigned,
             } => {
                 p.at = At::Wait {
                     state: st.name.clone(),
                     until_ms,
                     next,
                     output,
+                    assigned,
                 };
             }
             Outcome::Work(work) => {

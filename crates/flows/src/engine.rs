@@ -531,7 +531,7 @@ impl Flows {
         );
         let result = match tokio::time::timeout(
             limit,
-            run::run(&definition, input.clone(), &cx, &env),
+            run::run(&definition, input.clone(), &cx, Default::default(), &env),
         )
         .await
         {

@@ -58,8 +58,21 @@ pub fn state_entered(state: &State, at_ms: i64, input: &Value) -> Value {
     )
 }
 
-pub fn state_exited(state: &State, at_ms: i64, output: &Value) -> Value {
-    let details = with_data(json!({"name": state.name}), "output", output);
+pub fn state_exited(
+    state: &State,
+    at_ms: i64,
+    output: &Value,
+    assigned: &serde_json::Map<String, Value>,
+) -> Value {
+    let mut details = with_data(json!({"name": state.name}), "output", output);
+    if !assigned.is_empty() {
+        let shown: serde_json::Map<String, Value> = assigned
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
+            .collect();
+        details["assignedVariables"] = Value::Object(shown);
+        details["assignedVariablesDetails"] = json!({"truncated": false});
+    }
     event(
         &format!("{}StateExited", state_type(state)),
         at_ms,

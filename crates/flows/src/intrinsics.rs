@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use wisp_core::clock::Rng;
 
-use crate::path::Path;
+use crate::path::{Path, Scope};
 
 /// Bounds: the depth of nested calls and the size of what a call makes.
 const MAX_DEPTH: usize = 10;
@@ -89,23 +89,20 @@ impl Call {
     pub fn eval(
         &self,
         input: &Value,
-        context: &Value,
+        scope: Scope<'_>,
         rng: &dyn Rng,
     ) -> Result<Value, IntrinsicError> {
         let mut args = Vec::with_capacity(self.args.len());
         for a in &self.args {
             args.push(match a {
                 Arg::Literal(v) => v.clone(),
-                Arg::Path(p) => {
-                    let root = if p.context { context } else { input };
-                    p.read(root).ok_or_else(|| {
-                        IntrinsicError(format!(
-                            "The path of an argument of {} found nothing.",
-                            self.name
-                        ))
-                    })?
-                }
-                Arg::Call(c) => c.eval(input, context, rng)?,
+                Arg::Path(p) => p.read_in(input, scope).ok_or_else(|| {
+                    IntrinsicError(format!(
+                        "The path of an argument of {} found nothing.",
+                        self.name
+                    ))
+                })?,
+                Arg::Call(c) => c.eval(input, scope, rng)?,
             });
         }
         run(&self.name, args, rng)
@@ -506,7 +503,11 @@ mod tests {
     }
 
     fn eval(text: &str, input: Value) -> Result<Value, IntrinsicError> {
-        Call::parse(text)?.eval(&input, &json!({"Execution": {"Id": "x"}}), &Fixed(0.5))
+        let scope = Scope {
+            context: &json!({"Execution": {"Id": "x"}}),
+            vars: &serde_json::Map::new(),
+        };
+        Call::parse(text)?.eval(&input, scope, &Fixed(0.5))
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod executions;
 pub mod history;
 pub mod intrinsics;
+pub mod jsonata;
 pub mod path;
 pub mod payload;
 pub mod run;

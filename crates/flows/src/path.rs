@@ -1,5 +1,5 @@
 //! Paths as the States Language uses them (JSONPath): `$` the state's
-//! input, `$$` the context object; `.name` and `['name']` fields, `[n]`
+//! input, `$$` the context object, `$name` a workflow variable; `.name` and `['name']` fields, `[n]`
 //! indexes (negative from the end), `[a:b]` slices, `[*]` and `.*`
 //! wildcards, `..name` deep scans, and `[?(@.field op value)]` filters.
 //! A path with a wildcard, slice, scan or filter selects many values and
@@ -13,10 +13,28 @@ pub const MAX_LEN: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
-    /// From the context object (`$$`) rather than the input.
-    pub context: bool,
+    pub root: Root,
     steps: Vec<Step>,
     text: String,
+}
+
+/// Where a path starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Root {
+    /// `$`: the state's input (or what the field reads, such as a result).
+    Input,
+    /// `$$`: the context object.
+    Context,
+    /// `$name`: a workflow variable (set by a state's Assign).
+    Variable(String),
+}
+
+/// What a path reads besides the input: the context object and the
+/// workflow's variables.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub context: &'a Value,
+    pub vars: &'a Map<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +64,19 @@ enum Op {
     Ge,
 }
 
+/// How many bytes at the start of `rest` name a variable: a letter or
+/// `_`, then letters, digits and `_` (0 when `rest` names none).
+pub fn variable_name(rest: &str) -> usize {
+    let mut chars = rest.char_indices();
+    match chars.next() {
+        Some((_, c)) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return 0,
+    }
+    chars
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .map_or(rest.len(), |(i, _)| i)
+}
+
 /// Why a path cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -60,10 +91,13 @@ impl Path {
         if text.len() > MAX_LEN {
             return Err(bad(text, "too long"));
         }
-        let (context, rest) = match text.strip_prefix("$$") {
-            Some(rest) => (true, rest),
+        let (root, rest) = match text.strip_prefix("$$") {
+            Some(rest) => (Root::Context, rest),
             None => match text.strip_prefix('$') {
-                Some(rest) => (false, rest),
+                Some(rest) => match variable_name(rest) {
+                    0 => (Root::Input, rest),
+                    n => (Root::Variable(rest[..n].to_string()), &rest[n..]),
+                },
                 None => return Err(bad(text, "a path starts with $")),
             },
         };
@@ -108,7 +142,7 @@ impl Path {
             }
         }
         Ok(Path {
-            context,
+            root,
             steps,
             text: text.to_string(),
         })
@@ -127,6 +161,16 @@ impl Path {
             ));
         }
         Ok(p)
+    }
+
+    /// What the path selects, read from its root: `input`, the context
+    /// object or a variable (`None` if the variable is not set).
+    pub fn read_in(&self, input: &Value, scope: Scope<'_>) -> Option<Value> {
+        match &self.root {
+            Root::Input => self.read(input),
+            Root::Context => self.read(scope.context),
+            Root::Variable(name) => self.read(scope.vars.get(name)?),
+        }
     }
 
     /// The path as written.
@@ -466,6 +510,19 @@ mod tests {
             assert!(Path::parse(bad).is_err(), "{bad}");
         }
         assert!(Path::parse(&format!("${}", ".a".repeat(2000))).is_err());
-        assert!(Path::parse("$$.Execution.Id").unwrap().context);
+        assert_eq!(Path::parse("$$.Execution.Id").unwrap().root, Root::Context);
+        let p = Path::parse("$order.items[0]").unwrap();
+        assert_eq!(p.root, Root::Variable("order".into()));
+        let vars: Map<String, Value> =
+            serde_json::from_value(serde_json::json!({"order": {"items": [7]}})).unwrap();
+        let scope = Scope {
+            context: &Value::Null,
+            vars: &vars,
+        };
+        assert_eq!(p.read_in(&Value::Null, scope), Some(7.into()));
+        assert_eq!(
+            Path::parse("$other").unwrap().read_in(&Value::Null, scope),
+            None
+        );
     }
 }

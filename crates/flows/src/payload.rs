@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use wisp_core::clock::Rng;
 
 use crate::intrinsics::Call;
-use crate::path::Path;
+use crate::path::{Path, Root, Scope};
 
 /// Why a payload step failed: `States.Runtime` or
 /// `States.IntrinsicFailure`, and AWS's message.
@@ -90,40 +90,47 @@ fn compile_at(template: &Value, depth: usize) -> Result<Template, String> {
 }
 
 impl Template {
-    /// Fills the template from `input` and `context`.
+    /// Fills the template from `input` and `scope`.
     pub fn apply(
         &self,
         input: &Value,
-        context: &Value,
+        scope: Scope<'_>,
         rng: &dyn Rng,
     ) -> Result<Value, PayloadError> {
         Ok(match self {
             Template::Fixed(v) => v.clone(),
-            Template::Path(field, p) => {
-                let root = if p.context { context } else { input };
-                p.read(root).ok_or_else(|| {
-                    runtime(format!(
-                        "The JSONPath '{}' specified for the field '{field}' could not be found in the input '{}'",
-                        p.text(),
-                        shown(root)
-                    ))
-                })?
-            }
-            Template::Call(_, c) => c.eval(input, context, rng).map_err(|e| PayloadError {
+            Template::Path(field, p) => p.read_in(input, scope).ok_or_else(|| {
+                let (what, root) = match &p.root {
+                    Root::Input => ("the input", input),
+                    Root::Context => ("the context", scope.context),
+                    Root::Variable(name) => {
+                        return runtime(format!(
+                            "The JSONPath '{}' specified for the field '{field}' names the variable '{name}', which is not set",
+                            p.text()
+                        ))
+                    }
+                };
+                runtime(format!(
+                    "The JSONPath '{}' specified for the field '{field}' could not be found in {what} '{}'",
+                    p.text(),
+                    shown(root)
+                ))
+            })?,
+            Template::Call(_, c) => c.eval(input, scope, rng).map_err(|e| PayloadError {
                 error: "States.IntrinsicFailure",
                 cause: e.0,
             })?,
             Template::Object(fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for (k, t) in fields {
-                    out.insert(k.clone(), t.apply(input, context, rng)?);
+                    out.insert(k.clone(), t.apply(input, scope, rng)?);
                 }
                 Value::Object(out)
             }
             Template::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|t| t.apply(input, context, rng))
+                    .map(|t| t.apply(input, scope, rng))
                     .collect::<Result<_, _>>()?,
             ),
         })
@@ -205,19 +212,24 @@ mod tests {
         .unwrap();
         let input = json!({"booking": {"flight": "LH1", "seats": 2}, "who": "Ana"});
         let cx = json!({"Execution": {"Id": "arn:exec"}});
+        let vars = Map::new();
+        let cx = Scope {
+            context: &cx,
+            vars: &vars,
+        };
         assert_eq!(
-            t.apply(&input, &cx, &Half).unwrap(),
+            t.apply(&input, cx, &Half).unwrap(),
             json!({"flight": "LH1", "fixed": {"n": 1, "list": [1, {"x": 2}]},
                    "execution": "arn:exec", "greeting": "Hi Ana"})
         );
         let missing = compile(&json!({"a.$": "$.nope"}))
             .unwrap()
-            .apply(&input, &cx, &Half)
+            .apply(&input, cx, &Half)
             .unwrap_err();
         assert_eq!(missing.error, "States.Runtime");
         let failing = compile(&json!({"a.$": "States.ArrayLength($.who)"})).unwrap();
         assert_eq!(
-            failing.apply(&input, &cx, &Half).unwrap_err().error,
+            failing.apply(&input, cx, &Half).unwrap_err().error,
             "States.IntrinsicFailure"
         );
         assert!(compile(&json!({"a.$": 1})).is_err());

@@ -12,7 +12,8 @@ use wisp_core::clock::Rng;
 
 use crate::asl::{Kind, StateMachine};
 use crate::errors;
-use crate::step::{self, Failure, Outcome, Recovery, Work};
+use crate::path::Scope;
+use crate::step::{self, Failure, Outcome, Recovery, Vars, Work};
 
 /// Bounds of one run: AWS's history limit (each transition is a few
 /// events), and how many Map items run at once when MaxConcurrency is 0.
@@ -42,11 +43,13 @@ pub trait Env: Send + Sync {
 type Boxed<'a> = Pin<Box<dyn Future<Output = Result<Value, Failure>> + Send + 'a>>;
 
 /// Runs `machine` on `input`; `cx` is the context object (Execution,
-/// StateMachine); State is filled in as states are entered.
+/// StateMachine); State is filled in as states are entered. `vars` are
+/// the variables it starts with (a branch's: its parent's, a copy).
 pub fn run<'a>(
     machine: &'a StateMachine,
     input: Value,
     cx: &'a Value,
+    mut vars: Vars,
     env: &'a dyn Env,
 ) -> Boxed<'a> {
     Box::pin(async move {
@@ -71,18 +74,39 @@ pub fn run<'a>(
                 state_cx = json!({});
             }
             state_cx["State"] = json!({"Name": name, "EnteredTime": crate::time_text(env.now_ms()), "RetryCount": 0});
-            let mut outcome = step::enter(state, &value, &state_cx, env.now_ms(), env.rng());
+            let mut outcome = step::enter(
+                state,
+                &value,
+                scope(&state_cx, &vars),
+                env.now_ms(),
+                env.rng(),
+            );
             while let Outcome::Work(work) = outcome {
-                let done = work_of(state, work, cx, env).await;
+                let done = work_of(state, work, cx, &vars, env).await;
                 outcome = match done {
-                    Ok(result) => step::finish(state, &value, result, &state_cx, env.rng()),
+                    Ok(result) => {
+                        step::finish(state, &value, result, scope(&state_cx, &vars), env.rng())
+                    }
                     Err(failure) => {
-                        match step::recover(state, &value, failure, &tries, env.rng()) {
+                        match step::recover(
+                            state,
+                            &value,
+                            failure,
+                            &tries,
+                            scope(&state_cx, &vars),
+                            env.rng(),
+                        ) {
                             Recovery::Retry { retrier, delay_ms } => {
                                 tries[retrier] += 1;
                                 env.sleep_until(env.now_ms().saturating_add(delay_ms)).await;
                                 state_cx["State"]["RetryCount"] = json!(tries.iter().sum::<u32>());
-                                step::enter(state, &value, &state_cx, env.now_ms(), env.rng())
+                                step::enter(
+                                    state,
+                                    &value,
+                                    scope(&state_cx, &vars),
+                                    env.now_ms(),
+                                    env.rng(),
+                                )
                             }
                             Recovery::Then(o) => o,
                         }
@@ -90,17 +114,24 @@ pub fn run<'a>(
                 };
             }
             match outcome {
-                Outcome::Next { next, output } => {
+                Outcome::Next {
+                    next,
+                    output,
+                    assigned,
+                } => {
+                    vars.extend(assigned);
                     name = next;
                     value = output;
                 }
-                Outcome::End(output) => return Ok(output),
+                Outcome::End { output, .. } => return Ok(output),
                 Outcome::Fail(f) => return Err(f),
                 Outcome::Wait {
                     until_ms,
                     next,
                     output,
+                    assigned,
                 } => {
+                    vars.extend(assigned);
                     env.sleep_until(until_ms).await;
                     match next {
                         Some(n) => {
@@ -120,6 +151,10 @@ pub fn run<'a>(
     })
 }
 
+fn scope<'a>(context: &'a Value, vars: &'a Vars) -> Scope<'a> {
+    Scope { context, vars }
+}
+
 /// Does a state's work: runs its Task, or its branches, or its items
 /// (each branch and item in memory, start to end); the result to finish
 /// the state with.
@@ -127,6 +162,7 @@ pub async fn work_of(
     state: &crate::asl::State,
     work: Work,
     cx: &Value,
+    vars: &Vars,
     env: &dyn Env,
 ) -> Result<Value, Failure> {
     match work {
@@ -144,12 +180,15 @@ pub async fn work_of(
             })
             .await
         }
-        Work::Parallel { input } => parallel(state, input, cx, env).await,
+        Work::Parallel { input } => parallel(state, input, cx, vars, env).await,
         Work::Map {
             items,
             max_concurrency,
             tolerated_failures,
-        } => map(state, items, max_concurrency, tolerated_failures, cx, env).await,
+        } => {
+            let bounds = (max_concurrency, tolerated_failures);
+            map(state, items, bounds, cx, vars, env).await
+        }
     }
 }
 
@@ -157,12 +196,15 @@ async fn parallel(
     state: &crate::asl::State,
     input: Value,
     cx: &Value,
+    vars: &Vars,
     env: &dyn Env,
 ) -> Result<Value, Failure> {
     let Kind::Parallel { branches } = &state.kind else {
         return Err(Failure::new(errors::RUNTIME, "not a Parallel state"));
     };
-    let runs = branches.iter().map(|b| run(b, input.clone(), cx, env));
+    let runs = branches
+        .iter()
+        .map(|b| run(b, input.clone(), cx, vars.clone(), env));
     let results = futures_util::future::join_all(runs).await;
     results
         .into_iter()
@@ -173,9 +215,9 @@ async fn parallel(
 async fn map(
     state: &crate::asl::State,
     items: Vec<Value>,
-    max_concurrency: u64,
-    tolerated_failures: u64,
+    (max_concurrency, tolerated_failures): (u64, u64),
     cx: &Value,
+    vars: &Vars,
     env: &dyn Env,
 ) -> Result<Value, Failure> {
     let Kind::Map(m) = &state.kind else {
@@ -189,7 +231,8 @@ async fn map(
     let results: Vec<Result<Value, Failure>> = stream::iter(items.into_iter().enumerate())
         .map(|(i, item)| {
             let item_cx = step::with_map_item(cx, i, &item);
-            async move { run(&m.processor, item, &item_cx, env).await }
+            let vars = vars.clone();
+            async move { run(&m.processor, item, &item_cx, vars, env).await }
         })
         .buffered(at_once.max(1))
         .collect()
@@ -320,7 +363,7 @@ mod tests {
             "hotel" => Err(Failure::new("NoRooms", "the hotel is full")),
             _ => Ok(json!({"ok": call.resource})),
         });
-        let out = block_on(run(&m, json!({"trip": 1}), &json!({}), &env));
+        let out = block_on(run(&m, json!({"trip": 1}), &json!({}), Vars::new(), &env));
         assert_eq!(out, Err(Failure::new("BookingFailed", "the hotel is full")));
         let called: Vec<String> = env
             .calls
@@ -347,14 +390,14 @@ mod tests {
             _ => Ok(json!("done")),
         });
         assert_eq!(
-            block_on(run(&m, json!({}), &json!({}), &env)),
+            block_on(run(&m, json!({}), &json!({}), Vars::new(), &env)),
             Ok(json!("done"))
         );
         // 2, 6, 18 s, each halved by the fixed jitter.
         assert_eq!(*env.slept.lock().unwrap(), [1000, 3000, 9000]);
         let env = fake(|_, _| Err(Failure::new("Throttled", "slow down")));
         assert_eq!(
-            block_on(run(&m, json!({}), &json!({}), &env))
+            block_on(run(&m, json!({}), &json!({}), Vars::new(), &env))
                 .unwrap_err()
                 .error,
             "Throttled",
@@ -378,12 +421,12 @@ mod tests {
         let env = fake(|_, _| Ok(Value::Null));
         let cx = json!({"Execution": {"Id": "exec-1"}});
         assert_eq!(
-            block_on(run(&m, json!({"n": 12}), &cx, &env)),
+            block_on(run(&m, json!({"n": 12}), &cx, Vars::new(), &env)),
             Ok(json!({"size": "big", "n": 12, "id": "exec-1", "state": "Label"}))
         );
         assert_eq!(*env.slept.lock().unwrap(), [12_000]);
         assert_eq!(
-            block_on(run(&m, json!({"n": 2}), &cx, &env)),
+            block_on(run(&m, json!({"n": 2}), &cx, Vars::new(), &env)),
             Ok(json!({"n": 2, "size": "small"}))
         );
         let none = machine(
@@ -391,7 +434,7 @@ mod tests {
             {"Variable": "$.n", "NumericEquals": 1, "Next": "D"}]}, "D": {"Type": "Succeed"}}}),
         );
         assert_eq!(
-            block_on(run(&none, json!({"n": 2}), &cx, &env))
+            block_on(run(&none, json!({"n": 2}), &cx, Vars::new(), &env))
                 .unwrap_err()
                 .error,
             "States.NoChoiceMatched"
@@ -419,7 +462,14 @@ mod tests {
             "item" => Ok(json!(call.input["index"])),
             _ => Ok(json!("b")),
         });
-        let out = block_on(run(&m, json!({"items": [1, 2, 3]}), &json!({}), &env)).unwrap();
+        let out = block_on(run(
+            &m,
+            json!({"items": [1, 2, 3]}),
+            &json!({}),
+            Vars::new(),
+            &env,
+        ))
+        .unwrap();
         assert_eq!(out["both"], json!(["a", "b"]));
         assert_eq!(
             out["done"],
@@ -429,7 +479,14 @@ mod tests {
             "item" if call.input["value"] != 1 => Err(Failure::new("Bad", "no")),
             _ => Ok(json!(1)),
         });
-        let err = block_on(run(&m, json!({"items": [1, 2, 3]}), &json!({}), &env)).unwrap_err();
+        let err = block_on(run(
+            &m,
+            json!({"items": [1, 2, 3]}),
+            &json!({}),
+            Vars::new(),
+            &env,
+        ))
+        .unwrap_err();
         assert_eq!(err.error, "States.ExceedToleratedFailureThreshold");
     }
 
@@ -439,7 +496,7 @@ mod tests {
             "W": {"Type": "Wait", "Seconds": 10, "Next": "P"}, "P": {"Type": "Pass", "End": true}}}));
         let env = fake(|_, _| Ok(Value::Null));
         assert_eq!(
-            block_on(run(&slow, json!({}), &json!({}), &env))
+            block_on(run(&slow, json!({}), &json!({}), Vars::new(), &env))
                 .unwrap_err()
                 .error,
             "States.Timeout"
@@ -447,10 +504,80 @@ mod tests {
         let forever =
             machine(json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Next": "P"}}}));
         assert_eq!(
-            block_on(run(&forever, json!({}), &json!({}), &env))
+            block_on(run(&forever, json!({}), &json!({}), Vars::new(), &env))
                 .unwrap_err()
                 .error,
             "States.Runtime"
         );
+    }
+
+    #[test]
+    fn jsonata_states_and_variables_in_both_languages() {
+        let m = machine(json!({
+            "QueryLanguage": "JSONata",
+            "StartAt": "Remember",
+            "States": {
+                "Remember": {"Type": "Pass",
+                    "Assign": {"customer": "{% $states.input.customer %}", "limit": 15},
+                    "Output": {"items": "{% $states.input.items %}"}, "Next": "Price"},
+                "Price": {"Type": "Task", "Resource": "price",
+                    "Arguments": {"name": "{% $customer %}", "prices": "{% [$states.input.items.price] %}"},
+                    "Output": "{% $states.result.total %}",
+                    "Assign": {"total": "{% $states.result.total %}"},
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed",
+                        "Output": "{% $states.errorOutput.Cause %}", "Assign": {"why": "{% $states.errorOutput.Error %}"}}],
+                    "Next": "Check"},
+                "Check": {"Type": "Choice", "Choices": [
+                    {"Condition": "{% $total > $limit %}", "Next": "Each", "Assign": {"big": true}}],
+                    "Default": "Small"},
+                "Each": {"Type": "Map", "Items": "{% $range(1, 3, 1) %}",
+                    "ItemSelector": {"n": "{% $states.context.Map.Item.Value %}", "who": "{% $customer %}"},
+                    "ItemProcessor": {"StartAt": "Twice", "States": {
+                        "Twice": {"Type": "Pass", "Output": "{% $states.input.who & ($states.input.n * 2) %}", "End": true}}},
+                    "Output": {"each": "{% $states.result %}", "big": "{% $big %}", "total": "{% $total %}"},
+                    "End": true},
+                "Small": {"Type": "Succeed", "Output": "small"},
+                "Failed": {"Type": "Fail", "Error": "{% $why %}", "Cause": "{% $states.input %}"}
+            }
+        }));
+        let env = fake(|call, _| {
+            let sum: f64 = call.input["prices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_f64)
+                .sum();
+            match call.input["name"].as_str() {
+                Some("ann") => Ok(json!({"total": sum})),
+                _ => Err(Failure::new("Billing.Down", "no prices today")),
+            }
+        });
+        let input = json!({"customer": "ann", "items": [{"price": 10}, {"price": 20}]});
+        let out = block_on(run(&m, input, &json!({}), Vars::new(), &env)).unwrap();
+        assert_eq!(
+            out,
+            json!({"each": ["ann2", "ann4", "ann6"], "big": true, "total": 30})
+        );
+        assert_eq!(
+            env.calls.lock().unwrap()[0].input,
+            json!({"name": "ann", "prices": [10, 20]})
+        );
+        let input = json!({"customer": "bob", "items": [{"price": 1}]});
+        let failed = block_on(run(&m, input, &json!({}), Vars::new(), &env)).unwrap_err();
+        assert_eq!(failed, Failure::new("Billing.Down", "no prices today"));
+
+        // JSONPath states read variables as `$name` paths, and Assign's
+        // `$` is what the state made.
+        let m = machine(json!({
+            "StartAt": "Keep",
+            "States": {
+                "Keep": {"Type": "Pass", "Result": {"x": 41}, "Assign": {"kept.$": "$.x", "fixed": "a"}, "Next": "Use"},
+                "Use": {"Type": "Pass", "Parameters": {"next.$": "States.MathAdd($kept, 1)", "f.$": "$fixed"}, "Next": "Pick"},
+                "Pick": {"Type": "Choice", "Choices": [{"Variable": "$kept", "NumericEquals": 41, "Next": "Done"}]},
+                "Done": {"Type": "Succeed"}
+            }
+        }));
+        let out = block_on(run(&m, json!({}), &json!({}), Vars::new(), &env)).unwrap();
+        assert_eq!(out, json!({"next": 42, "f": "a"}));
     }
 }

@@ -7,9 +7,10 @@ use serde_json::{json, Value};
 
 use crate::asl::{invalid_definition, Kind, State, StateMachine};
 use crate::engine::{Flows, FlowsError, Tasks};
+use crate::path::Scope;
 use crate::payload;
 use crate::run::{self, TaskCall};
-use crate::step::{self, Failure, Outcome, Recovery, Work};
+use crate::step::{self, Failure, Outcome, Recovery, Vars, Work};
 
 /// What TestState was asked.
 pub struct TestRequest {
@@ -18,6 +19,8 @@ pub struct TestRequest {
     pub input: String,
     pub inspection_level: String,
     pub context: Option<String>,
+    /// The workflow variables the state sees (a JSON object).
+    pub variables: Option<String>,
     /// A Task's result instead of calling it: `Ok(result)` or the error.
     pub mock: Option<Result<Value, Failure>>,
 }
@@ -44,6 +47,7 @@ fn machine_of(req: &TestRequest) -> Result<(StateMachine, String), FlowsError> {
             "Invalid State Machine Definition: 'INVALID_JSON_DESCRIPTION: {e}'"
         ))
     })?;
+    let language = given.get("States").and(given.get("QueryLanguage")).cloned();
     let (name, state) = match given.get("States") {
         Some(states) => {
             let name = req
@@ -83,7 +87,11 @@ fn machine_of(req: &TestRequest) -> Result<(StateMachine, String), FlowsError> {
         states.insert(t, json!({"Type": "Succeed"}));
     }
     states.insert(name.clone(), state);
-    let machine = json!({"StartAt": name, "States": states}).to_string();
+    let mut machine = json!({"StartAt": name, "States": states});
+    if let Some(language) = language {
+        machine["QueryLanguage"] = language;
+    }
+    let machine = machine.to_string();
     let parsed = StateMachine::parse(&machine).map_err(|d| invalid(invalid_definition(&d)))?;
     Ok((parsed, name))
 }
@@ -116,20 +124,39 @@ impl Flows {
         };
         let mut cx = cx;
         cx["State"] = json!({"Name": name, "EnteredTime": crate::time_text(self.clock.now_ms()), "RetryCount": 0});
+        let mut vars: Vars = match &req.variables {
+            Some(v) => serde_json::from_str(v).map_err(|e| {
+                FlowsError::new(
+                    "ValidationException",
+                    format!("Invalid variables: '{e}' (a JSON object)"),
+                )
+            })?,
+            None => Vars::new(),
+        };
+        let given_vars = vars.clone();
+        let scope = Scope {
+            context: &cx,
+            vars: &given_vars,
+        };
         let debug = req.inspection_level != "INFO";
         let mut inspection = json!({"input": input.to_string()});
         if debug {
             if let Ok(v) = payload::select(&input, &state.input_path, "InputPath") {
                 inspection["afterInputPath"] = json!(v.to_string());
                 if let Some(p) = &state.parameters {
-                    if let Ok(p) = p.apply(&v, &cx, self.rng.as_ref()) {
+                    if let Ok(p) = p.apply(&v, scope, self.rng.as_ref()) {
                         inspection["afterParameters"] = json!(p.to_string());
                     }
                 }
             }
         }
         let now = self.clock.now_ms();
-        let entered = step::enter(state, &input, &cx, now, self.rng.as_ref());
+        let entered = step::enter(state, &input, scope, now, self.rng.as_ref());
+        if let (true, Outcome::Work(Work::Task { parameters, .. })) =
+            (debug && state.jsonata, &entered)
+        {
+            inspection["afterArguments"] = json!(parameters.to_string());
+        }
         let outcome = match entered {
             Outcome::Work(work) => {
                 let done = match (&req.mock, &work) {
@@ -165,7 +192,7 @@ impl Flows {
                                 .ok_or_else(|| FlowsError::internal("engine gone"))?,
                             trigger: "states:TestState".into(),
                         };
-                        run::work_of(state, work.clone(), &cx, &env).await
+                        run::work_of(state, work.clone(), &cx, &given_vars, &env).await
                     }
                 };
                 match done {
@@ -173,12 +200,12 @@ impl Flows {
                         if debug {
                             inspection["result"] = json!(result.to_string());
                             if let Some(t) = &state.result_selector {
-                                if let Ok(v) = t.apply(&result, &cx, self.rng.as_ref()) {
+                                if let Ok(v) = t.apply(&result, scope, self.rng.as_ref()) {
                                     inspection["afterResultSelector"] = json!(v.to_string());
                                 }
                             }
                         }
-                        step::finish(state, &input, result, &cx, self.rng.as_ref())
+                        step::finish(state, &input, result, scope, self.rng.as_ref())
                     }
                     Err(f) => {
                         inspection["errorDetails"] =
@@ -188,6 +215,7 @@ impl Flows {
                             &input,
                             f.clone(),
                             &vec![0; state.retry.len()],
+                            scope,
                             self.rng.as_ref(),
                         ) {
                             Recovery::Retry { retrier, delay_ms } => {
@@ -199,11 +227,17 @@ impl Flows {
                                     ..Default::default()
                                 });
                             }
-                            Recovery::Then(Outcome::Next { next, output }) => {
+                            Recovery::Then(Outcome::Next {
+                                next,
+                                output,
+                                assigned,
+                            }) => {
                                 let index = state.catch.iter().position(|c| {
                                     crate::errors::matches(&c.error_equals, &f.error)
                                 });
                                 inspection["errorDetails"] = json!({"catchIndex": index});
+                                vars.extend(assigned);
+                                inspection["variables"] = json!(Value::Object(vars).to_string());
                                 return Ok(Tested {
                                     status: "CAUGHT_ERROR",
                                     output: Some(output),
@@ -219,9 +253,16 @@ impl Flows {
             }
             other => other,
         };
+        if let Outcome::Next { assigned, .. }
+        | Outcome::Wait { assigned, .. }
+        | Outcome::End { assigned, .. } = &outcome
+        {
+            vars.extend(assigned.clone());
+        }
+        inspection["variables"] = json!(Value::Object(vars).to_string());
         Ok(match outcome {
-            Outcome::Next { next, output } => {
-                if debug {
+            Outcome::Next { next, output, .. } => {
+                if debug && !state.jsonata {
                     inspection["afterResultPath"] = json!(output.to_string());
                 }
                 Tested {
@@ -239,7 +280,7 @@ impl Flows {
                 inspection,
                 ..Default::default()
             },
-            Outcome::End(output) => Tested {
+            Outcome::End { output, .. } => Tested {
                 status: "SUCCEEDED",
                 output: Some(output),
                 inspection,

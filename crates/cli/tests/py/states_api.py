@@ -9,6 +9,7 @@ Environment: WISP_API, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_DEFAULT_REGION, WISP_FIXTURES. Prints `ok - <name>` / `not ok - <name>`
 per check, then `N passed, M failed`; exits 0 only if nothing failed.
 """
+import hashlib
 import json
 import os
 import tempfile
@@ -614,6 +615,94 @@ def group_test_state():
         raises("InvalidDefinition", 400, sfn.test_state, definition='{"Type": "Nope"}', roleArn=ROLE)
 
 
+def group_jsonata():
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Remember",
+        "States": {
+            "Remember": {"Type": "Pass", "Assign": {"customer": "{% $states.input.customer %}"},
+                         "Output": {"n": "{% $states.input.n %}"}, "Next": "Echo"},
+            "Echo": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                     "Arguments": {"FunctionName": state["fn"],
+                                   "Payload": {"action": "echo", "n": "{% $states.input.n * 2 %}",
+                                               "who": "{% $customer %}"}},
+                     "Assign": {"doubled": "{% $states.result.Payload.event.n %}"},
+                     "Output": "{% $states.result.Payload.event %}", "Next": "Route"},
+            "Route": {"Type": "Choice", "Default": "Small", "Choices": [
+                {"Condition": "{% $doubled > 10 %}", "Next": "Each", "Assign": {"size": "big"}}]},
+            "Each": {"Type": "Map", "Items": "{% $range(1, $states.input.n, 1) %}",
+                     "ItemSelector": {"i": "{% $states.context.Map.Item.Value %}", "who": "{% $customer %}"},
+                     "ItemProcessor": {"StartAt": "Line", "States": {
+                         "Line": {"Type": "Pass", "Output": "{% $states.input.who & '#' & $states.input.i %}",
+                                  "End": True}}},
+                     "Output": {"lines": "{% $states.result %}", "size": "{% $size %}",
+                                "hash": "{% $hash($customer, 'SHA-256') %}"},
+                     "End": True},
+            "Small": {"Type": "Fail", "Error": "TooSmall", "Cause": "{% 'only ' & $string($doubled) %}"},
+        },
+    }
+    with check("JSONata: Arguments, Output, Assign, Condition, Items, $states and variables, STANDARD"):
+        arn = sfn.create_state_machine(name=P + "-jsonata", definition=json.dumps(definition),
+                                       roleArn=ROLE)["stateMachineArn"]
+        r = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"customer": "ann", "n": 6}))
+        d = wait_for(r["executionArn"])
+        eq((d["status"], json.loads(d.get("output", "null"))),
+           ("SUCCEEDED", {"lines": [f"ann#{i}" for i in range(1, 13)], "size": "big",
+                          "hash": hashlib.sha256(b"ann").hexdigest()}),
+           f"status and output ({d.get('error')}: {d.get('cause')})")
+        exited = [e for e in history(r["executionArn"]) if e["type"] == "PassStateExited"]
+        eq(exited[0]["stateExitedEventDetails"].get("assignedVariables"), {"customer": '"ann"'},
+           "assignedVariables in the history")
+        r = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"customer": "bob", "n": 2}))
+        d = wait_for(r["executionArn"])
+        eq((d["status"], d.get("error"), d.get("cause")), ("FAILED", "TooSmall", "only 4"),
+           "Fail's Error and Cause as expressions")
+        sync = sfn.create_state_machine(name=P + "-jsonata-x", type="EXPRESS", roleArn=ROLE,
+                                        definition=json.dumps(definition))["stateMachineArn"]
+        r = sfn.start_sync_execution(stateMachineArn=sync, input=json.dumps({"customer": "cy", "n": 6}))
+        eq((r["status"], json.loads(r["output"])["lines"][:2]), ("SUCCEEDED", ["cy#1", "cy#2"]), "EXPRESS")
+    with check("JSONata: a failing expression is States.QueryEvaluationError, catchable; bad ones refused"):
+        bad = {"QueryLanguage": "JSONata", "StartAt": "T", "States": {
+            "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                  "Arguments": {"FunctionName": state["fn"], "Payload": "{% $states.input.missing %}"},
+                  "Catch": [{"ErrorEquals": ["States.QueryEvaluationError"], "Next": "Caught",
+                             "Output": "{% $states.errorOutput %}"}], "End": True},
+            "Caught": {"Type": "Succeed"}}}
+        arn = sfn.create_state_machine(name=P + "-jsonata-bad", type="EXPRESS", roleArn=ROLE,
+                                       definition=json.dumps(bad))["stateMachineArn"]
+        r = sfn.start_sync_execution(stateMachineArn=arn, input="{}")
+        out = json.loads(r.get("output", "{}"))
+        eq((r["status"], out.get("Error")), ("SUCCEEDED", "States.QueryEvaluationError"),
+           f"an Arguments expression that yields nothing fails the Task, caught ({r.get('cause')})")
+        expect("specified for the field 'Arguments/Payload' returned nothing (undefined)"
+               in out.get("Cause", ""), "AWS's cause", out)
+        for wrong, says in [
+            ({"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Pass", "InputPath": "$.a", "End": True}}},
+             "The field 'InputPath' is not supported when QueryLanguage is JSONata"),
+            ({"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Pass", "Output": "{% ( %}", "End": True}}},
+             "is not valid"),
+            ({"StartAt": "A", "States": {"A": {"Type": "Pass", "Assign": {"states": 1}, "End": True}}},
+             "reserved"),
+        ]:
+            r = sfn.validate_state_machine_definition(definition=json.dumps(wrong))
+            expect(r["result"] == "FAIL" and any(says in d["message"] for d in r["diagnostics"]),
+                   says, r["diagnostics"])
+    with check("JSONPath states set and read variables; test_state takes and shows variables"):
+        d = {"StartAt": "Keep", "States": {
+            "Keep": {"Type": "Pass", "Result": {"x": 41}, "Assign": {"kept.$": "$.x"}, "Next": "Use"},
+            "Use": {"Type": "Pass", "Parameters": {"next.$": "States.MathAdd($kept, 1)"}, "End": True}}}
+        arn = sfn.create_state_machine(name=P + "-vars", type="EXPRESS", roleArn=ROLE,
+                                       definition=json.dumps(d))["stateMachineArn"]
+        r = sfn.start_sync_execution(stateMachineArn=arn, input="{}")
+        eq(json.loads(r["output"]), {"next": 42}, "a variable read by an intrinsic")
+        r = sfn.test_state(definition=json.dumps({
+            "QueryLanguage": "JSONata", "Type": "Pass", "Output": "{% $a + 1 %}",
+            "Assign": {"b": "{% $a * 10 %}"}, "End": True}),
+            roleArn=ROLE, input="{}", variables=json.dumps({"a": 4}), inspectionLevel="DEBUG")
+        eq((r["status"], json.loads(r["output"]), json.loads(r["inspectionData"]["variables"])),
+           ("SUCCEEDED", 5, {"a": 4, "b": 40}), "test_state with variables")
+
+
 def group_errors():
     with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
         raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
@@ -651,7 +740,8 @@ def cleanup():
 def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
     checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
-                group_standard, group_callbacks, group_branches, group_versions, group_test_state, group_errors, group_cli],
+                group_standard, group_callbacks, group_branches, group_versions, group_test_state, group_jsonata,
+                group_errors, group_cli],
                cleanup)
 
 
