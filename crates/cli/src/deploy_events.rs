@@ -297,6 +297,10 @@ fn definition_json(file: &str, text: String) -> anyhow::Result<String> {
     Ok(value.to_string())
 }
 
+/// The tag that carries a workflow's allowed_outbound_hosts (what its
+/// HTTP tasks may call).
+const HOSTS_TAG: &str = "wisp:allowed-outbound-hosts";
+
 pub async fn apply_workflows(
     client: &Client,
     dir: &std::path::Path,
@@ -339,6 +343,10 @@ pub async fn apply_workflows(
                         w.kind
                     );
                 }
+                let hosts = json!([{ "key": HOSTS_TAG, "value": w.allowed_outbound_hosts.join(" ") }]);
+                client
+                    .states("TagResource", &json!({ "resourceArn": arn, "tags": hosts }))
+                    .await?;
                 client
                     .states("UpdateStateMachine", &json!({ "stateMachineArn": arn, "definition": definition }))
                     .await
@@ -352,7 +360,10 @@ pub async fn apply_workflows(
                         "definition": definition,
                         "roleArn": ROLE,
                         "type": w.kind,
-                        "tags": [{ "key": APP_TAG, "value": manifest.app }],
+                        "tags": [
+                            { "key": APP_TAG, "value": manifest.app },
+                            { "key": HOSTS_TAG, "value": w.allowed_outbound_hosts.join(" ") },
+                        ],
                     }),
                 )
                 .await

@@ -112,6 +112,8 @@ pub struct ManifestWorkflow {
     pub definition: String,
     /// STANDARD or EXPRESS.
     pub kind: String,
+    /// Endpoints its HTTP tasks may call (deny by default).
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +144,8 @@ struct RawWorkflow {
     definition: Spanned<String>,
     #[serde(rename = "type")]
     kind: Option<Spanned<String>>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -466,10 +470,19 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
                 ))
             }
         };
+        for host in &w.allowed_outbound_hosts {
+            crate::outbound::OutboundRule::parse(host.get_ref())
+                .map_err(|m| locate(host.span(), m, None))?;
+        }
         workflows.push(ManifestWorkflow {
             name,
             definition: w.definition.into_inner(),
             kind,
+            allowed_outbound_hosts: w
+                .allowed_outbound_hosts
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
         });
     }
 
@@ -866,6 +879,7 @@ input = '{"n": 1}'
 [workflow.checkout]
 definition = "workflows/checkout.asl.json"
 type = "EXPRESS"
+allowed_outbound_hosts = ["https://api.example.com"]
 "#;
 
     #[test]
@@ -908,6 +922,7 @@ type = "EXPRESS"
                 name: "checkout".into(),
                 definition: "workflows/checkout.asl.json".into(),
                 kind: "EXPRESS".into(),
+                allowed_outbound_hosts: vec!["https://api.example.com".into()],
             }]
         );
 

@@ -17,6 +17,30 @@ use crate::deliver::{Delivery, Failure};
 use crate::engine::Events;
 use crate::EventsError;
 
+/// A request to make with a connection's authorization.
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    pub connection_arn: String,
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    /// The content type and the bytes.
+    pub body: Option<(String, Vec<u8>)>,
+    pub timeout: Duration,
+    /// The largest answer read.
+    pub max_body: usize,
+}
+
+/// What the endpoint answered.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
 /// Document kinds.
 pub const CONNECTION: &str = "connection";
 pub const API_DESTINATION: &str = "api-destination";
@@ -471,21 +495,13 @@ impl Events {
         Ok(token.to_string())
     }
 
-    /// One attempt at an API destination.
-    pub(crate) async fn to_http(&self, d: &Delivery) -> Result<(), Failure> {
-        let name = name_in(&d.target.arn, "api-destination").ok_or_else(|| {
-            Failure::not_found(format!("{} is not an API destination", d.target.arn))
-        })?;
-        let gone = |what: String| Failure::not_found(what);
-        let (dest, _) = match self.get_api_destination(&name).await {
+    /// The authorized connection an ARN names.
+    async fn connection_at(&self, arn: &str) -> Result<Connection, Failure> {
+        let name = name_in(arn, "connection")
+            .ok_or_else(|| Failure::not_found(format!("{arn} is not a connection")))?;
+        let (c, _) = match self.get_connection(&name).await {
             Ok(found) => found,
-            Err(e) if !e.internal => return Err(gone(e.message)),
-            Err(e) => return Err(Failure::transient("INTERNAL_ERROR", e.message)),
-        };
-        let connection = name_in(&dest.connection_arn, "connection").unwrap_or_default();
-        let (c, _) = match self.get_connection(&connection).await {
-            Ok(found) => found,
-            Err(e) if !e.internal => return Err(gone(e.message)),
+            Err(e) if !e.internal => return Err(Failure::not_found(e.message)),
             Err(e) => return Err(Failure::transient("INTERNAL_ERROR", e.message)),
         };
         if c.connection_state != "AUTHORIZED" {
@@ -495,6 +511,117 @@ impl Events {
                 retry: false,
             });
         }
+        Ok(c)
+    }
+
+    /// A request with the connection's authorization, and its
+    /// invocation headers and query (the query to add to `query`).
+    async fn authorized(
+        &self,
+        c: &Connection,
+        mut request: reqwest::RequestBuilder,
+        query: &mut Vec<(String, String)>,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let auth = &c.auth_parameters;
+        request = match c.authorization_type.as_str() {
+            "API_KEY" => request.header(
+                auth["ApiKeyAuthParameters"]["ApiKeyName"]
+                    .as_str()
+                    .unwrap_or_default(),
+                auth["ApiKeyAuthParameters"]["ApiKeyValue"]
+                    .as_str()
+                    .unwrap_or_default(),
+            ),
+            "BASIC" => request.basic_auth(
+                auth["BasicAuthParameters"]["Username"]
+                    .as_str()
+                    .unwrap_or_default(),
+                auth["BasicAuthParameters"]["Password"].as_str(),
+            ),
+            _ => request.bearer_auth(self.oauth_token(c).await?),
+        };
+        let conn_params = &auth["InvocationHttpParameters"];
+        for (k, v) in pairs(&conn_params["HeaderParameters"]) {
+            request = request.header(k, v);
+        }
+        query.extend(pairs(&conn_params["QueryStringParameters"]));
+        Ok(request)
+    }
+
+    /// A request made with a connection (Step Functions' HTTP task): its
+    /// answer whatever the status; `Err` only when there is none.
+    pub async fn call_with_connection(&self, call: HttpCall) -> Result<HttpAnswer, Failure> {
+        let c = self.connection_at(&call.connection_arn).await?;
+        let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|_| Failure {
+            code: "SDK_CLIENT_ERROR",
+            message: format!("{} is not an HTTP method", call.method),
+            retry: false,
+        })?;
+        let mut query = Vec::new();
+        let mut request = self
+            .outbound
+            .client
+            .request(method, &call.url)
+            .timeout(call.timeout)
+            .header("user-agent", "Amazon|StepFunctions|HttpInvoke");
+        request = self.authorized(&c, request, &mut query).await?;
+        for (k, v) in &call.headers {
+            request = request.header(k, v);
+        }
+        query.extend(call.query);
+        if let Some((content_type, body)) = call.body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let reply = request.query(&query).send().await.map_err(|e| {
+            Failure::transient(
+                "SDK_CLIENT_ERROR",
+                format!("{} did not answer: {e}", call.url),
+            )
+        })?;
+        let status = reply.status();
+        let headers = reply
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        let mut reply = reply;
+        while let Some(chunk) = reply.chunk().await.map_err(|e| {
+            Failure::transient("SDK_CLIENT_ERROR", format!("{} broke off: {e}", call.url))
+        })? {
+            if body.len() + chunk.len() > call.max_body {
+                return Err(Failure {
+                    code: "PAYLOAD_TOO_LARGE",
+                    message: format!("{} answered more than {} bytes", call.url, call.max_body),
+                    retry: false,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpAnswer {
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or_default().to_string(),
+            headers,
+            body,
+        })
+    }
+
+    /// One attempt at an API destination.
+    pub(crate) async fn to_http(&self, d: &Delivery) -> Result<(), Failure> {
+        let name = name_in(&d.target.arn, "api-destination").ok_or_else(|| {
+            Failure::not_found(format!("{} is not an API destination", d.target.arn))
+        })?;
+        let (dest, _) = match self.get_api_destination(&name).await {
+            Ok(found) => found,
+            Err(e) if !e.internal => return Err(Failure::not_found(e.message)),
+            Err(e) => return Err(Failure::transient("INTERNAL_ERROR", e.message)),
+        };
+        let c = self.connection_at(&dest.connection_arn).await?;
         let params = d
             .target
             .other
@@ -513,35 +640,14 @@ impl Events {
         }
         let method = reqwest::Method::from_bytes(dest.http_method.as_bytes())
             .unwrap_or(reqwest::Method::POST);
-        let mut request = self
+        let request = self
             .outbound
             .client
             .request(method.clone(), &url)
             .header("content-type", "application/json; charset=utf-8")
             .header("user-agent", "Amazon/EventBridge/ApiDestinations");
-        let auth = &c.auth_parameters;
-        request = match c.authorization_type.as_str() {
-            "API_KEY" => request.header(
-                auth["ApiKeyAuthParameters"]["ApiKeyName"]
-                    .as_str()
-                    .unwrap_or_default(),
-                auth["ApiKeyAuthParameters"]["ApiKeyValue"]
-                    .as_str()
-                    .unwrap_or_default(),
-            ),
-            "BASIC" => request.basic_auth(
-                auth["BasicAuthParameters"]["Username"]
-                    .as_str()
-                    .unwrap_or_default(),
-                auth["BasicAuthParameters"]["Password"].as_str(),
-            ),
-            _ => request.bearer_auth(self.oauth_token(&c).await?),
-        };
-        let conn_params = &auth["InvocationHttpParameters"];
-        for (k, v) in pairs(&conn_params["HeaderParameters"]) {
-            request = request.header(k, v);
-        }
-        let mut query = pairs(&conn_params["QueryStringParameters"]);
+        let mut query = Vec::new();
+        let mut request = self.authorized(&c, request, &mut query).await?;
         for (k, v) in params["HeaderParameters"].as_object().into_iter().flatten() {
             request = request.header(k.as_str(), v.as_str().unwrap_or_default());
         }

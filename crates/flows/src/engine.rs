@@ -120,7 +120,7 @@ pub struct Flows {
     dispatcher: Arc<Dispatcher>,
     queue: Arc<wisp_dispatch::AsyncQueue>,
     pub(crate) sqs: Arc<wisp_queues::Sqs>,
-    events: Arc<wisp_events::Events>,
+    pub(crate) events: Arc<wisp_events::Events>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: Arc<dyn Rng>,
     /// STANDARD executions this node drives now.
@@ -659,6 +659,7 @@ impl Flows {
             Some("states:startExecution") if !waits => {
                 self.start_child(&call.input, None, 1).await
             }
+            Some("http:invoke") if !waits => self.http_invoke(&call, trigger).await,
             None if resource.contains(":lambda:") && resource.contains(":function:") => {
                 self.invoke(resource, &call.input, trigger).await.map(|(v, _)| v)
             }
@@ -735,7 +736,7 @@ impl Flows {
             }
             _ => Err(Failure::new(
                 "States.Runtime",
-                format!("The resource {resource} is not one wisp runs yet (Lambda functions, lambda:invoke, sqs:sendMessage and events:putEvents are)"),
+                format!("The resource {resource} is not one wisp runs (Lambda functions, lambda:invoke, sqs:sendMessage, events:putEvents, states:startExecution, http:invoke and activities are)"),
             )),
         }
     }

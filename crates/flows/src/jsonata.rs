@@ -111,7 +111,9 @@ fn check(expr: &str) -> Result<(), String> {
     let parsed = on_big_stack(|| {
         std::panic::catch_unwind(|| {
             let arena = Bump::new();
-            JsonAta::new(expr, &arena).map(|_| ()).map_err(|e| format!("{} {e}", e.code()))
+            JsonAta::new(expr, &arena)
+                .map(|_| ())
+                .map_err(|e| format!("{} {e}", e.code()))
         })
     });
     match parsed {
@@ -457,20 +459,21 @@ fn fn_hash<'a>(cx: FunctionContext<'a, '_>, args: &[&'a Jv<'a>]) -> jsonata_rs::
     }
     let data = data.as_str();
     let bytes = data.as_bytes();
-    let digest =
-        match &*algorithm.as_str() {
-            "MD5" => hex::encode(md5::Md5::digest(bytes)),
-            "SHA-1" => hex::encode(sha1::Sha1::digest(bytes)),
-            "SHA-256" => hex::encode(sha2::Sha256::digest(bytes)),
-            "SHA-384" => hex::encode(sha2::Sha384::digest(bytes)),
-            "SHA-512" => hex::encode(sha2::Sha512::digest(bytes)),
-            other => return error(
+    let digest = match &*algorithm.as_str() {
+        "MD5" => hex::encode(md5::Md5::digest(bytes)),
+        "SHA-1" => hex::encode(sha1::Sha1::digest(bytes)),
+        "SHA-256" => hex::encode(sha2::Sha256::digest(bytes)),
+        "SHA-384" => hex::encode(sha2::Sha384::digest(bytes)),
+        "SHA-512" => hex::encode(sha2::Sha512::digest(bytes)),
+        other => {
+            return error(
                 "hash",
                 format!(
                     "the algorithm is one of MD5, SHA-1, SHA-256, SHA-384, SHA-512, not {other}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     Ok(Jv::string(cx.arena, &digest))
 }
 

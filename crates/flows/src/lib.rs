@@ -13,6 +13,7 @@ pub mod engine;
 pub mod errors;
 pub mod executions;
 pub mod history;
+pub mod http_task;
 pub mod intrinsics;
 pub mod jsonata;
 pub mod path;

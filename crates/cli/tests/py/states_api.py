@@ -10,9 +10,11 @@ AWS_DEFAULT_REGION, WISP_FIXTURES. Prints `ok - <name>` / `not ok - <name>`
 per check, then `N passed, M failed`; exits 0 only if nothing failed.
 """
 import hashlib
+import http.server
 import json
 import os
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -703,6 +705,77 @@ def group_jsonata():
            ("SUCCEEDED", 5, {"a": 4, "b": 40}), "test_state with variables")
 
 
+class _Endpoint(http.server.BaseHTTPRequestHandler):
+    """Records each request; /missing answers 404, the rest echo JSON."""
+    seen = []
+
+    def _any(self):
+        n = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(n).decode() if n else ""
+        _Endpoint.seen.append({"method": self.command, "path": self.path, "body": body,
+                               "headers": {k.lower(): v for k, v in self.headers.items()}})
+        status = 404 if self.path.startswith("/missing") else 200
+        out = json.dumps({"got": self.path, "method": self.command})
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-served-by", "test")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out.encode())
+
+    do_POST = do_PUT = do_GET = do_DELETE = _any
+
+    def log_message(self, *args):
+        pass
+
+
+def group_http_task():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    conn = events.create_connection(Name=P + "-http", AuthorizationType="API_KEY", AuthParameters={
+        "ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": "k1"}})["ConnectionArn"]
+    definition = {"StartAt": "Call", "States": {
+        "Call": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+                 "Parameters": {"ApiEndpoint.$": "States.Format('" + base + "/{}', $.path)",
+                                "Method": "POST", "Authentication": {"ConnectionArn": conn},
+                                "Headers": {"x-trace": "t1"}, "QueryParameters": {"page": "2"},
+                                "RequestBody": {"order.$": "$.order"}},
+                 "ResultSelector": {"status.$": "$.StatusCode", "body.$": "$.ResponseBody",
+                                    "served.$": "$.Headers.x-served-by[0]"},
+                 "Catch": [{"ErrorEquals": ["States.Http.StatusCode.404"], "Next": "Missing"}],
+                 "End": True},
+        "Missing": {"Type": "Pass", "End": True}}}
+    with check("the HTTP task calls an allowed endpoint through a connection, AWS's result and errors"):
+        allowed = sfn.create_state_machine(
+            name=P + "-http", type="EXPRESS", roleArn=ROLE, definition=json.dumps(definition),
+            tags=[{"key": "wisp:allowed-outbound-hosts", "value": base}])["stateMachineArn"]
+        r = sfn.start_sync_execution(stateMachineArn=allowed,
+                                      input=json.dumps({"path": "orders", "order": 7}))
+        eq((r["status"], json.loads(r.get("output", "null"))),
+           ("SUCCEEDED", {"status": 200, "body": {"got": "/orders?page=2", "method": "POST"},
+                          "served": "test"}), f"result ({r.get('error')}: {r.get('cause')})")
+        req = _Endpoint.seen[-1]
+        eq((req["headers"].get("x-api-key"), req["headers"].get("x-trace"), json.loads(req["body"]),
+            req["headers"].get("content-type")),
+           ("k1", "t1", {"order": 7}, "application/json; charset=UTF-8"),
+           "the connection's key, the task's headers and its JSON body")
+        r = sfn.start_sync_execution(stateMachineArn=allowed,
+                                      input=json.dumps({"path": "missing", "order": 1}))
+        out = json.loads(r["output"])
+        eq((r["status"], out["Error"], json.loads(out["Cause"])["StatusCode"]),
+           ("SUCCEEDED", "States.Http.StatusCode.404", 404), "a 404 is caught by its name")
+        denied = sfn.create_state_machine(name=P + "-http-denied", type="EXPRESS", roleArn=ROLE,
+                                          definition=json.dumps(definition))["stateMachineArn"]
+        r = sfn.start_sync_execution(stateMachineArn=denied,
+                                      input=json.dumps({"path": "orders", "order": 1}))
+        eq((r["status"], r.get("error")), ("FAILED", "States.Permissions"),
+           "an endpoint the machine is not allowed to call")
+        expect("allowed_outbound_hosts" in r.get("cause", ""), "says how to allow it", r)
+    events.delete_connection(Name=P + "-http")
+    server.shutdown()
+
+
 def group_errors():
     with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
         raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
@@ -741,7 +814,7 @@ def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
     checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
                 group_standard, group_callbacks, group_branches, group_versions, group_test_state, group_jsonata,
-                group_errors, group_cli],
+                group_http_task, group_errors, group_cli],
                cleanup)
 
 
