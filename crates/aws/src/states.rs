@@ -131,20 +131,34 @@ fn page<T>(
     Ok(out)
 }
 
-/// A history event without its input and output (includeExecutionData
-/// false).
-fn strip_data(event: &mut Value) {
-    let Some(fields) = event.as_object_mut() else {
-        return;
+/// A loggingConfiguration as AWS takes it: a level, and a log group to
+/// write to unless it is OFF.
+fn check_logging(config: Option<&Value>) -> Result<(), JsonError> {
+    let Some(config) = config else {
+        return Ok(());
     };
-    for (_, details) in fields.iter_mut() {
-        if let Some(d) = details.as_object_mut() {
-            for data in ["input", "output"] {
-                if d.remove(data).is_some() {
-                    d.insert(format!("{data}Details"), json!({"included": false}));
-                }
+    let bad = |message: &str| {
+        Err(JsonError::new(
+            V,
+            StatusCode::BAD_REQUEST,
+            "InvalidLoggingConfiguration",
+            message,
+        ))
+    };
+    match config.get("level").and_then(Value::as_str) {
+        None | Some("OFF") => Ok(()),
+        Some("ALL" | "ERROR" | "FATAL") => {
+            let has_group = config["destinations"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|d| d["cloudWatchLogsLogGroup"]["logGroupArn"].is_string())
+            });
+            if has_group {
+                Ok(())
+            } else {
+                bad("Invalid Logging Configuration: Must specify exactly one Log Destination.")
             }
         }
+        Some(_) => bad("Invalid Logging Configuration: level must be ALL, ERROR, FATAL or OFF."),
     }
 }
 
@@ -187,6 +201,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 version_description: Option<String>,
             }
             let i: In = input(body)?;
+            check_logging(i.logging_configuration.as_ref())?;
             let publish = i.publish.unwrap_or(false);
             let version_description = i.version_description.clone();
             let m = Machine {
@@ -268,6 +283,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 version_description: Option<String>,
             }
             let i: In = input(body)?;
+            check_logging(i.logging_configuration.as_ref())?;
             let name = Flows::machine_name(&i.state_machine_arn).map_err(error)?;
             if i.definition.is_none()
                 && i.role_arn.is_none()
@@ -447,7 +463,7 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                     e["timestamp"] = seconds(ms);
                 }
                 if !with_data {
-                    strip_data(e);
+                    wisp_flows::history::strip_data(e);
                 }
             }
             let mut out = json!({"events": events});

@@ -343,6 +343,15 @@ async fn logs(
         }
         None => None,
     };
+    // A workflow's executions log as `states:<name>`.
+    let path = format!("/2015-03-31/functions/{name}");
+    let is_function = client.call("GET", &path, None).await.is_ok();
+    let target = if is_function || name.starts_with("states:") {
+        name.to_string()
+    } else {
+        format!("states:{name}")
+    };
+    let name = target.as_str();
     let mut after = 0;
     loop {
         let (events, next) =

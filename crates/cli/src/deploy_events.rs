@@ -301,6 +301,20 @@ fn definition_json(file: &str, text: String) -> anyhow::Result<String> {
 /// HTTP tasks may call).
 const HOSTS_TAG: &str = "wisp:allowed-outbound-hosts";
 
+/// A workflow's loggingConfiguration: its level, and the log group AWS
+/// would name (wisp keeps the lines in its own log store).
+fn logging_of(w: &wisp_core::manifest::ManifestWorkflow) -> serde_json::Value {
+    let group = format!(
+        "arn:aws:logs:us-east-1:000000000000:log-group:/aws/vendedlogs/states/{}-Logs:*",
+        w.name
+    );
+    json!({
+        "level": w.logging,
+        "includeExecutionData": w.log_execution_data,
+        "destinations": [{ "cloudWatchLogsLogGroup": { "logGroupArn": group } }],
+    })
+}
+
 pub async fn apply_workflows(
     client: &Client,
     dir: &std::path::Path,
@@ -348,7 +362,14 @@ pub async fn apply_workflows(
                     .states("TagResource", &json!({ "resourceArn": arn, "tags": hosts }))
                     .await?;
                 client
-                    .states("UpdateStateMachine", &json!({ "stateMachineArn": arn, "definition": definition }))
+                    .states(
+                        "UpdateStateMachine",
+                        &json!({
+                            "stateMachineArn": arn,
+                            "definition": definition,
+                            "loggingConfiguration": logging_of(w),
+                        }),
+                    )
                     .await
                     .map(|_| "updated")
             }
@@ -360,6 +381,7 @@ pub async fn apply_workflows(
                         "definition": definition,
                         "roleArn": ROLE,
                         "type": w.kind,
+                        "loggingConfiguration": logging_of(w),
                         "tags": [
                             { "key": APP_TAG, "value": manifest.app },
                             { "key": HOSTS_TAG, "value": w.allowed_outbound_hosts.join(" ") },

@@ -89,6 +89,9 @@ pub const MAX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 pub const MAX_CACHE_ENTRY_BYTES: usize = 1024 * 1024;
 /// How long records and logs are kept by default.
 pub const DEFAULT_RETENTION_SECS: u64 = 14 * 24 * 3600;
+/// How long a closed workflow execution (and its history) is kept, as
+/// Step Functions keeps them: 90 days.
+pub const EXECUTION_RETENTION_SECS: u64 = 90 * 24 * 3600;
 /// Most items one list call returns.
 pub const MAX_LIST_ITEMS: usize = 1000;
 /// Allowed clock skew of a signed API request (AWS: 15 minutes).

@@ -114,6 +114,11 @@ pub struct ManifestWorkflow {
     pub kind: String,
     /// Endpoints its HTTP tasks may call (deny by default).
     pub allowed_outbound_hosts: Vec<String>,
+    /// What an EXPRESS workflow logs of its executions: ALL, ERROR,
+    /// FATAL or OFF (the default), with their input and output unless
+    /// `log_execution_data` is false.
+    pub logging: String,
+    pub log_execution_data: bool,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +151,8 @@ struct RawWorkflow {
     kind: Option<Spanned<String>>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
+    logging: Option<Spanned<String>>,
+    log_execution_data: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -474,6 +481,19 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             crate::outbound::OutboundRule::parse(host.get_ref())
                 .map_err(|m| locate(host.span(), m, None))?;
         }
+        let logging = match &w.logging {
+            None => "OFF".to_string(),
+            Some(l) if ["ALL", "ERROR", "FATAL", "OFF"].contains(&l.get_ref().as_str()) => {
+                l.get_ref().clone()
+            }
+            Some(l) => {
+                return Err(locate(
+                    l.span(),
+                    format!("logging `{}` is ALL, ERROR, FATAL or OFF", l.get_ref()),
+                    None,
+                ))
+            }
+        };
         workflows.push(ManifestWorkflow {
             name,
             definition: w.definition.into_inner(),
@@ -483,6 +503,8 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
                 .into_iter()
                 .map(Spanned::into_inner)
                 .collect(),
+            logging,
+            log_execution_data: w.log_execution_data.unwrap_or(true),
         });
     }
 
@@ -880,6 +902,7 @@ input = '{"n": 1}'
 definition = "workflows/checkout.asl.json"
 type = "EXPRESS"
 allowed_outbound_hosts = ["https://api.example.com"]
+logging = "ALL"
 "#;
 
     #[test]
@@ -923,6 +946,8 @@ allowed_outbound_hosts = ["https://api.example.com"]
                 definition: "workflows/checkout.asl.json".into(),
                 kind: "EXPRESS".into(),
                 allowed_outbound_hosts: vec!["https://api.example.com".into()],
+                logging: "ALL".into(),
+                log_execution_data: true,
             }]
         );
 

@@ -370,6 +370,12 @@ impl Dispatcher {
         slot.prepared.get().map(|p| p.stats())
     }
 
+    /// Hands a record and its log lines made elsewhere (a workflow's
+    /// execution log) to the recorder.
+    pub fn record(&self, record: wisp_core::InvocationRecord, lines: Vec<wisp_core::LogLine>) {
+        self.recorder.record(record, lines);
+    }
+
     /// Waits until every record and log line handed to the recorder is stored.
     pub async fn flush(&self) {
         self.recorder.flush().await;

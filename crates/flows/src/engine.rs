@@ -4,6 +4,7 @@
 //! `arn:aws:states:::lambda:invoke`), SQS (`sqs:sendMessage`) and
 //! EventBridge (`events:putEvents`).
 
+use crate::express_log::{self, Logged, Logging};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -529,9 +530,23 @@ impl Flows {
                 .unwrap_or(EXPRESS_SECONDS)
                 .min(EXPRESS_SECONDS),
         );
+        let logging = Logging::of(m.logging_configuration.as_ref());
+        let logged = logging.map(|_| Logged {
+            tasks: &env,
+            region: self.sqs.region().to_string(),
+            events: std::sync::Mutex::new(vec![crate::history::execution_started(
+                started_ms,
+                &input,
+                &m.role_arn,
+            )]),
+        });
+        let run_env: &dyn run::Env = match &logged {
+            Some(l) => l,
+            None => &env,
+        };
         let result = match tokio::time::timeout(
             limit,
-            run::run(&definition, input.clone(), &cx, Default::default(), &env),
+            run::run(&definition, input.clone(), &cx, Default::default(), run_env),
         )
         .await
         {
@@ -557,11 +572,25 @@ impl Flows {
         };
         metrics::counter!("wisp_executions_total", "state_machine" => machine_name.to_string(), "status" => status)
             .increment(1);
+        let stopped_ms = self.clock.now_ms();
+        if let (Some(logging), Some(logged)) = (logging, logged) {
+            let mut events = logged.events.into_inner().unwrap_or_default();
+            events.push(match &result {
+                Ok(out) => crate::history::execution_succeeded(stopped_ms, out),
+                Err(f) if status == "TIMED_OUT" => {
+                    crate::history::execution_ended("ExecutionTimedOut", stopped_ms, f)
+                }
+                Err(f) => crate::history::execution_ended("ExecutionFailed", stopped_ms, f),
+            });
+            let record = express_log::record(machine_name, &name, started_ms, stopped_ms, &result);
+            let lines = logging.lines(events, &execution_arn);
+            self.dispatcher.record(record, lines);
+        }
         Ok(Finished {
             execution_arn,
             name,
             started_ms,
-            stopped_ms: self.clock.now_ms(),
+            stopped_ms,
             input,
             result,
         })

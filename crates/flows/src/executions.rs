@@ -30,6 +30,18 @@ pub const MAX_HISTORY_PAGE: u64 = 1000;
 pub const DEFAULT_HISTORY_PAGE: u64 = 100;
 
 impl Flows {
+    /// Removes the executions (and histories) of every machine, and of
+    /// its branches and items, that closed before `before_ms`; how many.
+    pub async fn purge_closed_executions(&self, before_ms: i64) -> Result<u64, FlowsError> {
+        let mut purged = 0;
+        for m in self.list().await? {
+            for machine in [m.name.clone(), format!("{}~branches", m.name)] {
+                purged += self.store.purge_executions(&machine, before_ms).await?;
+            }
+        }
+        Ok(purged)
+    }
+
     pub fn execution_arn(&self, machine: &str, name: &str) -> String {
         format!(
             "arn:aws:states:{}:{}:execution:{machine}:{name}",

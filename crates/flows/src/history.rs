@@ -366,3 +366,21 @@ pub fn map_iteration(state: &str, index: usize, succeeded: bool, at_ms: i64) -> 
         Some((field, json!({"name": state, "index": index}))),
     )
 }
+
+/// An event without its input and output (`includeExecutionData` false):
+/// each replaced by `…Details: {"included": false}`.
+pub fn strip_data(event: &mut Value) {
+    let Some(fields) = event.as_object_mut() else {
+        return;
+    };
+    for (_, details) in fields.iter_mut() {
+        if let Some(d) = details.as_object_mut() {
+            for data in ["input", "output"] {
+                if d.remove(data).is_some() {
+                    d.remove(&format!("{data}Details"));
+                    d.insert(format!("{data}Details"), json!({"included": false}));
+                }
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod durable;
 pub mod engine;
 pub mod errors;
 pub mod executions;
+pub mod express_log;
 pub mod history;
 pub mod http_task;
 pub mod intrinsics;

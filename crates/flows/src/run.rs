@@ -12,6 +12,7 @@ use wisp_core::clock::Rng;
 
 use crate::asl::{Kind, StateMachine};
 use crate::errors;
+use crate::history;
 use crate::path::Scope;
 use crate::step::{self, Failure, Outcome, Recovery, Vars, Work};
 
@@ -38,6 +39,13 @@ pub trait Env: Send + Sync {
     async fn sleep_until(&self, until_ms: i64);
     fn now_ms(&self) -> i64;
     fn rng(&self) -> &dyn Rng;
+    /// The region, when the run's history events are kept (an EXPRESS
+    /// execution that logs): only then are they made.
+    fn noting(&self) -> Option<&str> {
+        None
+    }
+    /// Keeps history events of the run.
+    fn note(&self, _events: Vec<Value>) {}
 }
 
 type Boxed<'a> = Pin<Box<dyn Future<Output = Result<Value, Failure>> + Send + 'a>>;
@@ -56,6 +64,7 @@ pub fn run<'a>(
         let deadline = machine
             .timeout_seconds
             .map(|s| env.now_ms().saturating_add(s as i64 * 1000));
+        let region = env.noting().map(String::from);
         let mut name = machine.start_at.clone();
         let mut value = input;
         for _ in 0..MAX_TRANSITIONS {
@@ -74,6 +83,9 @@ pub fn run<'a>(
                 state_cx = json!({});
             }
             state_cx["State"] = json!({"Name": name, "EnteredTime": crate::time_text(env.now_ms()), "RetryCount": 0});
+            if region.is_some() {
+                env.note(vec![history::state_entered(state, env.now_ms(), &value)]);
+            }
             let mut outcome = step::enter(
                 state,
                 &value,
@@ -82,7 +94,17 @@ pub fn run<'a>(
                 env.rng(),
             );
             while let Outcome::Work(work) = outcome {
+                let noted = region.as_ref().map(|r| {
+                    env.note(history::work_started(&work, env.now_ms(), r));
+                    work.clone()
+                });
                 let done = work_of(state, work, cx, &vars, env).await;
+                if let Some(w) = &noted {
+                    env.note(vec![match &done {
+                        Ok(result) => history::work_succeeded(w, env.now_ms(), result),
+                        Err(f) => history::work_failed(w, env.now_ms(), f),
+                    }]);
+                }
                 outcome = match done {
                     Ok(result) => {
                         step::finish(state, &value, result, scope(&state_cx, &vars), env.rng())
@@ -119,11 +141,29 @@ pub fn run<'a>(
                     output,
                     assigned,
                 } => {
+                    if region.is_some() {
+                        env.note(vec![history::state_exited(
+                            state,
+                            env.now_ms(),
+                            &output,
+                            &assigned,
+                        )]);
+                    }
                     vars.extend(assigned);
                     name = next;
                     value = output;
                 }
-                Outcome::End { output, .. } => return Ok(output),
+                Outcome::End { output, assigned } => {
+                    if region.is_some() {
+                        env.note(vec![history::state_exited(
+                            state,
+                            env.now_ms(),
+                            &output,
+                            &assigned,
+                        )]);
+                    }
+                    return Ok(output);
+                }
                 Outcome::Fail(f) => return Err(f),
                 Outcome::Wait {
                     until_ms,
@@ -131,8 +171,16 @@ pub fn run<'a>(
                     output,
                     assigned,
                 } => {
-                    vars.extend(assigned);
                     env.sleep_until(until_ms).await;
+                    if region.is_some() {
+                        env.note(vec![history::state_exited(
+                            state,
+                            env.now_ms(),
+                            &output,
+                            &assigned,
+                        )]);
+                    }
+                    vars.extend(assigned);
                     match next {
                         Some(n) => {
                             name = n;

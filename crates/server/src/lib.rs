@@ -284,6 +284,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     let api_addr = api_listener.local_addr()?;
 
     let routes_gateway = gateway.clone();
+    let retention_flows = flows.clone();
     let state = Arc::new(ApiState {
         dispatcher: dispatcher.clone(),
         queue,
@@ -361,6 +362,12 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
                 ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+            let closed_before = now - 1000 * wisp_core::limits::EXECUTION_RETENTION_SECS as i64;
+            match retention_flows.purge_closed_executions(closed_before).await {
+                Ok(n) if n > 0 => tracing::info!(executions = n, "purged closed executions"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e.message, "execution purge failed"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(3600)) => {}

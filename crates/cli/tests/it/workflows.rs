@@ -278,3 +278,96 @@ fn the_travel_example_books_compensates_commits_and_aborts() {
         let _ = p.wait();
     }
 }
+
+/// An EXPRESS machine's executions go to the logs as its
+/// loggingConfiguration asks: `wisp logs <machine>` prints each history
+/// event as a JSON line (ALL), or only the failures (ERROR), without
+/// the data unless includeExecutionData.
+#[test]
+fn express_executions_log_their_history_by_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let group = json!([{"cloudWatchLogsLogGroup": {"logGroupArn":
+        "arn:aws:logs:us-east-1:000000000000:log-group:/aws/vendedlogs/states/x:*"}}]);
+    let definition = json!({"StartAt": "Shape", "States": {
+        "Shape": {"Type": "Pass", "Parameters": {"n.$": "$.n"}, "Next": "Check"},
+        "Check": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Big"}],
+            "Default": "Small"},
+        "Big": {"Type": "Succeed"},
+        "Small": {"Type": "Fail", "Error": "TooSmall", "Cause": "n is 1 or less"}}});
+    for (name, level, data) in [("logs-all", "ALL", true), ("logs-errors", "ERROR", false)] {
+        let (code, v) = server.states(
+            "CreateStateMachine",
+            &json!({"name": name, "type": "EXPRESS", "roleArn": "arn:aws:iam::000000000000:role/x",
+                "definition": definition.to_string(),
+                "loggingConfiguration": {"level": level, "includeExecutionData": data, "destinations": group}}),
+        );
+        assert_eq!(code, 200, "{v}");
+        for n in [5, 0] {
+            let arn = format!("arn:aws:states:{REGION_ACCOUNT}:stateMachine:{name}");
+            let (code, v) = server.states(
+                "StartSyncExecution",
+                &json!({"stateMachineArn": arn, "input": json!({"n": n}).to_string()}),
+            );
+            assert_eq!(code, 200, "{v}");
+        }
+    }
+    let lines = |name: &str, ends: usize| -> Vec<Value> {
+        wait_until("the executions in the log", Duration::from_secs(10), || {
+            let out = server.cli(&["logs", name]);
+            let found: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
+                .collect();
+            let ended = |e: &&Value| {
+                e["type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("Execution") && t != "ExecutionStarted")
+            };
+            (found.iter().filter(ended).count() >= ends).then_some(found)
+        })
+    };
+    let all = lines("logs-all", 2);
+    let kinds: Vec<&str> = all.iter().filter_map(|e| e["type"].as_str()).collect();
+    for kind in [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "ChoiceStateEntered",
+        "SucceedStateEntered",
+        "ExecutionSucceeded",
+        "FailStateEntered",
+        "ExecutionFailed",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    let started = all
+        .iter()
+        .find(|e| e["type"] == "ExecutionStarted")
+        .unwrap();
+    assert_eq!(started["id"], "1");
+    assert_eq!(started["previous_event_id"], "0");
+    assert!(started["execution_arn"]
+        .as_str()
+        .unwrap()
+        .contains(":express:logs-all:"));
+    assert_eq!(started["details"]["input"], "{\"n\":5}", "{started}");
+    let failed = all.iter().find(|e| e["type"] == "ExecutionFailed").unwrap();
+    assert_eq!(failed["details"]["error"], "TooSmall");
+
+    let errors = lines("logs-errors", 1);
+    let kinds: Vec<&str> = errors.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.iter().all(|k| k.ends_with("Failed")), "{kinds:?}");
+    assert!(kinds.contains(&"ExecutionFailed"), "{kinds:?}");
+
+    let (code, v) = server.states(
+        "CreateStateMachine",
+        &json!({"name": "logs-bad", "type": "EXPRESS", "roleArn": "arn:aws:iam::000000000000:role/x",
+            "definition": definition.to_string(), "loggingConfiguration": {"level": "ALL"}}),
+    );
+    assert_eq!(
+        (code, v["__type"].as_str()),
+        (400, Some("InvalidLoggingConfiguration")),
+        "{v}"
+    );
+}
