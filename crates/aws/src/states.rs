@@ -656,6 +656,48 @@ async fn call(flows: &Arc<Flows>, operation: &str, body: &Bytes) -> Result<Value
                 "creationDate": seconds(v.created_ms),
             }))
         }
+        "DescribeMapRun" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                map_run_arn: String,
+            }
+            let i: In = input(body)?;
+            flows.describe_map_run(&i.map_run_arn).await.map_err(error)
+        }
+        "ListMapRuns" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                execution_arn: String,
+                max_results: Option<i64>,
+                next_token: Option<String>,
+            }
+            let i: In = input(body)?;
+            let all = flows.list_map_runs(&i.execution_arn).await.map_err(error)?;
+            page(&all, i.max_results, i.next_token, "mapRuns", Value::clone)
+        }
+        "UpdateMapRun" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct In {
+                map_run_arn: String,
+                max_concurrency: Option<u64>,
+                tolerated_failure_percentage: Option<f64>,
+                tolerated_failure_count: Option<u64>,
+            }
+            let i: In = input(body)?;
+            flows
+                .update_map_run(
+                    &i.map_run_arn,
+                    i.max_concurrency,
+                    i.tolerated_failure_count,
+                    i.tolerated_failure_percentage,
+                )
+                .await
+                .map_err(error)?;
+            Ok(json!({}))
+        }
         "ListStateMachineVersions" => {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase")]

@@ -1118,6 +1118,23 @@ fn state(
                 )
             });
             let percentage = percent(c, m, at);
+            if let Some(label) = m.get("Label") {
+                let ok = label.as_str().is_some_and(|l| {
+                    !l.is_empty()
+                        && l.chars().count() <= 40
+                        && !l.chars().any(|ch| {
+                            ch.is_whitespace()
+                                || ch.is_control()
+                                || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(ch)
+                        })
+                });
+                if !ok {
+                    c.schema(
+                        "The value for the field 'Label' must be 1 to 40 characters, without whitespace or any of <>{}[]?*\"#%\\^|~`$&,;:/",
+                        &format!("{at}/Label"),
+                    );
+                }
+            }
             let item_selector = if jsonata {
                 c.form(m, "ItemSelector", at).map(Shape::Jsonata)
             } else {

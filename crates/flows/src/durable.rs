@@ -22,6 +22,7 @@ use wisp_store::{Execution, StoreError, Timer};
 use crate::asl::{invalid_definition, Kind, State, StateMachine};
 use crate::engine::{Flows, FlowsError, Tasks};
 use crate::history;
+use crate::map_runs::{self, MapRun};
 use crate::path::Scope;
 use crate::run;
 use crate::step::{self, Failure, Outcome, Recovery, Vars};
@@ -90,6 +91,13 @@ enum At {
         run: String,
         started: usize,
         results: Vec<Option<Result<Value, Failure>>>,
+        /// When it began (a map run's start).
+        #[serde(default)]
+        since: i64,
+        /// A DISTRIBUTED Map's label (or state name): its items are a
+        /// map run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        map_run: Option<String>,
     },
     /// A waiting Task's result came (its event is in the history).
     Returned {
@@ -156,6 +164,10 @@ pub(crate) struct Progress {
     /// The workflow variables (a branch starts with its parent's).
     #[serde(default, skip_serializing_if = "Vars::is_empty")]
     pub vars: Vars,
+    /// The map runs of its DISTRIBUTED Maps that ended (the latest
+    /// ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub map_runs: Vec<MapRun>,
 }
 
 impl Progress {
@@ -170,6 +182,62 @@ impl Progress {
             cx: None,
             orphans: Vec::new(),
             vars: Vars::new(),
+            map_runs: Vec::new(),
+        }
+    }
+
+    /// Keeps an ended map run (the latest `map_runs::KEPT`).
+    pub(crate) fn keep_map_run(&mut self, ran: MapRun) {
+        self.map_runs.push(ran);
+        let over = self.map_runs.len().saturating_sub(map_runs::KEPT);
+        self.map_runs.drain(..over);
+    }
+
+    /// The map run going on now, if the execution is in one.
+    pub(crate) fn live_map_run(&self) -> Option<MapRun> {
+        match &self.at {
+            At::Join {
+                run,
+                started,
+                results,
+                work,
+                since,
+                map_run: Some(label),
+                ..
+            } => Some(MapRun::of_join(label, run, *since, work, *started, results)),
+            _ => None,
+        }
+    }
+
+    /// Changes the running map run `run`'s concurrency and tolerated
+    /// failures; whether it is running.
+    pub(crate) fn tune_map_run(
+        &mut self,
+        given: &str,
+        concurrency: Option<u64>,
+        tolerated: Option<u64>,
+    ) -> bool {
+        match &mut self.at {
+            At::Join {
+                run,
+                work:
+                    step::Work::Map {
+                        max_concurrency,
+                        tolerated_failures,
+                        ..
+                    },
+                map_run: Some(_),
+                ..
+            } if run == given => {
+                if let Some(c) = concurrency {
+                    *max_concurrency = c;
+                }
+                if let Some(t) = tolerated {
+                    *tolerated_failures = t;
+                }
+                true
+            }
+            _ => false,
         }
     }
 
@@ -209,7 +277,10 @@ impl Progress {
             return None;
         }
         *slot = Some(result.clone());
-        let step::Work::Map { .. } = work else {
+        let step::Work::Map {
+            distributed: false, ..
+        } = work
+        else {
             *started = (*started).max(index + 1);
             return Some(Vec::new());
         };
@@ -322,6 +393,9 @@ pub(crate) fn end(
         run,
         started,
         results,
+        work,
+        since,
+        map_run,
         ..
     } = &p.at
     {
@@ -329,6 +403,14 @@ pub(crate) fn end(
             .filter(|i| results[*i].is_none())
             .map(|i| branch_name(&e.machine, &e.name, run, i))
             .collect();
+        // A run that ended with its state is kept already.
+        let ran = map_run
+            .as_ref()
+            .filter(|_| !p.map_runs.iter().any(|r| &r.run == run))
+            .map(|label| MapRun::of_join(label, run, *since, work, *started, results));
+        if let Some(ran) = ran {
+            p.keep_map_run(ran.ended("ABORTED", now));
+        }
     }
     p.at = At::Done;
     e.stopped_ms = Some(now);
@@ -650,17 +732,30 @@ impl Flows {
                                 step::Work::Map { items, .. } => items.len(),
                                 step::Work::Task { .. } => 0,
                             };
+                            let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+                            let map_run = map_runs::label_of(st).map(String::from);
+                            if let Some(label) = &map_run {
+                                let arn = self.map_run_arn(machine, label, name, &run);
+                                events.push(history::map_run_started(&arn, now));
+                            }
+                            let is_run = map_run.is_some();
                             p.at = At::Join {
                                 state: step.state,
                                 input: step.input,
                                 tries: step.tries,
                                 work: step.work,
                                 token: tokens::new_token(machine, name),
-                                run: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+                                run,
                                 started: 0,
                                 results: vec![None; total],
+                                since: now,
+                                map_run,
                             };
-                            continue;
+                            // A map run's start is in the history (and its
+                            // ARN known) before its children start.
+                            if !is_run {
+                                continue;
+                            }
                         }
                         _ => {
                             let work = step.work.clone();
@@ -808,6 +903,8 @@ impl Flows {
                     run,
                     mut started,
                     mut results,
+                    since,
+                    map_run,
                 } => {
                     let st = state_of(&definition, &state)?;
                     // Answers a lost node could not give: look at the
@@ -817,9 +914,16 @@ impl Flows {
                             if slot.is_none() {
                                 let (m, n) = branch_name(machine, name, &run, i);
                                 if let Some(r) = self.child_result(&m, &n).await? {
-                                    events.extend(matches!(work, step::Work::Map { .. }).then(
-                                        || history::map_iteration(&state, i, r.is_ok(), now),
-                                    ));
+                                    let inline = matches!(
+                                        work,
+                                        step::Work::Map {
+                                            distributed: false,
+                                            ..
+                                        }
+                                    );
+                                    events.extend(inline.then(|| {
+                                        history::map_iteration(&state, i, r.is_ok(), now)
+                                    }));
                                     *slot = Some(r);
                                 }
                             }
@@ -833,6 +937,13 @@ impl Flows {
                                 let (m, n) = branch_name(machine, name, &run, i);
                                 self.stop_branch(&m, &n).await;
                             }
+                        }
+                        if let Some(label) = &map_run {
+                            let arn = self.map_run_arn(machine, label, name, &run);
+                            events.push(history::map_run_ended(&arn, &done, now));
+                            let status = if done.is_ok() { "SUCCEEDED" } else { "FAILED" };
+                            let ran = MapRun::of_join(label, &run, since, &work, started, &results);
+                            p.keep_map_run(ran.ended(status, now));
                         }
                         let step = Step {
                             definition: &definition,
@@ -855,6 +966,11 @@ impl Flows {
                         );
                     } else {
                         let at_once = match &work {
+                            step::Work::Map {
+                                max_concurrency: 0,
+                                distributed: true,
+                                ..
+                            } => map_runs::MAX_CONCURRENCY,
                             step::Work::Map {
                                 max_concurrency: 0, ..
                             } => run::DEFAULT_MAP_CONCURRENCY,
@@ -880,7 +996,13 @@ impl Flows {
                                 &scx,
                             )
                             .await?;
-                            if matches!(work, step::Work::Map { .. }) {
+                            if matches!(
+                                work,
+                                step::Work::Map {
+                                    distributed: false,
+                                    ..
+                                }
+                            ) {
                                 events.push(history::map_iteration_started(&state, started, now));
                             }
                             if results[started].is_none() {
@@ -898,6 +1020,8 @@ impl Flows {
                             run,
                             started,
                             results,
+                            since,
+                            map_run,
                         };
                         if events.is_empty() && more == 0 {
                             return park(now.saturating_add(CHILD_LOOK_MS), &e);

@@ -384,3 +384,30 @@ pub fn strip_data(event: &mut Value) {
         }
     }
 }
+
+/// A DISTRIBUTED Map began its map run.
+pub fn map_run_started(map_run_arn: &str, at_ms: i64) -> Value {
+    event(
+        "MapRunStarted",
+        at_ms,
+        Some((
+            "mapRunStartedEventDetails",
+            json!({"mapRunArn": map_run_arn}),
+        )),
+    )
+}
+
+/// A map run ended: succeeded, or failed with the Map's failure.
+pub fn map_run_ended(_map_run_arn: &str, done: &Result<Value, Failure>, at_ms: i64) -> Value {
+    match done {
+        Ok(_) => event("MapRunSucceeded", at_ms, None),
+        Err(f) => event(
+            "MapRunFailed",
+            at_ms,
+            Some((
+                "mapRunFailedEventDetails",
+                json!({"error": f.error, "cause": f.cause}),
+            )),
+        ),
+    }
+}

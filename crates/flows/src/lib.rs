@@ -17,6 +17,7 @@ pub mod history;
 pub mod http_task;
 pub mod intrinsics;
 pub mod jsonata;
+pub mod map_runs;
 pub mod path;
 pub mod payload;
 pub mod run;

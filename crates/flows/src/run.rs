@@ -233,6 +233,7 @@ pub async fn work_of(
             items,
             max_concurrency,
             tolerated_failures,
+            ..
         } => {
             let bounds = (max_concurrency, tolerated_failures);
             map(state, items, bounds, cx, vars, env).await

@@ -82,6 +82,10 @@ pub enum Work {
         items: Vec<Value>,
         max_concurrency: u64,
         tolerated_failures: u64,
+        /// A DISTRIBUTED Map: its items are a map run (no iteration
+        /// events in the history).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        distributed: bool,
     },
 }
 
@@ -529,6 +533,7 @@ fn map_work(
         items: prepared,
         max_concurrency,
         tolerated_failures,
+        distributed: map.distributed,
     }))
 }
 

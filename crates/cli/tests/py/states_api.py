@@ -776,6 +776,52 @@ def group_http_task():
     server.shutdown()
 
 
+def group_map_runs():
+    item = {"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 1, "Next": "Echo"},
+                                         "Echo": {"Type": "Pass", "Parameters": {"got.$": "$.n"}, "End": True}}}
+    item["ProcessorConfig"] = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    definition = {"StartAt": "Ship", "States": {
+        "Ship": {"Type": "Map", "Label": "ShipAll", "ItemsPath": "$.items", "MaxConcurrency": 1,
+                 "ItemSelector": {"n.$": "$$.Map.Item.Value"},
+                 "ItemProcessor": item, "End": True}}}
+    with check("a DISTRIBUTED Map is a map run: describe, list, update it while it runs"):
+        arn = sfn.create_state_machine(name=P + "-dmap", definition=json.dumps(definition),
+                                       roleArn=ROLE)["stateMachineArn"]
+        ex = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"items": [1, 2, 3, 4, 5, 6]}))
+        ex = ex["executionArn"]
+        deadline = time.time() + 10
+        runs = []
+        while not runs and time.time() < deadline:
+            runs = sfn.list_map_runs(executionArn=ex)["mapRuns"]
+            time.sleep(0.1)
+        eq(len(runs), 1, "one map run listed")
+        run = runs[0]["mapRunArn"]
+        expect(":mapRun:" + P + "-dmap/ShipAll:" in run, "the ARN names the machine and label", run)
+        d = sfn.describe_map_run(mapRunArn=run)
+        eq((d["status"], d["maxConcurrency"], d["itemCounts"]["total"], d["executionArn"]),
+           ("RUNNING", 1, 6, ex), "running, one at a time")
+        expect(d["itemCounts"]["running"] <= 1 and d["itemCounts"]["pending"] >= 4,
+               "the rest pending", d["itemCounts"])
+        sfn.update_map_run(mapRunArn=run, maxConcurrency=6)
+        d = wait_for(ex)
+        eq((d["status"], [o["got"] for o in json.loads(d["output"])]), ("SUCCEEDED", [1, 2, 3, 4, 5, 6]),
+           f"output in order ({d.get('cause')})")
+        expect(d["stopDate"].timestamp() - d["startDate"].timestamp() < 4.5,
+               "the raised concurrency ran the rest together", (d["startDate"], d["stopDate"]))
+        m = sfn.describe_map_run(mapRunArn=run)
+        eq((m["status"], m["maxConcurrency"], m["itemCounts"]["succeeded"], m["itemCounts"]["pending"]),
+           ("SUCCEEDED", 6, 6, 0), "ended, counted")
+        kinds = [e["type"] for e in history(ex)]
+        expect("MapRunStarted" in kinds and "MapRunSucceeded" in kinds
+               and not any(k.startswith("MapIteration") for k in kinds),
+               "MapRun events, none per item", kinds)
+        raises("ResourceNotFound", 400, sfn.describe_map_run, mapRunArn=run.replace("ShipAll", "Other"))
+        bad = json.loads(json.dumps(definition))
+        bad["States"]["Ship"]["Label"] = "has space"
+        r = sfn.validate_state_machine_definition(definition=json.dumps(bad))
+        eq(r["result"], "FAIL", "a Label with a space is refused")
+
+
 def group_errors():
     with check("errors: a missing machine, a bad ARN, a STANDARD machine run synchronously"):
         raises("StateMachineDoesNotExist", 400, sfn.describe_state_machine,
@@ -814,7 +860,7 @@ def main():
     print(f"# wisp Step Functions API at {API}, resources {P}-*", flush=True)
     checks.run([group_definitions, group_machines, group_integrations, group_async_starts,
                 group_standard, group_callbacks, group_branches, group_versions, group_test_state, group_jsonata,
-                group_http_task, group_errors, group_cli],
+                group_http_task, group_map_runs, group_errors, group_cli],
                cleanup)
 
 
