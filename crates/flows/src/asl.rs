@@ -567,9 +567,63 @@ impl StateMachine {
             },
         };
         let machine = machine(&mut checker, &v, "", 0, jsonata);
+        if let Some(m) = &machine {
+            scopes(&mut checker, m, &BTreeSet::new(), "");
+        }
         match (machine, checker.found.is_empty()) {
             (Some(m), true) => Ok(m),
             _ => Err(checker.found),
+        }
+    }
+}
+
+/// The variables a state may set (its Assign, its rules', its catchers').
+fn assigned_names(s: &State) -> BTreeSet<String> {
+    let mut shapes: Vec<&Shape> = s.assign.iter().collect();
+    if let Kind::Choice { choices, .. } = &s.kind {
+        shapes.extend(choices.iter().filter_map(|c| c.assign.as_ref()));
+    }
+    shapes.extend(s.catch.iter().filter_map(|c| c.assign.as_ref()));
+    let mut names = BTreeSet::new();
+    for shape in shapes {
+        match shape {
+            Shape::Paths(Template::Object(fields)) => {
+                names.extend(fields.iter().map(|(k, _)| k.clone()));
+            }
+            Shape::Paths(Template::Fixed(Value::Object(m)))
+            | Shape::Jsonata(Form::Fixed(Value::Object(m))) => names.extend(m.keys().cloned()),
+            Shape::Jsonata(Form::Object(fields)) => {
+                names.extend(fields.iter().map(|(k, _)| k.clone()));
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// A Parallel's branches and a Map's processor read the variables of
+/// the scopes around them, but may not set one of theirs (AWS's rule).
+fn scopes(c: &mut Checker, m: &StateMachine, outer: &BTreeSet<String>, at: &str) {
+    let mut here = outer.clone();
+    for s in m.states.values() {
+        here.extend(assigned_names(s));
+    }
+    for (name, s) in &m.states {
+        let loc = format!("{at}/States/{name}");
+        for clash in assigned_names(s).intersection(outer) {
+            c.schema(
+                format!("The variable '{clash}' is set in an outer scope and may not be set in an inner one"),
+                &loc,
+            );
+        }
+        match &s.kind {
+            Kind::Parallel { branches } => {
+                for (i, b) in branches.iter().enumerate() {
+                    scopes(c, b, &here, &format!("{loc}/Branches[{i}]"));
+                }
+            }
+            Kind::Map(map) => scopes(c, &map.processor, &here, &format!("{loc}/ItemProcessor")),
+            _ => {}
         }
     }
 }
@@ -958,6 +1012,15 @@ fn state(
         },
     };
     language(c, m, at, jsonata, &JSONPATH_ONLY, &JSONATA_ONLY);
+    if let Some(args) = m.get("Arguments") {
+        let text = args.to_string();
+        if text.contains("$states.result") || text.contains("$states.errorOutput") {
+            c.schema(
+                "Arguments may not use $states.result or $states.errorOutput (there is none yet)",
+                &format!("{at}/Arguments"),
+            );
+        }
+    }
     let Some(kind_name) = c.string(m, "Type", at) else {
         c.schema("The field 'Type' should be non-null", at);
         return None;
@@ -1350,6 +1413,17 @@ mod tests {
             (
                 json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "ResultPath": "$x"}}}),
                 "must be a path into the state's data",
+            ),
+            (
+                json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Assign": {"x": 1}, "Next": "P"},
+                "P": {"Type": "Parallel", "End": true, "Branches": [{"StartAt": "B", "States": {
+                    "B": {"Type": "Pass", "Assign": {"x.$": "$"}, "End": true}}}]}}}),
+                "The variable 'x' is set in an outer scope and may not be set in an inner one at /States/P/Branches[0]/States/B",
+            ),
+            (
+                json!({"StartAt": "A", "QueryLanguage": "JSONata", "States": {"A": {"Type": "Task", "Resource": "x",
+                "Arguments": {"a": "{% $states.result %}"}, "End": true}}}),
+                "Arguments may not use $states.result",
             ),
             (
                 json!({"StartAt": "A", "QueryLanguage": "JSONata", "States": {"A": {"Type": "Choice", "Default": "B",

@@ -556,37 +556,46 @@ fn encode(text: &str, keep: &str) -> String {
     out
 }
 
-fn fn_encode_component<'a>(
+/// A function of one string (undefined gives undefined).
+fn on_text<'a>(
     cx: FunctionContext<'a, '_>,
     args: &[&'a Jv<'a>],
+    name: &str,
+    f: impl FnOnce(&str) -> Result<String, &'static str>,
 ) -> jsonata_rs::Result<&'a Jv<'a>> {
     let v = arg(args, 0);
     if v.is_undefined() {
         return Ok(Jv::undefined());
     }
-    Ok(Jv::string(cx.arena, &encode(&v.as_str(), "")))
+    match f(&v.as_str()) {
+        Ok(out) => Ok(Jv::string(cx.arena, &out)),
+        Err(why) => error(name, why),
+    }
+}
+
+fn fn_encode_component<'a>(
+    cx: FunctionContext<'a, '_>,
+    args: &[&'a Jv<'a>],
+) -> jsonata_rs::Result<&'a Jv<'a>> {
+    on_text(cx, args, "encodeUrlComponent", |t| Ok(encode(t, "")))
 }
 
 fn fn_encode_url<'a>(
     cx: FunctionContext<'a, '_>,
     args: &[&'a Jv<'a>],
 ) -> jsonata_rs::Result<&'a Jv<'a>> {
-    let v = arg(args, 0);
-    if v.is_undefined() {
-        return Ok(Jv::undefined());
-    }
-    Ok(Jv::string(cx.arena, &encode(&v.as_str(), ";,/?:@&=+$#")))
+    on_text(cx, args, "encodeUrl", |t| Ok(encode(t, ";,/?:@&=+$#")))
 }
 
 fn fn_decode<'a>(
     cx: FunctionContext<'a, '_>,
     args: &[&'a Jv<'a>],
 ) -> jsonata_rs::Result<&'a Jv<'a>> {
-    let v = arg(args, 0);
-    if v.is_undefined() {
-        return Ok(Jv::undefined());
-    }
-    let text = v.as_str();
+    on_text(cx, args, "decodeUrlComponent", decode)
+}
+
+/// Percent-decoding, the bytes then read as UTF-8.
+fn decode(text: &str) -> Result<String, &'static str> {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -594,21 +603,16 @@ fn fn_decode<'a>(
         if b[i] == b'%' {
             let hex = text
                 .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let Some(byte) = hex else {
-                return error("decodeUrlComponent", "malformed percent-encoding");
-            };
-            out.push(byte);
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("malformed percent-encoding")?;
+            out.push(hex);
             i += 3;
         } else {
             out.push(b[i]);
             i += 1;
         }
     }
-    match String::from_utf8(out) {
-        Ok(s) => Ok(Jv::string(cx.arena, &s)),
-        Err(_) => error("decodeUrlComponent", "the decoded bytes are not UTF-8"),
-    }
+    String::from_utf8(out).map_err(|_| "the decoded bytes are not UTF-8")
 }
 
 #[cfg(test)]

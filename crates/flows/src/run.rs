@@ -135,33 +135,25 @@ pub fn run<'a>(
                     }
                 };
             }
+            let exited = |output: &Value, assigned: &Vars| {
+                if region.is_some() {
+                    let event = history::state_exited(state, env.now_ms(), output, assigned);
+                    env.note(vec![event]);
+                }
+            };
             match outcome {
                 Outcome::Next {
                     next,
                     output,
                     assigned,
                 } => {
-                    if region.is_some() {
-                        env.note(vec![history::state_exited(
-                            state,
-                            env.now_ms(),
-                            &output,
-                            &assigned,
-                        )]);
-                    }
+                    exited(&output, &assigned);
                     vars.extend(assigned);
                     name = next;
                     value = output;
                 }
                 Outcome::End { output, assigned } => {
-                    if region.is_some() {
-                        env.note(vec![history::state_exited(
-                            state,
-                            env.now_ms(),
-                            &output,
-                            &assigned,
-                        )]);
-                    }
+                    exited(&output, &assigned);
                     return Ok(output);
                 }
                 Outcome::Fail(f) => return Err(f),
@@ -172,14 +164,7 @@ pub fn run<'a>(
                     assigned,
                 } => {
                     env.sleep_until(until_ms).await;
-                    if region.is_some() {
-                        env.note(vec![history::state_exited(
-                            state,
-                            env.now_ms(),
-                            &output,
-                            &assigned,
-                        )]);
-                    }
+                    exited(&output, &assigned);
                     vars.extend(assigned);
                     match next {
                         Some(n) => {
