@@ -4,7 +4,9 @@
 # 1. EXPRESS: StartSyncExecution of a three-state Pass machine from SENDERS
 #    connections for SECONDS. Target: >= 10,000 executions/s on 2 cores.
 #    Then a 13-state one: the difference in time per execution over 10
-#    states is the cost of one state transition.
+#    states is the cost of one state transition. Then 3 JSONata Pass
+#    states (an Output and an Assign expression each): the cost of
+#    JSONata's expressions per state (wisp only: moto has no JSONata).
 # 2. STANDARD: COUNT executions of an 11-state Pass machine, every
 #    transition committed (fsynced, group commit) before the next, started
 #    from SENDERS connections; transitions/s from wisp's own count
@@ -26,7 +28,7 @@ LOAD="$ROOT/target/release/examples/sqs_load"
 # machines ENDPOINT KEY SECRET: creates the benchmark's machines; prints
 # each one's name and ARN (moto has an account of its own).
 machines() {
-    AWS_ACCESS_KEY_ID=$2 AWS_SECRET_ACCESS_KEY=$3 AWS_DEFAULT_REGION=us-east-1 python3 - "$1" <<'PY'
+    AWS_ACCESS_KEY_ID=$2 AWS_SECRET_ACCESS_KEY=$3 AWS_DEFAULT_REGION=us-east-1 python3 - "$1" "${4:-}" <<'PY'
 import json, sys, boto3
 sfn = boto3.client("stepfunctions", endpoint_url=sys.argv[1])
 role = "arn:aws:iam::000000000000:role/bench"
@@ -36,9 +38,16 @@ def passes(n):
     return json.dumps({"StartAt": "S0", "States": states})
 task = {"StartAt": "Call", "States": {"Call": {"Type": "Task", "End": True,
         "Resource": "arn:aws:lambda:us-east-1:000000000000:function:echo"}}}
-for name, definition, kind in [("pass3", passes(3), "EXPRESS"), ("pass13", passes(13), "EXPRESS"),
-                               ("durable11", passes(11), "STANDARD"),
-                               ("task", json.dumps(task), "EXPRESS")]:
+def jsonata(n):
+    states = {f"S{i}": {"Type": "Pass", "Output": {"i": i, "prev": "{% $states.input %}"},
+                        "Assign": {f"v{i}": "{% $states.input.i %}"},
+                        **({"Next": f"S{i+1}"} if i + 1 < n else {"End": True})} for i in range(n)}
+    return json.dumps({"QueryLanguage": "JSONata", "StartAt": "S0", "States": states})
+made = [("pass3", passes(3), "EXPRESS"), ("pass13", passes(13), "EXPRESS"),
+        ("durable11", passes(11), "STANDARD"), ("task", json.dumps(task), "EXPRESS")]
+if "moto" not in sys.argv[2:]:
+    made.append(("jsonata3", jsonata(3), "EXPRESS"))
+for name, definition, kind in made:
     r = sfn.create_state_machine(name=name, definition=definition, roleArn=role, type=kind)
     print(name, r["stateMachineArn"])
 PY
@@ -68,6 +77,8 @@ echo "-- 1. EXPRESS, 3 Pass states, StartSyncExecution, $SENDERS connections, ${
 "$LOAD" states-sync "$API" "$KEY" "$SECRET" "$(arn pass3)" "$SECONDS_RUN" "$SENDERS" | tee "$WORK/w3.txt"
 echo "-- 13 Pass states"
 "$LOAD" states-sync "$API" "$KEY" "$SECRET" "$(arn pass13)" "$SECONDS_RUN" "$SENDERS" | tee "$WORK/w13.txt"
+echo "-- 3 JSONata Pass states (Output and Assign expressions)"
+"$LOAD" states-sync "$API" "$KEY" "$SECRET" "$(arn jsonata3)" "$SECONDS_RUN" "$SENDERS" | tee "$WORK/wj.txt"
 echo "-- 2. STANDARD, 11 Pass states, $COUNT executions from $SENDERS connections"
 before=$(curl -s "$API/metrics" | awk '/^wisp_state_transitions_total\{state_machine="durable11"\}/ {print $2}')
 "$LOAD" states-start "$API" "$KEY" "$SECRET" "$(arn durable11)" "$COUNT" "$SENDERS" | tee "$WORK/wstd.txt"
@@ -114,7 +125,7 @@ for machine in pass3 durable11; do
     wait_http "$MOTO/moto-api/"
     curl -s -X POST "$MOTO/moto-api/config" -H 'content-type: application/json' \
         -d '{"stepfunctions": {"execute_state_machine": true}}' >/dev/null
-    machines "$MOTO" test test > "$WORK/arns"
+    machines "$MOTO" test test moto > "$WORK/arns"
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
         python3 - "$MOTO" "$(arn "$machine")" <<'PY' | tee "$WORK/moto-$machine.txt"
 import sys, time, boto3
@@ -141,6 +152,10 @@ print(f"== EXPRESS: wisp {w3:.0f} executions/s, moto {m3:.0f}/s: {w3 / max(m3, 1
 # Both cores busy in both runs: 10 more transitions cost this much time.
 per = (1 / max(w13, 1) - 1 / max(w3, 1)) / 10 * 2 * 1e6
 print(f"== per state transition: {per:.1f} µs of CPU (3 vs 13 Pass states at full load, 2 cores)")
+wj = find("wj.txt", r"^RESULT (\d+)")
+if wj:
+    extra = (1 / wj - 1 / max(w3, 1)) / 3 * 2 * 1e6
+    print(f"== JSONata: {wj:.0f} executions/s of 3 JSONata states; {extra:.0f} µs of CPU more per state (2 expressions)")
 ws = find("wstd.txt", r"^SECONDS ([\d.]+)")
 ms = find("moto-durable11.txt", r"^SECONDS ([\d.]+)")
 if ws and ms:

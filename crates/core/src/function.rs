@@ -32,6 +32,29 @@ pub const RUNTIMES: &[&str] = &[
     "provided.al2023",
 ];
 
+/// The environment variables Lambda sets itself: a function may not set
+/// them (LANG, PATH, LD_LIBRARY_PATH, TZ and the like it may).
+pub const RESERVED_ENVIRONMENT: [&str; 18] = [
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
 impl RuntimeKind {
     /// Classifies a runtime name; `None` when wisp does not know it.
     pub fn of(runtime: &str) -> Option<RuntimeKind> {
@@ -107,6 +130,18 @@ impl FunctionConfig {
             return Err(format!(
                 "environment is {env_bytes} bytes; the limit is {}",
                 limits::MAX_ENVIRONMENT_BYTES
+            ));
+        }
+        let reserved: Vec<&str> = self
+            .environment
+            .keys()
+            .map(String::as_str)
+            .filter(|k| RESERVED_ENVIRONMENT.contains(k))
+            .collect();
+        if !reserved.is_empty() {
+            return Err(format!(
+                "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
+                reserved.join(", ")
             ));
         }
         for key in self.environment.keys() {
@@ -239,6 +274,16 @@ mod tests {
         c.runtime = "wasm".into();
         c.environment.insert("1BAD".into(), "x".into());
         assert!(c.validate().is_err());
+        c.environment.clear();
+        c.environment.insert("AWS_REGION".into(), "x".into());
+        c.environment.insert("TZ".into(), "Europe/Berlin".into());
+        let refused = c.validate().unwrap_err();
+        assert!(
+            refused.ends_with("Reserved keys used in this request: AWS_REGION"),
+            "{refused}"
+        );
+        c.environment.remove("AWS_REGION");
+        assert!(c.validate().is_ok(), "TZ is the function's to set");
         c.environment.clear();
         c.environment
             .insert("K".into(), "v".repeat(limits::MAX_ENVIRONMENT_BYTES - 1));

@@ -202,11 +202,28 @@ impl ProcessRuntime {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let region = &self.config.region;
-        let reserved = [
+        // What Lambda sets unless the function does.
+        let defaults = [
             ("PATH", path.join(":")),
             ("LANG", "en_US.UTF-8".into()),
             ("TZ", ":UTC".into()),
             ("LD_LIBRARY_PATH", format!("{root}:{root}/lib")),
+        ];
+        for (k, v) in defaults {
+            if !env.iter().any(|(key, _)| key == k) {
+                env.push((k.to_string(), v));
+            }
+        }
+        // Each worker is a log stream of its own, named as Lambda names them.
+        let stream = format!(
+            "{}/[{}]{}",
+            time::OffsetDateTime::now_utc()
+                .format(time::macros::format_description!("[year]/[month]/[day]"))
+                .unwrap_or_default(),
+            version.version,
+            uuid::Uuid::new_v4().simple()
+        );
+        let reserved = [
             ("_HANDLER", c.handler.clone()),
             ("LAMBDA_TASK_ROOT", root.clone()),
             ("LAMBDA_RUNTIME_DIR", self.runtime_dir.display().to_string()),
@@ -218,6 +235,7 @@ impl ProcessRuntime {
                 "AWS_LAMBDA_LOG_GROUP_NAME",
                 format!("/aws/lambda/{}", version.function),
             ),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
             ("AWS_REGION", region.clone()),
             ("AWS_DEFAULT_REGION", region.clone()),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),

@@ -29,6 +29,13 @@ exports.handler = async (event, context) => {
         clientContext: context.clientContext,
         runtimeApi: process.env.AWS_LAMBDA_RUNTIME_API,
       };
+    case 'env': {
+      const names = ['AWS_LAMBDA_LOG_STREAM_NAME', 'AWS_LAMBDA_LOG_GROUP_NAME', 'TZ', 'LANG',
+        'AWS_EXECUTION_ENV', 'AWS_LAMBDA_FUNCTION_NAME', 'AWS_LAMBDA_FUNCTION_VERSION',
+        'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_INITIALIZATION_TYPE', 'LAMBDA_TASK_ROOT',
+        'LAMBDA_RUNTIME_DIR', '_HANDLER', '_X_AMZN_TRACE_ID', 'AWS_REGION', 'STAGE'];
+      return Object.fromEntries(names.map((n) => [n, process.env[n] ?? null]));
+    }
     case 'log':
       console.log('hello from node', event.n);
       console.error('to stderr');

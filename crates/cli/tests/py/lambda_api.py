@@ -236,6 +236,27 @@ def group_update_config():
         eq(p["stage"], "beta", "stage")
         eq(str(p["memoryLimitInMB"]), "256", "memoryLimitInMB")
         expect(3000 < p["remaining"] <= 10000, "3000 < remaining <= 10000", p["remaining"])
+    with check("the environment Lambda sets; TZ is the function's, reserved keys are refused"):
+        e = raises("InvalidParameterValueException", 400, lam.update_function_configuration,
+                   FunctionName=NODE, Environment={"Variables": {"AWS_REGION": "x", "STAGE": "beta"}})
+        expect("Reserved keys used in this request: AWS_REGION" in str(e), "AWS's message", str(e))
+        lam.update_function_configuration(FunctionName=NODE,
+                                          Environment={"Variables": {"STAGE": "beta", "TZ": "Europe/Berlin"}})
+        lam.get_waiter("function_updated_v2").wait(
+            FunctionName=NODE, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        _, env = invoke(payload={"action": "env"})
+        eq((env["TZ"], env["STAGE"], env["AWS_LAMBDA_FUNCTION_NAME"], env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
+            env["AWS_LAMBDA_LOG_GROUP_NAME"], env["AWS_EXECUTION_ENV"], env["AWS_LAMBDA_INITIALIZATION_TYPE"],
+            env["_HANDLER"], env["LANG"]),
+           ("Europe/Berlin", "beta", NODE, "256", f"/aws/lambda/{NODE}", "AWS_Lambda_nodejs20.x",
+            "on-demand", "index.handler", "en_US.UTF-8"), "the variables")
+        expect(re.fullmatch(r"\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}", env["AWS_LAMBDA_LOG_STREAM_NAME"] or ""),
+               "AWS_LAMBDA_LOG_STREAM_NAME as Lambda names streams", env["AWS_LAMBDA_LOG_STREAM_NAME"])
+        expect((env["_X_AMZN_TRACE_ID"] or "").startswith("Root=1-"), "_X_AMZN_TRACE_ID per invocation",
+               env["_X_AMZN_TRACE_ID"])
+        lam.update_function_configuration(FunctionName=NODE, Environment={"Variables": {"STAGE": "beta"}})
+        lam.get_waiter("function_updated_v2").wait(
+            FunctionName=NODE, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
 
 def group_versions():
