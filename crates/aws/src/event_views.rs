@@ -96,8 +96,11 @@ fn node_of(arn: &str) -> Option<String> {
 }
 
 /// The nodes a state machine's Tasks call: functions (by ARN or
-/// lambda:invoke's FunctionName), queues (sqs:sendMessage's QueueUrl) and
-/// buses (events:putEvents' entries), at any depth of the definition.
+/// lambda:invoke's FunctionName), queues (sqs:sendMessage's QueueUrl),
+/// buses (events:putEvents' entries), other workflows
+/// (states:startExecution) and HTTP endpoints (http:invoke's
+/// ApiEndpoint, by origin), at any depth of the definition, with
+/// JSONPath's Parameters or JSONata's Arguments.
 fn task_targets(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let mut todo = vec![v];
@@ -105,7 +108,10 @@ fn task_targets(v: &Value) -> Vec<String> {
         match v {
             Value::Object(m) => {
                 if let Some(resource) = m.get("Resource").and_then(Value::as_str) {
-                    let params = m.get("Parameters").unwrap_or(&Value::Null);
+                    let params = m
+                        .get("Parameters")
+                        .or_else(|| m.get("Arguments"))
+                        .unwrap_or(&Value::Null);
                     match resource {
                         r if r.starts_with("arn:aws:states:::lambda:invoke") => {
                             if let Some(f) = params["FunctionName"].as_str() {
@@ -125,6 +131,19 @@ fn task_targets(v: &Value) -> Vec<String> {
                             for e in params["Entries"].as_array().into_iter().flatten() {
                                 let bus = e["EventBusName"].as_str().unwrap_or("default");
                                 out.push(format!("bus:{}", bus.rsplit('/').next().unwrap_or(bus)));
+                            }
+                        }
+                        r if r.starts_with("arn:aws:states:::states:startExecution") => {
+                            if let Some(arn) = params["StateMachineArn"].as_str() {
+                                let name = arn.split(':').nth(6).unwrap_or(arn);
+                                out.push(format!("workflow:{name}"));
+                            }
+                        }
+                        r if r.starts_with("arn:aws:states:::http:invoke") => {
+                            let endpoint = params["ApiEndpoint"].as_str().unwrap_or_default();
+                            if let Some((scheme, rest)) = endpoint.split_once("://") {
+                                let host = rest.split('/').next().unwrap_or(rest);
+                                out.push(format!("endpoint:{scheme}://{host}"));
                             }
                         }
                         r => out.extend(node_of(r)),
@@ -222,6 +241,9 @@ pub(crate) async fn graph(State(state): State<Arc<ApiState>>) -> ApiResult<Json<
         nodes.insert((id.clone(), "workflow", m.name.clone()));
         let definition: Value = serde_json::from_str(&m.definition).unwrap_or(Value::Null);
         for to in task_targets(&definition) {
+            if let Some(origin) = to.strip_prefix("endpoint:") {
+                nodes.insert((to.clone(), "endpoint", origin.to_string()));
+            }
             edge(id.clone(), to, "task");
         }
     }
@@ -230,4 +252,31 @@ pub(crate) async fn graph(State(state): State<Arc<ApiState>>) -> ApiResult<Json<
         .map(|(id, kind, name)| json!({ "id": id, "kind": kind, "name": name }))
         .collect();
     Ok(Json(json!({ "nodes": nodes, "edges": edges })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workflow_calls_what_its_tasks_name_in_either_query_language() {
+        let definition = json!({"StartAt": "A", "States": {
+            "A": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "arn:aws:lambda:us-east-1:000000000000:function:price"}, "Next": "B"},
+            "B": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                "QueryLanguage": "JSONata", "Arguments": {"QueueUrl": "http://h/000000000000/orders"}, "Next": "C"},
+            "C": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                "Parameters": {"StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:ship"}, "Next": "D"},
+            "D": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {"ApiEndpoint": "https://api.example.com/v1/x", "Method": "GET"}, "End": true}}});
+        assert_eq!(
+            task_targets(&definition),
+            [
+                "endpoint:https://api.example.com",
+                "function:price",
+                "queue:orders",
+                "workflow:ship"
+            ]
+        );
+    }
 }
