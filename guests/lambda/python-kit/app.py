@@ -35,6 +35,10 @@ def handler(event, context):
     if action == "sleep":
         time.sleep(event["ms"] / 1000)
         return "slept"
+    if action == "bytes":
+        return b"\x00raw\xff"
+    if action == "unicode":
+        return {"greeting": "héllo wörld ✓"}
     if action == "big":
         return "x" * event["bytes"]
     if action == "throw":

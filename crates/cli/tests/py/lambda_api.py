@@ -177,6 +177,18 @@ def group_invoke():
         eq(p["event"], {"action": "echo", "x": 1}, "event")
         eq(p["functionName"], PY, "functionName")
         eq(p["requestId"], r["ResponseMetadata"]["RequestId"], "requestId")
+    with check("a python handler's bytes come back as they are; python3.11 escapes non-ASCII"):
+        body = lam.invoke(FunctionName=PY, Payload=json.dumps({"action": "bytes"}))["Payload"].read()
+        eq(body, b"\x00raw\xff", "the bytes, not Runtime.MarshalError")
+        body = lam.invoke(FunctionName=PY, Payload=json.dumps({"action": "unicode"}))["Payload"].read()
+        eq(body, b'{"greeting": "h\\u00e9llo w\\u00f6rld \\u2713"}', "escaped on python3.11")
+        for runtime in ("python3.12", "python3.11"):
+            lam.update_function_configuration(FunctionName=PY, Runtime=runtime)
+            lam.get_waiter("function_updated_v2").wait(
+                FunctionName=PY, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+            if runtime == "python3.12":
+                body = lam.invoke(FunctionName=PY, Payload=json.dumps({"action": "unicode"}))["Payload"].read()
+                eq(body, '{"greeting": "héllo wörld ✓"}'.encode(), "as they are on python3.12")
     with check("invoke InvocationType=Event returns 202"):
         r, p = invoke(InvocationType="Event")
         eq(r["StatusCode"], 202, "StatusCode")

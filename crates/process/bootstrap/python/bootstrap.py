@@ -107,18 +107,21 @@ class RuntimeClient:
                 self.close()
                 raise
 
-    def post(self, path, payload, error_type=None, next_follows=False):
+    def post(self, path, payload, error_type=None, next_follows=False,
+             content_type="application/json"):
         """next_follows: a GET /next goes right behind the post. wisp then
         holds the post's answer until the next event and sends both at once,
         so the process wakes once per invocation, not twice."""
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": content_type}
         if error_type is not None:
             headers["Lambda-Runtime-Function-Error-Type"] = header_safe(error_type)
         if next_follows:
             headers["Wisp-Next-Follows"] = "1"
         # 202 expected; a 413 (response too large) is recorded by the server
         # and we simply go on to the next event.
-        return self.call("POST", path, payload.encode("utf-8"), headers, next_follows)
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        return self.call("POST", path, payload, headers, next_follows)
 
     def read_pipelined(self):
         """The answer to the GET /next sent behind a post, or None if the
@@ -313,8 +316,9 @@ def header_safe(value):
 # ---------------------------------------------------------------- results --
 class LambdaEncoder(json.JSONEncoder):
     """json with Decimal support: integral Decimals become ints, others floats
-    (what DynamoDB-reading handlers expect). Default separators and ASCII
-    escaping, as Lambda's Python 3.11 runtime emits them."""
+    (what DynamoDB-reading handlers expect). Default separators; non-ASCII
+    characters escaped on python3.11 and written as they are from
+    python3.12 on, as AWS's runtime client does."""
 
     def default(self, o):
         if isinstance(o, decimal.Decimal):
@@ -324,7 +328,8 @@ class LambdaEncoder(json.JSONEncoder):
         return super().default(o)
 
 
-ENCODER = LambdaEncoder()
+ENCODER = LambdaEncoder(
+    ensure_ascii=os.environ.get("AWS_EXECUTION_ENV", "") in ("", "AWS_Lambda_python3.11"))
 
 
 class FaultError(Exception):
@@ -545,16 +550,22 @@ def invoke(client, handler):
         except ValueError as e:
             raise FaultError("Runtime.UnmarshalError", f"Unable to unmarshal input: {e}")
         result = handler(event, context)
-        try:
-            payload = ENCODER.encode(result)
-        except Exception as e:
-            raise FaultError("Runtime.MarshalError", f"Unable to marshal response: {e}")
+        # bytes go out as they are, as AWS's runtime client sends them.
+        content_type = "application/unknown"
+        if isinstance(result, (bytes, bytearray)):
+            payload = bytes(result)
+        else:
+            content_type = "application/json"
+            try:
+                payload = ENCODER.encode(result)
+            except Exception as e:
+                raise FaultError("Runtime.MarshalError", f"Unable to marshal response: {e}")
     except Exception as e:
         doc = exception_document(e)
         log_error(doc)
         client.post(path + "error", json.dumps(doc), doc["errorType"], next_follows=True)
         return
-    client.post(path + "response", payload, next_follows=True)
+    client.post(path + "response", payload, next_follows=True, content_type=content_type)
 
 
 def main():
