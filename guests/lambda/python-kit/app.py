@@ -1,4 +1,5 @@
 """A Python function with one behaviour per event["action"], for wisp's tests."""
+import decimal
 import json
 import os
 import time
@@ -37,6 +38,8 @@ def handler(event, context):
         return "slept"
     if action == "bytes":
         return b"\x00raw\xff"
+    if action == "decimal":
+        return {"price": decimal.Decimal("1.10"), "n": decimal.Decimal("3")}
     if action == "unicode":
         return {"greeting": "héllo wörld ✓"}
     if action == "big":

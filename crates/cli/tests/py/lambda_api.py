@@ -177,11 +177,13 @@ def group_invoke():
         eq(p["event"], {"action": "echo", "x": 1}, "event")
         eq(p["functionName"], PY, "functionName")
         eq(p["requestId"], r["ResponseMetadata"]["RequestId"], "requestId")
-    with check("a python handler's bytes come back as they are; python3.11 escapes non-ASCII"):
+    with check("python results as awslambdaric marshals them: bytes, Decimal digits, non-ASCII"):
         body = lam.invoke(FunctionName=PY, Payload=json.dumps({"action": "bytes"}))["Payload"].read()
         eq(body, b"\x00raw\xff", "the bytes, not Runtime.MarshalError")
         body = lam.invoke(FunctionName=PY, Payload=json.dumps({"action": "unicode"}))["Payload"].read()
         eq(body, b'{"greeting": "h\\u00e9llo w\\u00f6rld \\u2713"}', "escaped on python3.11")
+        body = lam.invoke(FunctionName=PY, Payload=json.dumps({"action": "decimal"}))["Payload"].read()
+        eq(body, b'{"price": 1.10, "n": 3}', "a Decimal as its digits")
         for runtime in ("python3.12", "python3.11"):
             lam.update_function_configuration(FunctionName=PY, Runtime=runtime)
             lam.get_waiter("function_updated_v2").wait(

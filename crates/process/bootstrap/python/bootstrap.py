@@ -314,18 +314,41 @@ def header_safe(value):
 
 
 # ---------------------------------------------------------------- results --
+# A Decimal is written as its own digits (awslambdaric writes them raw):
+# the encoder puts a marker string in its place, then the marker, quoted
+# as JSON writes it, is swapped for the digits. The nonce keeps user data
+# from ever matching.
+_DECIMAL_MARK = "\u0000wisp-decimal-%s:" % os.urandom(8).hex()
+
+
 class LambdaEncoder(json.JSONEncoder):
-    """json with Decimal support: integral Decimals become ints, others floats
-    (what DynamoDB-reading handlers expect). Default separators; non-ASCII
-    characters escaped on python3.11 and written as they are from
-    python3.12 on, as AWS's runtime client does."""
+    """As AWS's Python runtime client encodes results: default separators,
+    a Decimal as its digits (NaN as NaN), non-ASCII characters escaped on
+    python3.11 and written as they are from python3.12 on."""
 
     def default(self, o):
         if isinstance(o, decimal.Decimal):
-            if o.is_finite() and o == o.to_integral_value():
-                return int(o)
-            return float(o)
+            if o.is_nan():
+                return float("nan")
+            return _DECIMAL_MARK + str(o)
         return super().default(o)
+
+    def encode(self, o):
+        text = super().encode(o)
+        if _DECIMAL_MARK[1:] not in text:
+            return text
+        quoted = json.dumps(_DECIMAL_MARK, ensure_ascii=self.ensure_ascii)[:-1]
+        out = []
+        rest = text
+        while True:
+            i = rest.find(quoted)
+            if i < 0:
+                out.append(rest)
+                return "".join(out)
+            j = rest.index('"', i + len(quoted))
+            out.append(rest[:i])
+            out.append(rest[i + len(quoted):j])
+            rest = rest[j + 1:]
 
 
 ENCODER = LambdaEncoder(
