@@ -88,6 +88,79 @@ pub struct FunctionConfig {
     pub instance_reuse: u32,
     #[serde(default)]
     pub role: String,
+    /// LoggingConfig: LogFormat (Text or JSON) and, with JSON, the
+    /// application's and the platform's log levels.
+    #[serde(default, skip_serializing_if = "LoggingConfig::is_default")]
+    pub logging: LoggingConfig,
+}
+
+/// How a function's logs are written (Lambda's LoggingConfig).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggingConfig {
+    /// JSON, or plain text when false.
+    #[serde(default)]
+    pub json: bool,
+    /// TRACE, DEBUG, INFO, WARN, ERROR or FATAL (JSON only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_level: Option<String>,
+    /// DEBUG, INFO or WARN (JSON only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_level: Option<String>,
+}
+
+impl LoggingConfig {
+    fn is_default(&self) -> bool {
+        *self == LoggingConfig::default()
+    }
+
+    /// Reads Lambda's LoggingConfig; a bad value is AWS's message.
+    pub fn from_aws(v: &serde_json::Value) -> Result<LoggingConfig, String> {
+        let json = match v["LogFormat"].as_str() {
+            None | Some("Text") => false,
+            Some("JSON") => true,
+            Some(other) => return Err(format!("LogFormat must be Text or JSON, not {other}")),
+        };
+        let level = |field: &str, allowed: &[&str]| -> Result<Option<String>, String> {
+            match v[field].as_str() {
+                None => Ok(None),
+                Some(l) if allowed.contains(&l) => Ok(Some(l.to_string())),
+                Some(l) => Err(format!(
+                    "{field} must be one of {}, not {l}",
+                    allowed.join(", ")
+                )),
+            }
+        };
+        let application_level = level(
+            "ApplicationLogLevel",
+            &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"],
+        )?;
+        let system_level = level("SystemLogLevel", &["DEBUG", "INFO", "WARN"])?;
+        if !json && (application_level.is_some() || system_level.is_some()) {
+            return Err(
+                "ApplicationLogLevel and SystemLogLevel are only allowed when LogFormat is JSON"
+                    .into(),
+            );
+        }
+        Ok(LoggingConfig {
+            json,
+            application_level,
+            system_level,
+        })
+    }
+
+    /// As Lambda shows it in a function's configuration.
+    pub fn to_aws(&self, function: &str) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "LogFormat": if self.json { "JSON" } else { "Text" },
+            "LogGroup": format!("/aws/lambda/{function}"),
+        });
+        if self.json {
+            v["ApplicationLogLevel"] =
+                serde_json::json!(self.application_level.as_deref().unwrap_or("INFO"));
+            v["SystemLogLevel"] = serde_json::json!(self.system_level.as_deref().unwrap_or("INFO"));
+        }
+        v
+    }
 }
 
 impl FunctionConfig {
@@ -103,6 +176,7 @@ impl FunctionConfig {
             description: String::new(),
             instance_reuse: 0,
             role: String::new(),
+            logging: LoggingConfig::default(),
         }
     }
 
@@ -291,5 +365,32 @@ mod tests {
         c.environment
             .insert("K".into(), "v".repeat(limits::MAX_ENVIRONMENT_BYTES));
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn logging_config_as_lambda_takes_it() {
+        let json = LoggingConfig::from_aws(
+            &serde_json::json!({"LogFormat": "JSON", "ApplicationLogLevel": "WARN"}),
+        )
+        .unwrap();
+        assert!(json.json);
+        assert_eq!(json.application_level.as_deref(), Some("WARN"));
+        let shown = json.to_aws("f");
+        assert_eq!(
+            (shown["LogGroup"].as_str(), shown["SystemLogLevel"].as_str()),
+            (Some("/aws/lambda/f"), Some("INFO"))
+        );
+        assert!(LoggingConfig::from_aws(&serde_json::json!({"LogFormat": "XML"})).is_err());
+        assert!(
+            LoggingConfig::from_aws(&serde_json::json!({"ApplicationLogLevel": "WARN"})).is_err()
+        );
+        assert!(LoggingConfig::from_aws(
+            &serde_json::json!({"LogFormat": "JSON", "SystemLogLevel": "ERROR"})
+        )
+        .is_err());
+        assert_eq!(
+            LoggingConfig::from_aws(&serde_json::json!({})).unwrap(),
+            LoggingConfig::default()
+        );
     }
 }

@@ -214,6 +214,12 @@ impl ProcessRuntime {
                 env.push((k.to_string(), v));
             }
         }
+        if c.logging.json {
+            env.retain(|(k, _)| k != "AWS_LAMBDA_LOG_FORMAT" && k != "AWS_LAMBDA_LOG_LEVEL");
+            env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
+            let level = c.logging.application_level.as_deref().unwrap_or("INFO");
+            env.push(("AWS_LAMBDA_LOG_LEVEL".into(), level.into()));
+        }
         // Each worker is a log stream of its own, named as Lambda names them.
         let stream = format!(
             "{}/[{}]{}",

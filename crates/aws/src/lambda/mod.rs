@@ -107,6 +107,7 @@ pub(crate) fn configuration(state: &ApiState, region: &str, v: &FunctionVersion)
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
         "Architectures": [std::env::consts::ARCH.replace("aarch64", "arm64")],
+        "LoggingConfig": c.logging.to_aws(&v.function),
         "WispConfig": {
             "AllowedOutboundHosts": c.allowed_outbound_hosts,
             "InstanceReuse": c.instance_reuse,
@@ -156,11 +157,15 @@ struct ConfigFields {
     timeout: Option<u64>,
     memory_size: Option<u32>,
     environment: Option<Environment>,
+    logging_config: Option<Value>,
     wisp_config: Option<WispConfig>,
 }
 
 impl ConfigFields {
-    fn apply(self, c: &mut FunctionConfig) {
+    fn apply(self, c: &mut FunctionConfig) -> Result<(), String> {
+        if let Some(v) = &self.logging_config {
+            c.logging = wisp_core::function::LoggingConfig::from_aws(v)?;
+        }
         if let Some(v) = self.runtime {
             c.runtime = v;
         }
@@ -193,6 +198,7 @@ impl ConfigFields {
                 c.timeout_ms = v;
             }
         }
+        Ok(())
     }
 }
 
@@ -296,7 +302,7 @@ pub(crate) async fn create_function(
         .clone()
         .ok_or_else(|| ApiError::invalid("Handler is required"))?;
     let mut config = FunctionConfig::new(&runtime, &handler);
-    req.config.apply(&mut config);
+    req.config.apply(&mut config).map_err(ApiError::invalid)?;
     config.validate().map_err(ApiError::invalid)?;
     if req.code.s3_bucket.is_some() || req.code.image_uri.is_some() {
         return Err(ApiError::invalid(
@@ -569,7 +575,9 @@ pub(crate) async fn update_function_configuration(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Function not found: {name}")))?;
     let mut version = current.clone();
-    req.config.apply(&mut version.config);
+    req.config
+        .apply(&mut version.config)
+        .map_err(ApiError::invalid)?;
     version.config.validate().map_err(ApiError::invalid)?;
     if version.config.runtime != current.config.runtime
         || version.config.handler != current.config.handler

@@ -271,6 +271,34 @@ def group_update_config():
         lam.update_function_configuration(FunctionName=NODE, Environment={"Variables": {"STAGE": "beta"}})
         lam.get_waiter("function_updated_v2").wait(
             FunctionName=NODE, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    with check("LoggingConfig JSON: console and logging write JSON records, below the level dropped"):
+        e = raises("InvalidParameterValueException", 400, lam.update_function_configuration,
+                   FunctionName=NODE, LoggingConfig={"LogFormat": "Text", "ApplicationLogLevel": "WARN"})
+        expect("only allowed when LogFormat is JSON" in str(e), "AWS's rule", str(e))
+        r = lam.update_function_configuration(
+            FunctionName=NODE, LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
+        eq((r["LoggingConfig"]["LogFormat"], r["LoggingConfig"]["ApplicationLogLevel"],
+            r["LoggingConfig"]["LogGroup"]), ("JSON", "WARN", f"/aws/lambda/{NODE}"), "LoggingConfig")
+        lam.get_waiter("function_updated_v2").wait(
+            FunctionName=NODE, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        r, _ = invoke(payload={"action": "log", "n": 7}, LogType="Tail")
+        log = base64.b64decode(r.get("LogResult", "")).decode()
+        records = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
+        eq([(x["level"], x["message"]) for x in records], [("ERROR", "to stderr")],
+           "console.error as a JSON record; console.log (INFO) below WARN dropped")
+        expect(records and records[0]["requestId"] == r["ResponseMetadata"]["RequestId"], "its request id", records)
+        r = lam.update_function_configuration(FunctionName=PY, LoggingConfig={"LogFormat": "JSON"})
+        lam.get_waiter("function_updated_v2").wait(
+            FunctionName=PY, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        r, _ = invoke(PY, {"action": "log", "n": 2}, LogType="Tail")
+        log = base64.b64decode(r.get("LogResult", "")).decode()
+        records = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
+        eq([(x["level"], x["message"], x["logger"]) for x in records], [("INFO", "logged via logging", "root")],
+           "python logging as JSON records")
+        for fn in (NODE, PY):
+            lam.update_function_configuration(FunctionName=fn, LoggingConfig={"LogFormat": "Text"})
+            lam.get_waiter("function_updated_v2").wait(
+                FunctionName=fn, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
 
 def group_versions():

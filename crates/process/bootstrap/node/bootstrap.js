@@ -344,8 +344,23 @@ function headerSafe(s) {
 // Lambda; after a response it stays the last request's id (also as Lambda).
 let currentRequestId = 'undefined';
 
+// LoggingConfig's LogFormat JSON (AWS_LAMBDA_LOG_FORMAT): each line is a
+// JSON record, and ApplicationLogLevel (AWS_LAMBDA_LOG_LEVEL) drops the
+// levels below it.
+const JSON_LOGS = process.env.AWS_LAMBDA_LOG_FORMAT === 'JSON';
+const LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
+const MIN_LEVEL = JSON_LOGS
+  ? Math.max(0, LEVELS.indexOf((process.env.AWS_LAMBDA_LOG_LEVEL || 'INFO').toUpperCase()))
+  : 0;
+
 function writeLog(stream, level, message) {
-  stream.write(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`);
+  if (!JSON_LOGS) {
+    stream.write(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`);
+    return;
+  }
+  if (LEVELS.indexOf(level) < MIN_LEVEL) return;
+  const record = { timestamp: new Date().toISOString(), level, requestId: currentRequestId, message };
+  stream.write(JSON.stringify(record) + '\n');
 }
 
 function patchConsole() {

@@ -500,16 +500,40 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """LoggingConfig's LogFormat JSON: a record per line, as Lambda's Python
+    runtime writes it (timestamp, level, message, logger, requestId, and the
+    exception's type, message and stack when there is one)."""
+
+    def format(self, record):
+        doc = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + "Z",
+            "level": {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(record.levelname, record.levelname),
+            "message": record.getMessage(),
+            "logger": record.name,
+            "requestId": getattr(record, "aws_request_id", None),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["errorType"] = record.exc_info[0].__name__
+            doc["errorMessage"] = str(record.exc_info[1])
+            doc["stackTrace"] = traceback.format_tb(record.exc_info[2])
+        return json.dumps(doc, default=str)
+
+
 def setup_logging():
     """The root logger gets Lambda's handler and format, on stdout, times in
     UTC. Like Lambda, the root level is left at Python's default (WARNING)
     unless AWS_LAMBDA_LOG_LEVEL is set, so logging.info() shows only once the
     function sets a level itself (the usual `logger.setLevel(logging.INFO)`)."""
     handler = logging.StreamHandler(sys.stdout)
-    formatter = logging.Formatter(
-        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
-        "%Y-%m-%dT%H:%M:%S",
-    )
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+            "%Y-%m-%dT%H:%M:%S",
+        )
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     handler.addFilter(RequestIdFilter())
