@@ -171,6 +171,7 @@ fn config_body(f: &ManifestFunction) -> Value {
         "Timeout": c.timeout_ms.div_ceil(1000),
         "MemorySize": c.memory_mb,
         "Environment": { "Variables": c.environment },
+        "LoggingConfig": c.logging.to_aws(""),
         "WispConfig": {
             "AllowedOutboundHosts": c.allowed_outbound_hosts,
             "InstanceReuse": c.instance_reuse,

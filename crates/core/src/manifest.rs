@@ -182,6 +182,9 @@ struct RawFunction {
     async_policy: Option<Spanned<RawAsync>>,
     idempotency_key: Option<Spanned<String>>,
     idempotency_ttl: Option<Spanned<String>>,
+    /// LoggingConfig: `log_format = "json"`, `log_level = "warn"`.
+    log_format: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -642,6 +645,35 @@ fn function(
         .map(Spanned::into_inner)
         .collect();
     config.description = f.description.unwrap_or_default();
+    if f.log_format.is_some() || f.log_level.is_some() {
+        let format = f
+            .log_format
+            .as_ref()
+            .map(|s| s.get_ref().to_ascii_lowercase());
+        let mut aws = serde_json::json!({
+            "LogFormat": if format.as_deref() == Some("json") { "JSON" } else { "Text" },
+        });
+        if let Some(l) = &f.log_level {
+            aws["ApplicationLogLevel"] = serde_json::json!(l.get_ref().to_ascii_uppercase());
+        }
+        let at = f
+            .log_level
+            .as_ref()
+            .or(f.log_format.as_ref())
+            .map_or(span.clone(), |s| s.span());
+        if format
+            .as_deref()
+            .is_some_and(|f| f != "json" && f != "text")
+        {
+            return Err(locate(
+                at,
+                "log_format is \"text\" or \"json\"".into(),
+                None,
+            ));
+        }
+        config.logging = crate::function::LoggingConfig::from_aws(&aws)
+            .map_err(|m| locate(at, format!("function `{name}`: {m}"), None))?;
+    }
     config
         .validate()
         .map_err(|m| locate(span, format!("function `{name}`: {m}"), None))?;
@@ -829,7 +861,7 @@ function = "basket"
     fn unknown_key_points_at_it_with_a_suggestion() {
         let text = GOOD.replace("memory_mb = 64", "memroy_mb = 64");
         expect![[r#"
-            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`, `async`, `idempotency_key`, `idempotency_ttl`
+            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`, `async`, `idempotency_key`, `idempotency_ttl`, `log_format`, `log_level`
               --> wisp.toml:8:1
               |
             8 | memroy_mb = 64
@@ -1112,6 +1144,24 @@ logging = "ALL"
     fn syntax_errors_are_located() {
         let e = parse("x/wisp.toml", "[app]\nname = \"a\"\n[function.f\n").unwrap_err();
         assert_eq!((e.file.as_str(), e.line), ("x/wisp.toml", 3));
+    }
+
+    #[test]
+    fn log_format_and_level_are_lambdas_logging_config() {
+        let with =
+            |extra: &str| GOOD.replace("memory_mb = 64", &format!("memory_mb = 64\n{extra}"));
+        let m = parse(
+            "wisp.toml",
+            &with("log_format = \"json\"\nlog_level = \"warn\""),
+        )
+        .unwrap();
+        let logging = &m.functions[0].config.logging;
+        assert!(logging.json);
+        assert_eq!(logging.application_level.as_deref(), Some("WARN"));
+        assert!(err(&with("log_format = \"xml\"")).contains("log_format is"));
+        assert!(err(&with("log_level = \"warn\"")).contains("only allowed when LogFormat is JSON"));
+        assert!(err(&with("log_format = \"json\"\nlog_level = \"loud\""))
+            .contains("ApplicationLogLevel must be one of"));
     }
 
     #[test]
