@@ -39,8 +39,8 @@ def passes(n):
 task = {"StartAt": "Call", "States": {"Call": {"Type": "Task", "End": True,
         "Resource": "arn:aws:lambda:us-east-1:000000000000:function:echo"}}}
 def jsonata(n):
-    states = {f"S{i}": {"Type": "Pass", "Output": {"i": i, "prev": "{% $states.input %}"},
-                        "Assign": {f"v{i}": "{% $states.input.i %}"},
+    states = {f"S{i}": {"Type": "Pass", "Output": {"i": i, "n": "{% $states.input.n %}"},
+                        "Assign": {f"v{i}": "{% $states.input.n + 1 %}"},
                         **({"Next": f"S{i+1}"} if i + 1 < n else {"End": True})} for i in range(n)}
     return json.dumps({"QueryLanguage": "JSONata", "StartAt": "S0", "States": states})
 made = [("pass3", passes(3), "EXPRESS"), ("pass13", passes(13), "EXPRESS"),
