@@ -22,6 +22,7 @@ use wisp_store::{Execution, StoreError, Timer};
 use crate::asl::{invalid_definition, Kind, State, StateMachine};
 use crate::engine::{Flows, FlowsError, Tasks};
 use crate::history;
+use crate::inline::Inline;
 use crate::map_runs::{self, MapRun};
 use crate::path::Scope;
 use crate::run;
@@ -168,6 +169,10 @@ pub(crate) struct Progress {
     /// ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub map_runs: Vec<MapRun>,
+    /// Its Parallels and inline Maps, whose branches' events its history
+    /// shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline: Vec<Inline>,
 }
 
 impl Progress {
@@ -183,6 +188,7 @@ impl Progress {
             orphans: Vec::new(),
             vars: Vars::new(),
             map_runs: Vec::new(),
+            inline: Vec::new(),
         }
     }
 
@@ -191,6 +197,14 @@ impl Progress {
         self.map_runs.push(ran);
         let over = self.map_runs.len().saturating_sub(map_runs::KEPT);
         self.map_runs.drain(..over);
+    }
+
+    /// Keeps where an inline Parallel or Map started (the latest
+    /// `inline::KEPT`).
+    fn keep_inline(&mut self, join: Inline) {
+        self.inline.push(join);
+        let over = self.inline.len().saturating_sub(crate::inline::KEPT);
+        self.inline.drain(..over);
     }
 
     /// The map run going on now, if the execution is in one.
@@ -739,6 +753,14 @@ impl Flows {
                                 events.push(history::map_run_started(&arn, now));
                             }
                             let is_run = map_run.is_some();
+                            if !is_run {
+                                // Its start is the last event so far.
+                                p.keep_inline(Inline {
+                                    after: e.events + events.len() as u64,
+                                    run: run.clone(),
+                                    map: matches!(step.work, step::Work::Map { .. }),
+                                });
+                            }
                             p.at = At::Join {
                                 state: step.state,
                                 input: step.input,

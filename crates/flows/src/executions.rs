@@ -2,11 +2,15 @@
 //! name), describe, list, stop, read its history, and the definition it
 //! runs.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde_json::{json, Value};
 use wisp_store::{Execution, StoreError};
 
-use crate::durable::{end, number, Progress};
+use crate::durable::{branch_name, end, number, Progress};
 use crate::engine::{Flows, FlowsError, Machine};
+use crate::inline;
 use crate::step::Failure;
 
 /// An execution as DescribeExecution and ListExecutions show it.
@@ -228,7 +232,11 @@ impl Flows {
     ) -> Result<(Vec<Value>, Option<u64>), FlowsError> {
         let e = self.stored(arn).await?;
         let limit = limit.clamp(1, MAX_HISTORY_PAGE);
-        let total = e.events;
+        let merged = match self.has_inline(&e) {
+            true => Some(self.whole_history(e.clone()).await?),
+            false => None,
+        };
+        let total = merged.as_ref().map_or(e.events, |m| m.len() as u64);
         let (from, to, more) = match reverse {
             false => {
                 let from = after.map_or(1, |a| a + 1);
@@ -244,14 +252,63 @@ impl Flows {
         if from > to {
             return Ok((Vec::new(), None));
         }
-        let mut events = self
-            .store
-            .read_history(&e.machine, &e.name, from, to)
-            .await?;
+        let mut events = match merged {
+            Some(mut all) => {
+                all.truncate(to as usize);
+                all.split_off(from as usize - 1)
+            }
+            None => {
+                self.store
+                    .read_history(&e.machine, &e.name, from, to)
+                    .await?
+            }
+        };
         if reverse {
             events.reverse();
         }
         Ok((events, more))
+    }
+
+    fn has_inline(&self, e: &Execution) -> bool {
+        e.state
+            .get("inline")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    }
+
+    /// An execution's history with its Parallels' branches and inline
+    /// Maps' items in it (theirs too, nested).
+    fn whole_history(
+        &self,
+        e: Execution,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Value>, FlowsError>> + Send + '_>> {
+        Box::pin(async move {
+            let events = self
+                .store
+                .read_history(&e.machine, &e.name, 1, e.events)
+                .await?;
+            let joins = match serde_json::from_value::<Progress>(e.state) {
+                Ok(p) => p.inline,
+                Err(_) => Vec::new(),
+            };
+            let mut merged = Vec::with_capacity(joins.len());
+            for join in joins {
+                let mut branches = Vec::new();
+                for i in 0.. {
+                    let (m, n) = branch_name(&e.machine, &e.name, &join.run, i);
+                    let Some(child) = self.store.get_execution(&m, &n).await? else {
+                        break;
+                    };
+                    let events = match self.has_inline(&child) {
+                        true => self.whole_history(child).await?,
+                        false => self.store.read_history(&m, &n, 1, child.events).await?,
+                    };
+                    branches.push(inline::branch_events(events));
+                }
+                merged.push((join, branches));
+            }
+            Ok(inline::merge(events, merged))
+        })
     }
 
     /// DescribeStateMachineForExecution: the definition the execution

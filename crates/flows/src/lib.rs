@@ -15,6 +15,7 @@ pub mod executions;
 pub mod express_log;
 pub mod history;
 pub mod http_task;
+pub mod inline;
 pub mod intrinsics;
 pub mod jsonata;
 pub mod map_runs;

@@ -497,9 +497,20 @@ def group_branches():
         eq(d["status"], "SUCCEEDED", f"status ({d.get('error')}: {d.get('cause')})")
         eq(json.loads(d["output"])["both"], [{"id": run["executionArn"]}, {"asked": True}],
            "the branches' outputs in order, the parent's context in a branch")
-        types = [e["type"] for e in history(run["executionArn"])]
-        eq(types, ["ExecutionStarted", "ParallelStateEntered", "ParallelStateStarted",
-                   "ParallelStateSucceeded", "ParallelStateExited", "ExecutionSucceeded"], "history")
+        events = history(run["executionArn"])
+        types = [e["type"] for e in events]
+        eq(types[:3] + types[-3:], ["ExecutionStarted", "ParallelStateEntered",
+                                    "ParallelStateStarted", "ParallelStateSucceeded",
+                                    "ParallelStateExited", "ExecutionSucceeded"], "history")
+        inner = types[3:-3]
+        eq([t for t in inner if t.startswith("Pass")], ["PassStateEntered", "PassStateExited"],
+           "the first branch's events are in its parent's history")
+        eq([t for t in inner if not t.startswith("Pass")],
+           ["TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskSubmitted",
+            "TaskSucceeded", "TaskStateExited"], "the second branch's, in order")
+        eq([e["id"] for e in events], list(range(1, len(events) + 1)), "numbered in order")
+        eq([e["type"] for e in history(run["executionArn"], reverseOrder=True, maxResults=4)],
+           list(reversed(types)), "read backwards, page by page")
         eq([e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"]],
            [run["executionArn"].rsplit(":", 1)[1]], "branches are not listed as executions")
     items = {"StartAt": "Each", "States": {"Each": {
@@ -523,9 +534,14 @@ def group_branches():
         eq(json.loads(d["output"]), [{"i": 0, "twice": 2}, {"i": 1, "twice": 4},
                                      {"Error": "Item.Bad", "Cause": "three"},
                                      {"i": 3, "twice": 8}, {"i": 4, "twice": 10}], "output")
-        types = [e["type"] for e in history(run["executionArn"])]
+        events = history(run["executionArn"])
+        types = [e["type"] for e in events]
         eq((types.count("MapIterationStarted"), types.count("MapIterationSucceeded"),
             types.count("MapIterationFailed")), (5, 4, 1), "iterations")
+        # Each item's states are in the history, within the Map's.
+        inner = types[types.index("MapStateStarted"):types.index("MapStateSucceeded")]
+        eq((inner.count("ChoiceStateEntered"), inner.count("PassStateExited"),
+            inner.count("FailStateEntered")), (5, 4, 1), "the items' states")
         run = sfn.start_execution(stateMachineArn=arn,
                                   input=json.dumps({"items": [3, 3, 1]}))
         d = wait_for(run["executionArn"])

@@ -17,6 +17,10 @@ use super::functions;
 use super::syntax::{Lambda, Node};
 
 const MAX_DEPTH: usize = 160;
+/// Stack left below which evaluation goes on in a new segment, and that
+/// segment's size.
+const RED_ZONE: usize = 256 * 1024;
+const GROWTH: usize = 4 << 20;
 /// The most items a range, or a sequence made by one step, may hold.
 pub const MAX_ITEMS: usize = 100_000;
 
@@ -235,7 +239,10 @@ impl Ev {
             );
         }
         self.depth.set(depth);
-        let out = self.eval_inner(node, ctx, scope);
+        // Each level recurses (bounded by MAX_DEPTH, but frames are big
+        // in a debug build): the stack grows on the heap when it runs
+        // low, so evaluation runs on the caller's thread.
+        let out = stacker::maybe_grow(RED_ZONE, GROWTH, || self.eval_inner(node, ctx, scope));
         self.depth.set(depth - 1);
         out
     }

@@ -8,7 +8,7 @@
 //! Step Functions runs it, less what README.md lists. Expressions are
 //! untrusted: each is at most 16 KiB and 4,096 tokens, parsed into a tree
 //! of bounded depth when the definition is checked, and evaluated within
-//! a time limit and a call depth, on a thread with a stack of its own.
+//! a time limit and a call depth, on a stack that grows as it recurses.
 
 mod eval;
 mod functions;
@@ -27,7 +27,6 @@ use syntax::Node;
 /// Bounds of one expression.
 pub const MAX_EXPRESSION: usize = 16 * 1024;
 const TIME_LIMIT: Duration = Duration::from_secs(1);
-const STACK: usize = 16 << 20;
 
 /// A parsed expression, with its text.
 #[derive(Debug, Clone)]
@@ -127,20 +126,6 @@ fn shown(expr: &str) -> String {
     }
 }
 
-/// Runs `f` on a thread with a large stack: evaluation recurses once per
-/// level of the expression (bounded, but deep in a debug build).
-fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Option<R> {
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("wisp-jsonata".into())
-            .stack_size(STACK)
-            .spawn_scoped(s, f)
-            .ok()?
-            .join()
-            .ok()
-    })
-}
-
 /// What `$states` holds where an expression is evaluated.
 #[derive(Debug, Clone, Copy)]
 pub struct States<'a> {
@@ -159,30 +144,13 @@ impl Form {
         states: States<'_>,
         vars: &Map<String, Value>,
     ) -> Result<Value, Failure> {
-        if let Form::Fixed(v) = self {
-            return Ok(v.clone());
-        }
-        on_big_stack(|| self.eval_in(field, states, vars)).unwrap_or_else(|| {
-            Err(Failure::new(
-                QUERY_EVALUATION_ERROR,
-                format!("The JSONata expressions of the field '{field}' could not be evaluated"),
-            ))
-        })
-    }
-
-    fn eval_in(
-        &self,
-        field: &str,
-        states: States<'_>,
-        vars: &Map<String, Value>,
-    ) -> Result<Value, Failure> {
         Ok(match self {
             Form::Fixed(v) => v.clone(),
             Form::Expr(e) => run(e, field, states, vars)?,
             Form::Object(fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for (k, f) in fields {
-                    out.insert(k.clone(), f.eval_in(&format!("{field}/{k}"), states, vars)?);
+                    out.insert(k.clone(), f.eval(&format!("{field}/{k}"), states, vars)?);
                 }
                 Value::Object(out)
             }
@@ -190,7 +158,7 @@ impl Form {
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, f)| f.eval_in(&format!("{field}[{i}]"), states, vars))
+                    .map(|(i, f)| f.eval(&format!("{field}[{i}]"), states, vars))
                     .collect::<Result<_, _>>()?,
             ),
         })
