@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::functions;
-use super::syntax::{Lambda, Node};
+use super::syntax::{Lambda, Node, Transform};
 
 const MAX_DEPTH: usize = 160;
 /// Stack left below which evaluation goes on in a new segment, and that
@@ -44,6 +44,20 @@ pub enum V {
 pub enum Func {
     Lambda(Arc<Lambda>, Scope),
     Builtin(&'static str),
+    /// A function with some arguments given (`None`: a placeholder).
+    Partial(Box<V>, Vec<Option<V>>),
+    Transform(Arc<Transform>, Scope),
+}
+
+impl Func {
+    /// How many arguments a callback of `$map` and the like is given.
+    pub fn arity(&self) -> usize {
+        match self {
+            Func::Lambda(l, _) => l.params.len(),
+            Func::Partial(_, given) => given.iter().filter(|g| g.is_none()).count(),
+            Func::Builtin(_) | Func::Transform(..) => 1,
+        }
+    }
 }
 
 /// Variables: a scope and the ones around it.
@@ -469,11 +483,31 @@ impl Ev {
             }
             Node::Call(f, args) => {
                 let callee = self.eval(f, ctx, scope)?;
+                if args.contains(&Node::Placeholder) {
+                    if !matches!(callee, V::F(_)) {
+                        return fail("T1008", "Attempted to partially apply a non-function");
+                    }
+                    let mut given = Vec::with_capacity(args.len());
+                    for a in args {
+                        given.push(match a {
+                            Node::Placeholder => None,
+                            a => Some(self.eval(a, ctx, scope)?),
+                        });
+                    }
+                    return Ok(V::F(Func::Partial(Box::new(callee), given)));
+                }
                 let mut given = Vec::with_capacity(args.len());
                 for a in args {
                     given.push(self.eval(a, ctx, scope)?);
                 }
                 self.apply(&callee, given, ctx, name_of(f))?
+            }
+            Node::Placeholder => {
+                return fail("S0201", "A placeholder (?) is only an argument of a call")
+            }
+            Node::Transform(t) => V::F(Func::Transform(t.clone(), scope.clone())),
+            Node::Group(lhs, pairs) => {
+                self.group(self.eval(lhs, ctx, scope)?.items(), pairs, scope)?
             }
             Node::Lambda(l) => V::F(Func::Lambda(l.clone(), scope.clone())),
             Node::Chain(lhs, rhs) => {
@@ -642,6 +676,18 @@ impl Ev {
                 }
                 self.eval(&l.body, ctx, &inner)
             }
+            V::F(Func::Partial(f, given)) => {
+                let mut args = args.into_iter();
+                let all = given
+                    .iter()
+                    .map(|g| g.clone().unwrap_or_else(|| args.next().unwrap_or(V::U)))
+                    .collect();
+                self.apply(f, all, ctx, name)
+            }
+            V::F(Func::Transform(t, closure)) => {
+                let target = args.into_iter().next().unwrap_or(V::U);
+                self.transform(t, target, closure)
+            }
             _ => fail(
                 "T1006",
                 format!(
@@ -654,6 +700,200 @@ impl Ev {
                 ),
             ),
         }
+    }
+}
+
+/// The key every object of a transform's copy is marked with while its
+/// location is found (no JSON text can hold it: it is not a character).
+const MARK: &str = "\u{0}wisp-transform";
+
+impl Ev {
+    /// `a{k: v}`: each item's key, then each key's value over the items
+    /// that have it (one item: that item; more: them as an array).
+    fn group(&self, items: Vec<Value>, pairs: &[(Node, Node)], scope: &Scope) -> R<V> {
+        let mut groups: Vec<(String, usize, Vec<Value>)> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for item in items {
+            self.tick()?;
+            for (p, (k, _)) in pairs.iter().enumerate() {
+                let key =
+                    match self.eval(k, &item, scope)?.finish() {
+                        None => continue,
+                        Some(Value::String(s)) => s,
+                        Some(other) => return fail(
+                            "T1003",
+                            format!(
+                                "Key in object structure must evaluate to a string; got: {other}"
+                            ),
+                        ),
+                    };
+                match at.get(&key).map(|g| &mut groups[*g]) {
+                    Some((_, pair, members)) if *pair == p => members.push(item.clone()),
+                    Some(_) => {
+                        return fail(
+                            "D1009",
+                            format!("Multiple key definitions evaluate to same key: \"{key}\""),
+                        )
+                    }
+                    None => {
+                        at.insert(key.clone(), groups.len());
+                        groups.push((key, p, vec![item.clone()]));
+                    }
+                }
+            }
+        }
+        let mut out = Map::new();
+        for (key, p, mut members) in groups {
+            let ctx = match members.len() {
+                1 => members.remove(0),
+                _ => Value::Array(members),
+            };
+            match self.eval(&pairs[p].1, &ctx, scope)? {
+                V::F(_) | V::R(_) => return fail("T1001", "An object may not hold a function"),
+                v => {
+                    if let Some(v) = v.finish() {
+                        out.insert(key, v);
+                    }
+                }
+            }
+        }
+        Ok(V::J(Value::Object(out)))
+    }
+
+    /// Applies a transform to `target`: a copy of it in which each object
+    /// the location selects has the update's fields merged in and the
+    /// delete's fields removed.
+    fn transform(&self, t: &Transform, target: V, scope: &Scope) -> R<V> {
+        let Some(mut copy) = target.finish() else {
+            return Ok(V::U);
+        };
+        let mut next = 0u64;
+        mark(&mut copy, &mut next, 0);
+        let selected: Vec<u64> = self
+            .eval(&t.location, &copy, scope)?
+            .items()
+            .iter()
+            .filter_map(|v| v.get(MARK)?.as_u64())
+            .collect();
+        let mut failure = None;
+        self.update(&mut copy, &selected, t, scope, &mut failure, 0);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        unmark(&mut copy, 0);
+        Ok(V::J(copy))
+    }
+
+    fn update(
+        &self,
+        v: &mut Value,
+        selected: &[u64],
+        t: &Transform,
+        scope: &Scope,
+        failure: &mut Option<EvalError>,
+        depth: usize,
+    ) {
+        if failure.is_some() || depth > 128 {
+            return;
+        }
+        if let Value::Object(m) = v {
+            let chosen = m
+                .get(MARK)
+                .and_then(Value::as_u64)
+                .is_some_and(|id| selected.contains(&id));
+            if chosen {
+                let mut plain = Value::Object(m.clone());
+                unmark(&mut plain, 0);
+                match self.changes(t, &plain, scope) {
+                    Ok((set, drop)) => {
+                        m.extend(set);
+                        for k in drop {
+                            m.remove(&k);
+                        }
+                    }
+                    Err(e) => {
+                        *failure = Some(e);
+                        return;
+                    }
+                }
+            }
+        }
+        match v {
+            Value::Object(m) => m
+                .values_mut()
+                .for_each(|c| self.update(c, selected, t, scope, failure, depth + 1)),
+            Value::Array(a) => a
+                .iter_mut()
+                .for_each(|c| self.update(c, selected, t, scope, failure, depth + 1)),
+            _ => {}
+        }
+    }
+
+    /// What a transform sets and removes on one selected object.
+    fn changes(
+        &self,
+        t: &Transform,
+        obj: &Value,
+        scope: &Scope,
+    ) -> R<(Map<String, Value>, Vec<String>)> {
+        let set = match self.eval(&t.update, obj, scope)?.finish() {
+            None => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                return fail(
+                    "T2011",
+                    format!("The insert/update clause of the transform expression must evaluate to an object: {other}"),
+                )
+            }
+        };
+        let drop = match &t.delete {
+            None => Vec::new(),
+            Some(d) => match self.eval(d, obj, scope)?.finish() {
+                None => Vec::new(),
+                Some(Value::String(s)) => vec![s],
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                Some(other) => {
+                    return fail(
+                        "T2012",
+                        format!("The delete clause of the transform expression must evaluate to a string or array of strings: {other}"),
+                    )
+                }
+            },
+        };
+        Ok((set, drop))
+    }
+}
+
+/// Numbers every object below `v` under `MARK`.
+fn mark(v: &mut Value, next: &mut u64, depth: usize) {
+    if depth > 128 {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            m.values_mut().for_each(|c| mark(c, next, depth + 1));
+            *next += 1;
+            m.insert(MARK.to_string(), Value::from(*next));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| mark(c, next, depth + 1)),
+        _ => {}
+    }
+}
+
+fn unmark(v: &mut Value, depth: usize) {
+    if depth > 130 {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            m.remove(MARK);
+            m.values_mut().for_each(|c| unmark(c, depth + 1));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| unmark(c, depth + 1)),
+        _ => {}
     }
 }
 

@@ -7,12 +7,13 @@
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::eval::{equal, fail, number, truthy, Ev, Func, MAX_ITEMS, R, V};
+use super::eval::{equal, fail, number, truthy, Ev, EvalError, MAX_ITEMS, R, V};
+use super::pictures;
 
 /// The longest string a function makes.
 const MAX_STRING: usize = 1 << 20;
 
-const NAMES: [&str; 67] = [
+const NAMES: [&str; 68] = [
     "string",
     "length",
     "substring",
@@ -80,6 +81,7 @@ const NAMES: [&str; 67] = [
     "uuid",
     "parse",
     "parseInteger",
+    "formatInteger",
 ];
 
 /// The built-in function a name is, if it is one.
@@ -715,26 +717,40 @@ pub fn call(ev: &Ev, f: &str, mut args: Vec<V>, ctx: &Value) -> R<V> {
                 Some(Value::Object(_)) => V::J(json!("object")),
             },
         }),
-        "now" => s(crate::time_text(now_ms())),
+        "now" => match (text(a, 0, f)?, text(a, 1, f)?) {
+            (None, None) => s(crate::time_text(now_ms())),
+            (picture, zone) => from_millis(now_ms(), picture, zone),
+        },
         "millis" => n(now_ms() as f64),
         "fromMillis" => {
-            if arg(a, 1).is_some() {
-                return fail(
-                    "D3133",
-                    "$fromMillis pictures are not supported by wisp: it writes ISO 8601",
-                );
+            let Some(ms) = num(a, 0, f)? else {
+                return Ok(V::U);
+            };
+            match (text(a, 1, f)?, text(a, 2, f)?) {
+                (None, None) => s(crate::time_text(ms as i64)),
+                (picture, zone) => from_millis(ms as i64, picture, zone),
             }
-            let ms = num(a, 0, f)?.unwrap_or(0.0) as i64;
-            s(crate::time_text(ms))
+        }
+        "formatInteger" => {
+            let Some(x) = num(a, 0, f)? else {
+                return Ok(V::U);
+            };
+            let picture = text(a, 1, f)?.unwrap_or_default();
+            match pictures::format_integer(x.round() as i64, &picture) {
+                Ok(t) => s(t),
+                Err(e) => Err(EvalError(e)),
+            }
         }
         "toMillis" => {
-            if arg(a, 1).is_some() {
-                return fail(
-                    "D3133",
-                    "$toMillis pictures are not supported by wisp: it reads ISO 8601",
-                );
+            let Some(t) = text(a, 0, f)? else {
+                return Ok(V::U);
+            };
+            if let Some(picture) = text(a, 1, f)? {
+                return match pictures::parse_time(&t, &picture, now_ms()) {
+                    Ok(ms) => n(ms as f64),
+                    Err(e) => Err(EvalError(e)),
+                };
             }
-            let t = text(a, 0, f)?.unwrap_or_default();
             match time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339) {
                 Ok(d) => n((d.unix_timestamp_nanos() / 1_000_000) as f64),
                 Err(_) => fail("D3110", format!("The timestamp \"{t}\" is not ISO 8601")),
@@ -854,13 +870,25 @@ fn callback(
     f: &str,
 ) -> R<V> {
     let args = match func {
-        V::F(Func::Lambda(l, _)) => {
+        V::F(f) => {
             let all = [V::J(item.clone()), V::J(json!(i)), V::J(whole.clone())];
-            all.into_iter().take(l.params.len().max(1)).collect()
+            all.into_iter().take(f.arity().max(1)).collect()
         }
         _ => vec![V::J(item.clone())],
     };
     ev.apply(func, args, ctx, f)
+}
+
+/// `$fromMillis` with a picture, a time zone, or both.
+fn from_millis(ms: i64, picture: Option<String>, zone: Option<String>) -> R<V> {
+    let zone = match zone {
+        Some(z) => pictures::offset(&z).map_err(EvalError)?,
+        None => time::UtcOffset::UTC,
+    };
+    let picture = picture.unwrap_or_else(|| pictures::ISO.to_string());
+    pictures::format_time(ms, &picture, zone)
+        .map(|t| V::J(Value::String(t)))
+        .map_err(EvalError)
 }
 
 fn now_ms() -> i64 {

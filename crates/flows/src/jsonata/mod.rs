@@ -12,6 +12,7 @@
 
 mod eval;
 mod functions;
+mod pictures;
 mod syntax;
 
 use std::sync::Arc;
@@ -414,6 +415,72 @@ mod tests {
             ("/* a comment */ $abs(-2)", json!(2)),
         ] {
             assert_eq!(eval(expr, input.clone()).ok(), Some(want.clone()), "{expr}");
+        }
+    }
+
+    /// Grouping, transforms, partial application and signatures, as
+    /// JSONata's documentation shows them.
+    #[test]
+    fn grouping_transforms_and_partial_application() {
+        let input = json!({"Account": {"Order": [
+            {"OrderID": "o1", "Product": [
+                {"Name": "Hat", "Price": 10, "Quantity": 2},
+                {"Name": "Cap", "Price": 3, "Quantity": 1}]},
+            {"OrderID": "o2", "Product": [{"Name": "Hat", "Price": 10, "Quantity": 1}]}]}});
+        for (expr, want) in [
+            (
+                "$states.input.Account.Order.Product{Name: Price}",
+                json!({"Hat": [10, 10], "Cap": 3}),
+            ),
+            (
+                "$states.input.Account.Order.Product{Name: $sum(Quantity)}",
+                json!({"Hat": 3, "Cap": 1}),
+            ),
+            (
+                "$states.input.Account.Order{OrderID: $count(Product)}",
+                json!({"o1": 2, "o2": 1}),
+            ),
+            (
+                "($first := $substring(?, 0, 1); $first('Hello'))",
+                json!("H"),
+            ),
+            ("$map(['ab', 'cd'], $substring(?, 1))", json!(["b", "d"])),
+            ("(function($x, $y)<n-n:n>{ $x * $y })(3, 4)", json!(12)),
+            (
+                "$states.input.Account ~> |Order.Product|{'Price': Price * 2}, 'Quantity'|",
+                json!({"Order": [
+                    {"OrderID": "o1", "Product": [
+                        {"Name": "Hat", "Price": 20}, {"Name": "Cap", "Price": 6}]},
+                    {"OrderID": "o2", "Product": [{"Name": "Hat", "Price": 20}]}]}),
+            ),
+            (
+                "($raise := |$|{'n': n + 1}|; [{'n': 1}, {'n': 5}] ~> $map($raise))",
+                json!([{"n": 2}, {"n": 6}]),
+            ),
+            ("$formatInteger(2789, '#,##0')", json!("2,789")),
+            ("$formatInteger(3, 'w;o')", json!("third")),
+            (
+                "$fromMillis(1531585845678, '[FNn], [D1o] [MNn] [Y] [h]:[m01][P]', '-0500')",
+                json!("Saturday, 14th July 2018 11:30am"),
+            ),
+            (
+                "$toMillis('14/07/2018', '[D01]/[M01]/[Y0001]')",
+                json!(1_531_526_400_000_i64),
+            ),
+            (
+                "$states.input.Account.Order[0] ~> |Product[Price > 5]|{}, ['Price']|",
+                json!({"OrderID": "o1", "Product": [
+                    {"Name": "Hat", "Quantity": 2},
+                    {"Name": "Cap", "Price": 3, "Quantity": 1}]}),
+            ),
+        ] {
+            assert_eq!(eval(expr, input.clone()).unwrap(), want, "{expr}");
+        }
+        for bad in [
+            "{'a': 1}{'x': 2}.y ~> |a|1|",
+            "$states.input.Account.Order{OrderID: 1, OrderID: 2}",
+        ] {
+            assert!(eval(bad, input.clone()).is_err(), "{bad}");
         }
     }
 

@@ -44,6 +44,21 @@ pub enum Node {
     Lambda(Arc<Lambda>),
     /// `a ~> f`: `f` applied to `a`.
     Chain(Box<Node>, Box<Node>),
+    /// `a{k: v}`: `a`'s items grouped by key, each group's value.
+    Group(Box<Node>, Vec<(Node, Node)>),
+    /// `?` as an argument: `$f(?, 2)` is a function of what `?` stands
+    /// for.
+    Placeholder,
+    /// `| location | update, delete |`: a function that copies its
+    /// argument with what `location` selects changed.
+    Transform(Arc<Transform>),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Transform {
+    pub location: Node,
+    pub update: Node,
+    pub delete: Option<Node>,
 }
 
 /// A regular expression literal (`/ab+c/i`).
@@ -80,9 +95,9 @@ fn err<T>(code: &str, message: impl std::fmt::Display) -> Result<T, SyntaxError>
     Err(SyntaxError(format!("{code}: {message}")))
 }
 
-const OPERATORS: [&str; 30] = [
+const OPERATORS: [&str; 31] = [
     "..", ":=", "!=", "<=", ">=", "~>", "**", "?:", "??", ".", "[", "]", "{", "}", "(", ")", ",",
-    ";", ":", "?", "+", "-", "*", "/", "%", "&", "=", "<", ">", "^",
+    ";", ":", "?", "+", "-", "*", "/", "%", "&", "=", "<", ">", "^", "|",
 ];
 
 fn lex(text: &str) -> Result<Vec<Tok>, SyntaxError> {
@@ -313,6 +328,13 @@ impl Node {
             Node::Object(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
             Node::Call(f, args) => std::iter::once(&**f).chain(args).collect(),
             Node::Lambda(l) => vec![&l.body],
+            Node::Group(a, pairs) => std::iter::once(&**a)
+                .chain(pairs.iter().flat_map(|(k, v)| [k, v]))
+                .collect(),
+            Node::Transform(t) => [Some(&t.location), Some(&t.update), t.delete.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -336,6 +358,7 @@ fn lbp(t: &Tok) -> u8 {
         Tok::Op(op) => match *op {
             "." => 75,
             "[" | "(" => 80,
+            "{" => 70,
             "^" => 40,
             "*" | "/" | "%" => 60,
             "+" | "-" | "&" => 50,
@@ -423,6 +446,69 @@ impl Parser {
         }
     }
 
+    /// An object constructor's pairs, after its `{`.
+    fn pairs(&mut self) -> Result<Vec<(Node, Node)>, SyntaxError> {
+        let mut pairs = Vec::new();
+        if self.peek_op("}") {
+            self.at += 1;
+            return Ok(pairs);
+        }
+        loop {
+            let key = self.expr(0)?;
+            self.expect(":")?;
+            let value = self.expr(0)?;
+            pairs.push((key, value));
+            match self.next()? {
+                Tok::Op(",") => continue,
+                Tok::Op("}") => return Ok(pairs),
+                t => return err("S0202", format!("Expected \",\" or \"}}\", got {t:?}")),
+            }
+        }
+    }
+
+    /// A call's arguments, after its `(`: a `?` alone is a placeholder.
+    fn arguments(&mut self) -> Result<Vec<Node>, SyntaxError> {
+        let mut items = Vec::new();
+        if self.peek_op(")") {
+            self.at += 1;
+            return Ok(items);
+        }
+        loop {
+            let alone = matches!(self.toks.get(self.at + 1), Some(Tok::Op("," | ")")));
+            if self.peek_op("?") && alone {
+                self.at += 1;
+                items.push(Node::Placeholder);
+            } else {
+                items.push(self.expr(0)?);
+            }
+            match self.next()? {
+                Tok::Op(",") => continue,
+                Tok::Op(")") => return Ok(items),
+                t => return err("S0202", format!("Expected \",\" or \")\", got {t:?}")),
+            }
+        }
+    }
+
+    /// A function's signature (`<n-n:n>`), read past: wisp does not check
+    /// arguments against it.
+    fn signature(&mut self) -> Result<(), SyntaxError> {
+        if !self.peek_op("<") {
+            return Ok(());
+        }
+        let mut open = 0usize;
+        loop {
+            match self.next()? {
+                Tok::Op("<") => open += 1,
+                Tok::Op(">") => open -= 1,
+                Tok::Op("{" | "}") => return err("S0401", "A function signature is not closed"),
+                _ => {}
+            }
+            if open == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     fn expr(&mut self, rbp: u8) -> Result<Node, SyntaxError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -487,6 +573,7 @@ impl Parser {
                     } else {
                         self.at += 1;
                     }
+                    self.signature()?;
                     self.expect("{")?;
                     let body = self.expr(0)?;
                     self.expect("}")?;
@@ -523,26 +610,24 @@ impl Parser {
                 }
                 Node::Array(items)
             }
-            Tok::Op("{") => {
-                let mut pairs = Vec::new();
-                if self.peek_op("}") {
-                    self.at += 1;
-                } else {
-                    loop {
-                        let key = self.expr(0)?;
-                        self.expect(":")?;
-                        let value = self.expr(0)?;
-                        pairs.push((key, value));
-                        match self.next()? {
-                            Tok::Op(",") => continue,
-                            Tok::Op("}") => break,
-                            t => {
-                                return err("S0202", format!("Expected \",\" or \"}}\", got {t:?}"))
-                            }
-                        }
+            Tok::Op("{") => Node::Object(self.pairs()?),
+            Tok::Op("|") => {
+                let location = self.expr(0)?;
+                self.expect("|")?;
+                let update = self.expr(0)?;
+                let delete = match self.peek_op(",") {
+                    true => {
+                        self.at += 1;
+                        Some(self.expr(0)?)
                     }
-                }
-                Node::Object(pairs)
+                    false => None,
+                };
+                self.expect("|")?;
+                Node::Transform(Arc::new(Transform {
+                    location,
+                    update,
+                    delete,
+                }))
             }
             t => {
                 return err(
@@ -567,7 +652,8 @@ impl Parser {
                     Node::Filter(b(left), b(p))
                 }
             }
-            Tok::Op("(") => Node::Call(b(left), self.list(",", ")")?),
+            Tok::Op("(") => Node::Call(b(left), self.arguments()?),
+            Tok::Op("{") => Node::Group(b(left), self.pairs()?),
             Tok::Op("^") => {
                 self.expect("(")?;
                 let mut terms = Vec::new();
