@@ -3,6 +3,7 @@
 //! `/wisp/v1`, and SigV4 authentication of every request.
 
 mod error;
+mod event_stream;
 mod event_views;
 pub mod events;
 pub mod json_protocol;
@@ -91,6 +92,10 @@ impl Api {
                     .delete(lambda::delete_alias),
             )
             .route(&format!("{f}/invocations"), post(lambda::invoke))
+            .route(
+                "/2021-11-15/functions/{name}/response-streaming-invocations",
+                post(lambda::invoke_with_response_stream),
+            )
             .route(
                 "/2015-03-31/event-source-mappings/",
                 post(lambda::create_event_source_mapping).get(lambda::list_event_source_mappings),

@@ -21,6 +21,7 @@ pub mod route;
 pub mod runtime;
 pub mod runtime_api;
 pub mod schedule;
+pub mod streaming;
 pub mod text;
 
 pub use error::{Cause, ErrorKind, InvokeError};

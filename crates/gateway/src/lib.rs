@@ -21,6 +21,7 @@ use wisp_core::idempotency::IdempotencyConfig;
 use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use wisp_core::route::{PayloadFormat, Route, RouteMatch, RouteTable};
 use wisp_core::runtime::{collect_limited, full_body, Body, BodyFailure, BoxError};
+use wisp_core::streaming;
 use wisp_core::{Cause, ErrorKind, FunctionVersion, InvokeError, RuntimeKind, ACCOUNT_ID};
 use wisp_dispatch::{Dispatched, Dispatcher, ResolveError};
 
@@ -374,6 +375,9 @@ impl Gateway {
             Err(error) => return failure_response(&error, &request_id),
         };
         let function_failed = response.status().is_server_error();
+        if !function_failed && response.headers().contains_key(streaming::STREAMED) {
+            return streamed(response, &request_id, replayed).await;
+        }
         let result = match collect_limited(response.into_body(), MAX_SYNC_PAYLOAD_BYTES).await {
             Ok(b) if !function_failed => b,
             // API Gateway hides the function's error from the client.
@@ -423,6 +427,66 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A response the function streams, passed on as it comes: with the
+/// status and headers of its prelude, if it begins with one (what
+/// `awslambda.HttpResponseStream.from` writes), else as the function typed
+/// it.
+pub async fn streamed(
+    response: Response<Body>,
+    request_id: &str,
+    replayed: bool,
+) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(streaming::STREAMED);
+    let integration = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == streaming::HTTP_INTEGRATION.as_bytes());
+    let mut r = if integration {
+        let (prelude, rest) = match streaming::read_prelude(body).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%request_id, error = %e, "malformed streamed response");
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "Internal Server Error",
+                    Some(request_id),
+                );
+            }
+        };
+        let mut r = Response::new(rest);
+        *r.status_mut() = StatusCode::from_u16(prelude.status).unwrap_or(StatusCode::OK);
+        let h = r.headers_mut();
+        for (name, value) in &prelude.headers {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                h.append(n, v);
+            }
+        }
+        for cookie in &prelude.cookies {
+            if let Ok(v) = HeaderValue::from_str(cookie) {
+                h.append(http::header::SET_COOKIE, v);
+            }
+        }
+        r
+    } else {
+        Response::from_parts(parts, body)
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(wisp_headers::REQUEST_ID, v);
+    }
+    if replayed {
+        h.insert(
+            wisp_headers::IDEMPOTENT_REPLAY,
+            HeaderValue::from_static("true"),
+        );
+    }
+    r
 }
 
 /// A 500 for a store failure while routing (details only in the log).

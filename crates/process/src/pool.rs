@@ -262,6 +262,7 @@ impl Prepared for Pool {
                 Ok(Reply::Response(body, _ack)) => Ok(response(200, body, false)),
                 Ok(Reply::FunctionError { body, .. }) => Ok(response(500, body, true)),
                 Ok(Reply::Failed(e)) => Err(e),
+                Ok(Reply::Stream(response)) => Ok(response),
                 Ok(Reply::NotStarted(taken_back)) => {
                     done = taken_back;
                     continue;

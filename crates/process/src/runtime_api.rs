@@ -15,9 +15,10 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, oneshot};
 use wisp_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use wisp_core::runtime_api::Call;
+use wisp_core::streaming::{self, StreamSender};
 use wisp_core::text;
 
-use crate::worker::{ApiReply, Msg, NextEvent, Posted};
+use crate::worker::{error_body, ApiReply, Msg, NextEvent, Posted};
 
 /// Serves the Runtime API on one connection from the worker's process.
 /// The future is polled by the worker's own task, beside everything else
@@ -203,6 +204,21 @@ async fn handle(
                 Err(_) => worker_gone(),
             }
         }
+        Call::Response { request_id } if is_streaming(&req) => {
+            let request_id = request_id.to_string();
+            let content_type = header(&req, "content-type")
+                .unwrap_or_else(|| "application/octet-stream".to_string());
+            let follows = req.headers().contains_key(NEXT_FOLLOWS);
+            stream(
+                req.into_body(),
+                request_id,
+                content_type,
+                follows,
+                worker,
+                pipelined,
+            )
+            .await
+        }
         Call::Response { request_id } => {
             let request_id = request_id.to_string();
             let follows = req.headers().contains_key(NEXT_FOLLOWS);
@@ -258,6 +274,108 @@ async fn handle(
             ),
         )),
     }
+}
+
+fn is_streaming(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(streaming::RESPONSE_MODE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"))
+}
+
+/// A result posted as a stream: the caller gets its head at once and each
+/// chunk as it arrives; an error in its trailers ends it.
+async fn stream(
+    body: Incoming,
+    request_id: String,
+    content_type: String,
+    follows: bool,
+    worker: &mpsc::Sender<Msg>,
+    pipelined: &PipelinedNext,
+) -> Response<Full<Bytes>> {
+    let (sender, out) = streaming::channel(STREAM_CHUNKS);
+    let (tx, rx) = oneshot::channel();
+    let start = Msg::StreamStart {
+        request_id: request_id.clone(),
+        content_type,
+        body: out,
+        sender: sender.clone(),
+        reply: tx,
+    };
+    if worker.send(start).await.is_err() {
+        return worker_gone();
+    }
+    match rx.await {
+        Ok(None) => {}
+        Ok(Some(refusal)) => return reply(refusal),
+        Err(_) => return worker_gone(),
+    }
+    let error = pump(body, &sender).await;
+    if let Some((error_type, doc)) = &error {
+        sender
+            .trailers(streaming::error_trailers(error_type, doc))
+            .await;
+    }
+    drop(sender);
+    ask(worker, follows, pipelined, |reply, next| Msg::StreamEnd {
+        request_id,
+        error,
+        reply,
+        next,
+    })
+    .await
+}
+
+/// How many chunks may wait for a slow caller before the process waits.
+const STREAM_CHUNKS: usize = 16;
+
+/// Moves a streamed result's chunks to the caller, up to the streaming
+/// limit (past it the rest is read and dropped); the error it ended with,
+/// if any. A caller that went away does not stop the function: the
+/// stream is read to its end.
+async fn pump(mut body: Incoming, sender: &StreamSender) -> Option<(String, Bytes)> {
+    let mut total = 0usize;
+    let mut listening = true;
+    let mut error = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                let message = format!("the function's response stream broke: {e}");
+                return Some((
+                    "Runtime.TruncatedResponse".into(),
+                    error_body("Runtime.TruncatedResponse", &message),
+                ));
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                total = total.saturating_add(data.len());
+                if total > streaming::MAX_STREAMED_BYTES {
+                    if error.is_none() {
+                        let limit = streaming::MAX_STREAMED_BYTES;
+                        let message = format!("Response payload size exceeded maximum allowed payload size ({limit} bytes).");
+                        error = Some((
+                            "Function.ResponseSizeTooLarge".to_string(),
+                            error_body("Function.ResponseSizeTooLarge", &message),
+                        ));
+                    }
+                    if total > DRAIN_LIMIT.max(2 * streaming::MAX_STREAMED_BYTES) {
+                        break;
+                    }
+                    continue;
+                }
+                if listening && !sender.data(data).await {
+                    listening = false;
+                }
+            }
+            Err(frame) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    error = error.or_else(|| streaming::trailer_error(trailers));
+                }
+            }
+        }
+    }
+    error
 }
 
 fn next_response(event: NextEvent) -> Response<Full<Bytes>> {

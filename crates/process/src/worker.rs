@@ -23,8 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 use wisp_core::clock::{Clock, SystemClock};
 use wisp_core::limits::MAX_RUNTIME_API_CONNECTIONS;
 use wisp_core::logbuf::{Lines, LogLines};
-use wisp_core::runtime::{Completion, Done};
+use wisp_core::runtime::{Body, Completion, Done};
 use wisp_core::runtime_api::ErrorDocument;
+use wisp_core::streaming::{self, StreamSender};
 use wisp_core::Cause;
 use wisp_core::{InvokeError, LogStream};
 
@@ -82,6 +83,8 @@ pub(crate) enum Reply {
     /// The worker went away before the process took the job: run it on
     /// another, with the same completion sender.
     NotStarted(Done),
+    /// The result, streamed as the process writes it.
+    Stream(http::Response<Body>),
 }
 
 /// A Runtime API answer to the process, sent when this is dropped (so it
@@ -162,6 +165,23 @@ pub(crate) enum Msg {
         error_type: Option<String>,
         body: Posted,
         reply: oneshot::Sender<ApiReply>,
+    },
+    /// A result that streams: its chunks go to `body` as they come.
+    /// `reply` gets a refusal, or nothing if the stream may go on.
+    StreamStart {
+        request_id: String,
+        content_type: String,
+        body: Body,
+        sender: StreamSender,
+        reply: oneshot::Sender<Option<ApiReply>>,
+    },
+    /// The streamed result ended (`error`: its trailers' error type and
+    /// document).
+    StreamEnd {
+        request_id: String,
+        error: Option<(String, Bytes)>,
+        reply: oneshot::Sender<ApiReply>,
+        next: Option<oneshot::Sender<NextEvent>>,
     },
 }
 
@@ -269,6 +289,8 @@ struct Current {
     finished: Option<Instant>,
     error: Option<InvokeError>,
     init_duration: Option<Duration>,
+    /// Where its result streams, once it does.
+    stream: Option<StreamSender>,
 }
 
 struct Actor {
@@ -396,6 +418,17 @@ fn log_stream_name(id: u64) -> String {
         now.day(),
         id
     )
+}
+
+/// The head of a streamed result; its body comes as the process writes it.
+fn streamed_response(content_type: &str, body: Body) -> http::Response<Body> {
+    let mut r = http::Response::new(body);
+    let h = r.headers_mut();
+    let content_type = http::HeaderValue::from_str(content_type)
+        .unwrap_or(http::HeaderValue::from_static("application/octet-stream"));
+    h.insert(http::header::CONTENT_TYPE, content_type);
+    h.insert(streaming::STREAMED, http::HeaderValue::from_static("true"));
+    r
 }
 
 /// Lambda's error document.
@@ -532,7 +565,7 @@ impl Actor {
                 next,
             } => {
                 let pipelined = next.is_some();
-                if let Err(refusal) = self.answer(&request_id) {
+                if let Err(refusal) = self.answer(&request_id, false) {
                     self.drain();
                     let _ = reply.send(refusal);
                     return None;
@@ -584,7 +617,7 @@ impl Actor {
                 next,
             } => {
                 self.drain();
-                if let Err(refusal) = self.answer(&request_id) {
+                if let Err(refusal) = self.answer(&request_id, false) {
                     let _ = reply.send(refusal);
                     return None;
                 }
@@ -601,6 +634,51 @@ impl Actor {
                 current.error = Some(InvokeError::unhandled(&doc.error_type, doc.message));
                 if let Some(r) = current.reply.take() {
                     let _ = r.send(Reply::FunctionError { body });
+                }
+                self.answered(Ack(Some((reply, ApiReply::accepted()))), next)
+                    .await
+            }
+            Msg::StreamStart {
+                request_id,
+                content_type,
+                body,
+                sender,
+                reply,
+            } => {
+                let refusal = match self.current.as_mut() {
+                    Some(c)
+                        if c.request_id == request_id
+                            && c.finished.is_none()
+                            && c.stream.is_none() =>
+                    {
+                        c.stream = Some(sender);
+                        if let Some(r) = c.reply.take() {
+                            let _ = r.send(Reply::Stream(streamed_response(&content_type, body)));
+                        }
+                        None
+                    }
+                    _ => self.answer(&request_id, false).err(),
+                };
+                let _ = reply.send(refusal);
+                None
+            }
+            Msg::StreamEnd {
+                request_id,
+                error,
+                reply,
+                next,
+            } => {
+                self.drain();
+                if let Err(refusal) = self.answer(&request_id, true) {
+                    let _ = reply.send(refusal);
+                    return None;
+                }
+                self.back_to_idle();
+                let current = self.current.as_mut()?; // there: it was just answered
+                current.stream = None;
+                if let Some((error_type, body)) = error {
+                    let doc = ErrorDocument::parse(Some(&error_type), &body);
+                    current.error = Some(InvokeError::unhandled(&doc.error_type, doc.message));
                 }
                 self.answered(Ack(Some((reply, ApiReply::accepted()))), next)
                     .await
@@ -692,8 +770,9 @@ impl Actor {
         }
     }
 
-    /// The current job, if `request_id` names it and it is still unanswered.
-    fn answer(&mut self, request_id: &str) -> Result<&mut Current, ApiReply> {
+    /// The current job, if `request_id` names it and it is still unanswered
+    /// (by a stream that ended, if `streamed`).
+    fn answer(&mut self, request_id: &str, streamed: bool) -> Result<&mut Current, ApiReply> {
         let Some(c) = self.current.as_mut().filter(|c| c.request_id == request_id) else {
             return Err(ApiReply::error(
                 400,
@@ -706,6 +785,16 @@ impl Actor {
                 400,
                 "InvalidStateTransition",
                 format!("invocation {request_id} has already been answered"),
+            ));
+        }
+        if c.stream.is_some() != streamed {
+            return Err(ApiReply::error(
+                400,
+                "InvalidStateTransition",
+                match streamed {
+                    true => format!("invocation {request_id} is not streaming its response"),
+                    false => format!("invocation {request_id} is streaming its response; an error goes in its trailers"),
+                },
             ));
         }
         c.finished = Some(Instant::now());
@@ -747,6 +836,7 @@ impl Actor {
             finished: None,
             error: None,
             init_duration: self.init_duration.take(),
+            stream: None,
         });
     }
 
@@ -793,6 +883,11 @@ impl Actor {
                 self.logs
                     .platform(&format!("{}: {}", error.error_type, error.message));
                 current.error = Some(error.clone());
+                if let Some(stream) = current.stream.take() {
+                    // The caller has the head: the error ends its body.
+                    let doc = error_body(error.lambda_error_type(), &error.message);
+                    stream.try_trailers(streaming::error_trailers(error.lambda_error_type(), &doc));
+                }
                 if let Some(r) = current.reply.take() {
                     let _ = r.send(if error.cause == Cause::Timeout {
                         Reply::Failed(error.clone())

@@ -8,7 +8,7 @@ mod mappings;
 mod settings;
 
 pub(crate) use aliases::*;
-pub(crate) use invoke::invoke;
+pub(crate) use invoke::{invoke, invoke_with_response_stream};
 pub(crate) use mappings::*;
 pub(crate) use settings::*;
 

@@ -393,6 +393,94 @@ fn provided_runtime_runs_a_lambda_runtime_rust_binary() {
     assert!(refused["message"].as_str().unwrap().contains("bootstrap"));
 }
 
+/// `lambda_runtime`'s streaming example, unchanged: its chunks arrive as
+/// separate events of InvokeWithResponseStream's event stream, after the
+/// prelude the crate writes.
+#[test]
+fn provided_runtime_streams_a_lambda_runtime_response() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let mut body = lambda_body(
+        "rstream",
+        "provided.al2023",
+        "bootstrap",
+        &rust_provided_zip(),
+    );
+    body["Environment"] = json!({"Variables": {"STREAM": "1"}});
+    let (status, created) = server.api_json("POST", "/2015-03-31/functions", &body);
+    assert_eq!(status, 201, "{created}");
+    let r = server.api(
+        "POST",
+        "/2021-11-15/functions/rstream/response-streaming-invocations",
+        b"{}",
+        &[],
+    );
+    assert_eq!(r.status().as_u16(), 200);
+    let bytes = r.bytes().unwrap();
+    let events = decode_event_stream(&bytes);
+    let chunks: Vec<&[u8]> = events
+        .iter()
+        .filter(|(kind, _)| kind == "PayloadChunk")
+        .map(|(_, p)| p.as_slice())
+        .collect();
+    // The prelude (JSON, then eight zero bytes), then one chunk per message.
+    assert!(chunks[0].starts_with(b"{\"statusCode\":200"), "{chunks:?}");
+    assert_eq!(chunks[1], &[0u8; 8][..]);
+    assert_eq!(
+        chunks[2..].to_vec(),
+        vec![&b"Hello\n"[..], b"world\n", b"from\n", b"Lambda!\n"]
+    );
+    assert_eq!(
+        events.last().unwrap(),
+        &("InvokeComplete".to_string(), b"{}".to_vec())
+    );
+}
+
+/// The (event type, payload) of each message of an event stream, each
+/// message's length and CRCs checked.
+fn decode_event_stream(mut bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let total = u32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        let headers_len = u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        let (message, rest) = bytes.split_at(total);
+        let crc = u32::from_be_bytes(message[total - 4..].try_into().unwrap());
+        assert_eq!(crc, crc32(&message[..total - 4]), "message CRC");
+        let headers = &message[12..12 + headers_len];
+        let mut kind = String::new();
+        let mut at = 0;
+        while at < headers.len() {
+            let n = headers[at] as usize;
+            let name = std::str::from_utf8(&headers[at + 1..at + 1 + n]).unwrap();
+            let len = u16::from_be_bytes([headers[at + 2 + n], headers[at + 3 + n]]) as usize;
+            let value = std::str::from_utf8(&headers[at + 4 + n..at + 4 + n + len]).unwrap();
+            if name == ":event-type" {
+                kind = value.to_string();
+            }
+            at += 4 + n + len;
+        }
+        out.push((kind, message[12 + headers_len..total - 4].to_vec()));
+        bytes = rest;
+    }
+    out
+}
+
+/// CRC-32 (IEEE), bit by bit: the test's own, to check the server's.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in data {
+        crc ^= *b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 #[test]
 fn provided_runtime_runs_awslambdaric() {
     let ric = std::process::Command::new("python3")

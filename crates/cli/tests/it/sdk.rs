@@ -32,6 +32,13 @@ fn boto3_and_the_aws_cli_drive_step_functions() {
     run_checks("states_api.py");
 }
 
+/// Response streaming (InvokeWithResponseStream and the gateway),
+/// function URLs and layers.
+#[test]
+fn boto3_and_the_aws_cli_drive_lambda_parity() {
+    run_checks("lambda_parity.py");
+}
+
 /// Runs one of the `tests/py` check scripts against a fresh server.
 fn run_checks(script: &str) {
     let tmp = tempfile::tempdir().unwrap();

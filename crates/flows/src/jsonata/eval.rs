@@ -716,17 +716,18 @@ impl Ev {
         for item in items {
             self.tick()?;
             for (p, (k, _)) in pairs.iter().enumerate() {
-                let key =
-                    match self.eval(k, &item, scope)?.finish() {
-                        None => continue,
-                        Some(Value::String(s)) => s,
-                        Some(other) => return fail(
+                let key = match self.eval(k, &item, scope)?.finish() {
+                    None => continue,
+                    Some(Value::String(s)) => s,
+                    Some(other) => {
+                        return fail(
                             "T1003",
                             format!(
                                 "Key in object structure must evaluate to a string; got: {other}"
                             ),
-                        ),
-                    };
+                        )
+                    }
+                };
                 match at.get(&key).map(|g| &mut groups[*g]) {
                     Some((_, pair, members)) if *pair == p => members.push(item.clone()),
                     Some(_) => {

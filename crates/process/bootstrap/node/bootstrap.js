@@ -12,6 +12,8 @@
 // wisp then replaces the worker.
 
 const net = require('net');
+const http = require('http');
+const { Writable } = require('stream');
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
@@ -561,6 +563,130 @@ function parseHeaderJson(value) {
   }
 }
 
+// The context object's members about the invocation and the function.
+function contextOf(headers, requestId) {
+  const deadline = Number(headers['lambda-runtime-deadline-ms']) || 0;
+  return {
+    functionName: FUNCTION_NAME,
+    functionVersion: FUNCTION_VERSION,
+    invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+    memoryLimitInMB: MEMORY_SIZE,
+    awsRequestId: requestId,
+    logGroupName: LOG_GROUP,
+    logStreamName: LOG_STREAM,
+    identity: parseHeaderJson(headers['lambda-runtime-cognito-identity']),
+    clientContext: parseHeaderJson(headers['lambda-runtime-client-context']),
+    getRemainingTimeInMillis: () => Math.max(deadline - Date.now(), 0),
+  };
+}
+
+// ------------------------------------------------------ response streaming --
+// A handler wrapped in awslambda.streamifyResponse gets (event, stream,
+// context) and writes its result to the stream; each chunk goes to the
+// Runtime API as it is written, in a chunked post with
+// Lambda-Runtime-Function-Response-Mode: streaming, on a connection of
+// its own. An error after the first write goes in the post's trailers.
+
+const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HTTP_INTEGRATION = 'application/vnd.awslambda.http-integration-response';
+const streamAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function streamifyResponse(handler, options) {
+  if (typeof handler !== 'function') throw new TypeError('streamifyResponse takes a handler function');
+  handler[STREAMING] = 'response';
+  if (options && options.highWaterMark) handler.highWaterMark = options.highWaterMark;
+  return handler;
+}
+
+class HttpResponseStream {
+  // The status, headers and cookies of an HTTP response, then its body.
+  static from(stream, prelude) {
+    stream.setContentType(HTTP_INTEGRATION);
+    stream.write(JSON.stringify(prelude || {}));
+    stream.write(new Uint8Array(8));
+    return stream;
+  }
+}
+
+globalThis.awslambda = { streamifyResponse, HttpResponseStream };
+
+// The stream a streaming handler writes to, and a promise of the Runtime
+// API's answer once it has ended.
+function responseStream(requestId, highWaterMark) {
+  let request = null;
+  let contentType = 'application/octet-stream';
+  let failure = null;
+  let answered;
+  const answer = new Promise((resolve, reject) => { answered = { resolve, reject }; });
+  const open = () => {
+    if (request !== null) return request;
+    request = http.request({
+      host: HOST,
+      port: PORT,
+      method: 'POST',
+      path: `${BASE}/invocation/${requestId}/response`,
+      agent: streamAgent,
+      headers: {
+        'Content-Type': contentType,
+        'Transfer-Encoding': 'chunked',
+        'Lambda-Runtime-Function-Response-Mode': 'streaming',
+        Trailer: 'Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body',
+      },
+    });
+    request.on('response', (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => answered.resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+    });
+    request.on('error', (e) => answered.reject(e));
+    return request;
+  };
+  const stream = new Writable({
+    highWaterMark,
+    write(chunk, _encoding, callback) {
+      open().write(chunk, callback);
+    },
+    final(callback) {
+      const req = open();
+      if (failure !== null) {
+        req.addTrailers({
+          'Lambda-Runtime-Function-Error-Type': headerSafe(failure.errorType),
+          'Lambda-Runtime-Function-Error-Body': Buffer.from(JSON.stringify(failure)).toString('base64'),
+        });
+      }
+      req.end(callback);
+    },
+  });
+  stream.setContentType = (type) => {
+    if (request !== null) throw new Error('the content type is set before the first write');
+    contentType = String(type);
+  };
+  // Ends the stream with `err` in its trailers.
+  stream.fail = (err) => {
+    failure = errorDocument(err);
+    if (!stream.writableEnded) stream.end();
+    else if (request === null) open().end();
+  };
+  return [stream, answer];
+}
+
+// Runs a streaming handler to its end; resolves once the Runtime API has
+// the whole stream.
+async function invokeStreaming(handler, event, headers, requestId) {
+  const [stream, answer] = responseStream(requestId, handler.highWaterMark);
+  const context = contextOf(headers, requestId);
+  context.callbackWaitsForEmptyEventLoop = false;
+  try {
+    await handler(event, stream, context);
+    // A handler that returned without ending its stream is done with it.
+    if (!stream.writableEnded) stream.end();
+  } catch (err) {
+    logError('Invoke Error', err);
+    stream.fail(err);
+  }
+  await answer;
+}
+
 // Runs one invocation; resolves to [failed, value] exactly once.
 // Handler styles, as in Lambda's Node 20 runtime: the handler always gets
 // (event, context, callback); if it returns a thenable, that settles the
@@ -584,25 +710,17 @@ function invoke(handler, event, headers, requestId) {
       else if (!waitForEmptyLoop) finish(false, result);
       else onEmptyLoop = () => finish(false, result);
     };
-    const deadline = Number(headers['lambda-runtime-deadline-ms']) || 0;
-    const context = {
-      get callbackWaitsForEmptyEventLoop() { return waitForEmptyLoop; },
-      set callbackWaitsForEmptyEventLoop(v) { waitForEmptyLoop = v; },
-      done,
-      succeed: (result) => done(null, result),
-      // fail() without an error still fails, with the string 'handled'.
-      fail: (err) => done(err === undefined || err === null ? 'handled' : err),
-      functionName: FUNCTION_NAME,
-      functionVersion: FUNCTION_VERSION,
-      invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
-      memoryLimitInMB: MEMORY_SIZE,
-      awsRequestId: requestId,
-      logGroupName: LOG_GROUP,
-      logStreamName: LOG_STREAM,
-      identity: parseHeaderJson(headers['lambda-runtime-cognito-identity']),
-      clientContext: parseHeaderJson(headers['lambda-runtime-client-context']),
-      getRemainingTimeInMillis: () => Math.max(deadline - Date.now(), 0),
-    };
+    const context = Object.defineProperties(contextOf(headers, requestId), {
+      callbackWaitsForEmptyEventLoop: {
+        get() { return waitForEmptyLoop; },
+        set(v) { waitForEmptyLoop = v; },
+        enumerable: true,
+      },
+    });
+    context.done = done;
+    context.succeed = (result) => done(null, result);
+    // fail() without an error still fails, with the string 'handled'.
+    context.fail = (err) => done(err === undefined || err === null ? 'handled' : err);
     // Default outcome if the loop drains and nothing completed: null.
     onEmptyLoop = () => finish(false, null);
     let ret;
@@ -645,10 +763,26 @@ async function runLoop(handler) {
 
     let failed;
     let value;
+    let event;
     try {
-      [failed, value] = await invoke(handler, JSON.parse(res.body.toString('utf8')), h, requestId);
+      event = JSON.parse(res.body.toString('utf8'));
     } catch (e) {
       [failed, value] = [true, e]; // the event body was not JSON
+    }
+    if (!failed && handler[STREAMING] === 'response') {
+      // A failed post means the Runtime API is gone: the loop ends.
+      await invokeStreaming(handler, event, h, requestId);
+      if (dying) return;
+      inFlight = null;
+      next = connection.send(NEXT_REQUEST);
+      continue;
+    }
+    if (!failed) {
+      try {
+        [failed, value] = await invoke(handler, event, h, requestId);
+      } catch (e) {
+        [failed, value] = [true, e];
+      }
     }
     let body;
     if (!failed) {

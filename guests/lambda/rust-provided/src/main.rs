@@ -1,5 +1,10 @@
-//! An ordinary `lambda_runtime` handler, as one would deploy it to AWS.
+//! Ordinary `lambda_runtime` handlers, as one would deploy them to AWS: a
+//! buffered one, and (with `STREAM` set in the function's environment)
+//! the crate's response streaming example.
 
+use std::time::Duration;
+
+use lambda_runtime::streaming::{channel, Body, Response};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -16,7 +21,24 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     }))
 }
 
+/// Writes each message as it is ready: the caller reads the first one
+/// while the rest are still to come.
+async fn streaming(_event: LambdaEvent<Value>) -> Result<Response<Body>, Error> {
+    let messages = ["Hello", "world", "from", "Lambda!"];
+    let (mut tx, rx) = channel();
+    tokio::spawn(async move {
+        for message in messages {
+            tx.send_data((message.to_string() + "\n").into()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Ok(Response::from(rx))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::run(service_fn(handler)).await
+    match std::env::var_os("STREAM") {
+        Some(_) => lambda_runtime::run(service_fn(streaming)).await,
+        None => lambda_runtime::run(service_fn(handler)).await,
+    }
 }
