@@ -29,6 +29,7 @@ use wisp_core::runtime::{Body, BoxError};
 use wisp_dispatch::{AsyncQueue, Dispatcher};
 
 pub use error::ApiError;
+pub use lambda::reload_urls;
 pub use sigv4::Credentials;
 pub use wisp_api::reload_routes;
 
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// Called with the new table whenever routes change.
     pub routes_changed: Arc<dyn Fn(RouteTable) + Send + Sync>,
+    /// Called with every function URL whenever one changes.
+    pub urls_changed: Arc<dyn Fn(Vec<wisp_core::function_url::FunctionUrl>) + Send + Sync>,
 }
 
 /// The API: checks size and signature, then routes.
@@ -95,6 +98,17 @@ impl Api {
             .route(
                 "/2021-11-15/functions/{name}/response-streaming-invocations",
                 post(lambda::invoke_with_response_stream),
+            )
+            .route(
+                "/2021-10-31/functions/{name}/url",
+                post(lambda::create_function_url_config)
+                    .get(lambda::get_function_url_config)
+                    .put(lambda::update_function_url_config)
+                    .delete(lambda::delete_function_url_config),
+            )
+            .route(
+                "/2021-10-31/functions/{name}/urls",
+                get(lambda::list_function_url_configs),
             )
             .route(
                 "/2015-03-31/event-source-mappings/",

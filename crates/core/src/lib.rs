@@ -9,6 +9,7 @@ pub mod codezip;
 pub mod duration;
 pub mod error;
 pub mod function;
+pub mod function_url;
 pub mod headers;
 pub mod idempotency;
 pub mod limits;

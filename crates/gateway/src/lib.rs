@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use wisp_core::apigw;
 use wisp_core::error::BodyTimeout;
+use wisp_core::function_url::FunctionUrl;
 use wisp_core::headers as wisp_headers;
 use wisp_core::idempotency::IdempotencyConfig;
 use wisp_core::limits::{MAX_GATEWAY_BODY_BYTES, MAX_SYNC_PAYLOAD_BYTES};
@@ -26,6 +27,9 @@ use wisp_core::{Cause, ErrorKind, FunctionVersion, InvokeError, RuntimeKind, ACC
 use wisp_dispatch::{Dispatched, Dispatcher, ResolveError};
 
 mod traffic;
+mod urls;
+
+pub use urls::Verifier;
 
 /// Routes public HTTP requests to functions.
 pub struct Gateway {
@@ -33,6 +37,10 @@ pub struct Gateway {
     routes: ArcSwap<RouteTable>,
     limiters: ArcSwap<HashMap<String, Arc<traffic::Limiter>>>,
     cache: traffic::ResponseCache,
+    /// Function URLs by their id.
+    urls: ArcSwap<HashMap<String, Arc<FunctionUrl>>>,
+    /// Checks the SigV4 signature of a request to an `AWS_IAM` URL.
+    verifier: std::sync::OnceLock<Verifier>,
 }
 
 /// A JSON error response in API Gateway's shape: `{"message": ...}`.
@@ -73,6 +81,8 @@ impl Gateway {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             limiters: ArcSwap::from_pointee(HashMap::new()),
             cache: traffic::ResponseCache::default(),
+            urls: ArcSwap::from_pointee(HashMap::new()),
+            verifier: std::sync::OnceLock::new(),
         })
     }
 
@@ -90,6 +100,9 @@ impl Gateway {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        if let Some(url) = self.url_of(&request) {
+            return self.function_url(&url, request, remote).await;
+        }
         // The table stays alive for the request (one reference count), so
         // the route is borrowed from it, not copied.
         let routes = self.routes.load_full();
@@ -137,7 +150,9 @@ impl Gateway {
             }
             metrics::counter!("wisp_gateway_cache_total", "result" => "miss").increment(1);
         }
-        let response = self.route_request(route, params, request, remote).await;
+        let response = self
+            .route_request(route, params, request, remote, None)
+            .await;
         match (cache_key, &route.cache) {
             (Some(key), Some(policy)) => {
                 self.cache
@@ -153,12 +168,15 @@ impl Gateway {
         }
     }
 
+    /// Runs a request on the route's function (`url`: the function URL it
+    /// came to, whose qualifier picks the version).
     async fn route_request<B>(
         &self,
         route: &Route,
         params: BTreeMap<String, String>,
         request: Request<B>,
         remote: SocketAddr,
+        url: Option<&FunctionUrl>,
     ) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -179,7 +197,7 @@ impl Gateway {
 
         let version = match self
             .dispatcher
-            .resolve_for_invoke(&route.function, None)
+            .resolve_for_invoke(&route.function, url.and_then(|u| u.qualifier.as_deref()))
             .await
         {
             Ok(v) => v,
@@ -202,7 +220,7 @@ impl Gateway {
         };
         if RuntimeKind::of(&version.config.runtime) == Some(RuntimeKind::Process) {
             return self
-                .proxy(route, &params, &version, &idempotency, request, remote)
+                .proxy(route, &params, &version, &idempotency, request, remote, url)
                 .await;
         }
 
@@ -300,9 +318,11 @@ impl Gateway {
         }
     }
 
-    /// A Lambda (process) function behind a route: the request becomes an
-    /// API Gateway proxy event (payload format 2.0, or 1.0 per route) and
-    /// the function's result is mapped back to an HTTP response.
+    /// A Lambda (process) function behind a route or a function URL: the
+    /// request becomes an API Gateway proxy event (payload format 2.0, or
+    /// 1.0 per route) and the function's result is mapped back to an HTTP
+    /// response.
+    #[allow(clippy::too_many_arguments)]
     async fn proxy<B>(
         &self,
         route: &Route,
@@ -311,6 +331,7 @@ impl Gateway {
         idempotency: &IdempotencyConfig,
         request: Request<B>,
         remote: SocketAddr,
+        url: Option<&FunctionUrl>,
     ) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -350,10 +371,14 @@ impl Gateway {
                 api_id: "wisp",
                 account_id: ACCOUNT_ID,
             };
-            match route.payload_format {
+            let mut event = match route.payload_format {
                 PayloadFormat::V1 => apigw::event_v1(&g),
                 PayloadFormat::V2 => apigw::event_v2(&g),
+            };
+            if let Some(url) = url {
+                urls::as_url_event(&mut event, url, parts.extensions.get::<urls::Caller>());
             }
+            event
         };
         let invoke = Request::post("/")
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -376,7 +401,12 @@ impl Gateway {
         };
         let function_failed = response.status().is_server_error();
         if !function_failed && response.headers().contains_key(streaming::STREAMED) {
-            return streamed(response, &request_id, replayed).await;
+            let r = streamed(response, &request_id, replayed).await;
+            return match url.filter(|u| !u.streams()) {
+                // A BUFFERED URL answers once the function is done.
+                Some(_) => urls::buffered(r).await,
+                None => r,
+            };
         }
         let result = match collect_limited(response.into_body(), MAX_SYNC_PAYLOAD_BYTES).await {
             Ok(b) if !function_failed => b,

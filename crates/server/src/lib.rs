@@ -284,6 +284,26 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
     let api_addr = api_listener.local_addr()?;
 
     let routes_gateway = gateway.clone();
+    let urls_gateway = gateway.clone();
+    let signer = credentials.clone();
+    gateway.set_verifier(Arc::new(
+        move |parts: &http::request::Parts, body: &[u8]| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            wisp_aws::sigv4::verify(
+                &signer,
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or(""),
+                &parts.headers,
+                body,
+                now,
+            )
+            .map(|v| v.access_key_id)
+            .map_err(|e| e.to_string())
+        },
+    ));
     let retention_flows = flows.clone();
     let state = Arc::new(ApiState {
         dispatcher: dispatcher.clone(),
@@ -298,10 +318,14 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<Running> {
         api_url: format!("http://{api_addr}"),
         clock: clock.clone(),
         routes_changed: Arc::new(move |table| routes_gateway.set_routes(table)),
+        urls_changed: Arc::new(move |urls| urls_gateway.set_urls(urls)),
     });
     wisp_aws::reload_routes(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load routes: {}", e.message))?;
+    wisp_aws::reload_urls(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load function URLs: {}", e.message))?;
     if let Some(changes) = store.changes() {
         tokio::spawn(follow_changes(changes, state.clone()));
     }
@@ -411,6 +435,9 @@ async fn follow_changes(
                 if let Err(e) = state.mappings.sync_function(&f).await {
                     tracing::warn!(function = %f, error = %e, "cannot follow its event source mappings");
                 }
+                if let Err(e) = wisp_aws::reload_urls(&state).await {
+                    tracing::warn!(error = %e.message, "cannot reload function URLs");
+                }
             }
             Ok(Change::Routes) => {
                 if let Err(e) = wisp_aws::reload_routes(&state).await {
@@ -430,6 +457,7 @@ async fn follow_changes(
                     }
                 }
                 let _ = wisp_aws::reload_routes(&state).await;
+                let _ = wisp_aws::reload_urls(&state).await;
                 state.sqs.forget_all();
                 state.events.forget_all();
             }

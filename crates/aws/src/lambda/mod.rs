@@ -6,11 +6,14 @@ mod aliases;
 mod invoke;
 mod mappings;
 mod settings;
+mod urls;
 
 pub(crate) use aliases::*;
 pub(crate) use invoke::{invoke, invoke_with_response_stream};
 pub(crate) use mappings::*;
 pub(crate) use settings::*;
+pub use urls::reload_urls;
+pub(crate) use urls::*;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -174,6 +174,146 @@ def group_streaming():
         expect(rest.startswith(b"gate:open;") and rest.endswith(b";last"), "the rest", rest)
 
 
+def url_request(url, method="GET", path="/", headers=None, body=None, sign=False, sent=None):
+    """A request to a function URL: to the gateway's address with the URL's
+    host (*.localhost resolves to loopback in browsers and curl, not in
+    Python). Returns (status, headers, body)."""
+    u = urllib.parse.urlparse(url)
+    g = urllib.parse.urlparse(GATEWAY)
+    headers = dict(headers or {})
+    headers["host"] = u.netloc
+    if sign:
+        creds = botocore.session.get_session().get_credentials()
+        req = botocore.awsrequest.AWSRequest(method=method, url=url.rstrip("/") + path,
+                                             data=body or b"", headers=headers)
+        botocore.auth.SigV4Auth(creds, "lambda", REGION).add_auth(req)
+        headers = dict(req.prepare().headers)
+    conn = http.client.HTTPConnection(g.hostname, g.port, timeout=40)
+    conn.request(method, path, body=body if sent is None else sent, headers=headers)
+    r = conn.getresponse()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+
+
+def group_urls():
+    state = {}
+    with check("create_function_url_config: AuthType NONE, Lambda's shape", critical=True):
+        r = lam.create_function_url_config(FunctionName=NODE, AuthType="NONE")
+        eq(r["ResponseMetadata"]["HTTPStatusCode"], 201, "status")
+        expect(re_match(r"^http://[a-z0-9]{32}\.lambda-url\.us-east-1\.localhost:\d+/$",
+                        r["FunctionUrl"]), "a URL of its own", r["FunctionUrl"])
+        eq((r["AuthType"], r["InvokeMode"]), ("NONE", "BUFFERED"), "defaults")
+        expect(r["FunctionArn"].endswith(f":function:{NODE}"), "the function's ARN", r)
+        state["url"] = r["FunctionUrl"]
+        checks.raises("ResourceConflictException", 409, lam.create_function_url_config,
+                      exceptions=lam.exceptions, FunctionName=NODE, AuthType="NONE")
+
+    with check("the gateway serves the URL with payload format 2.0"):
+        status, _, body = url_request(state["url"], path="/orders/7?action=echo&x=1",
+                                      headers={"cookie": "a=1"})
+        eq(status, 200, "status")
+        event = json.loads(body)["event"]
+        url_id = urllib.parse.urlparse(state["url"]).hostname.split(".")[0]
+        eq((event["version"], event["routeKey"], event["rawPath"], event["rawQueryString"]),
+           ("2.0", "$default", "/orders/7", "action=echo&x=1"), "the event")
+        cx = event["requestContext"]
+        eq((cx["apiId"], cx["domainPrefix"], cx["stage"], cx["http"]["method"]),
+           (url_id, url_id, "$default", "GET"), "its request context")
+        eq(event["cookies"], ["a=1"], "cookies")
+
+    with check("get, list and the AWS CLI show the URL"):
+        got = lam.get_function_url_config(FunctionName=NODE)
+        eq((got["FunctionUrl"], got["AuthType"]), (state["url"], "NONE"), "get")
+        expect(got["LastModifiedTime"], "a modification time", got)
+        eq([c["FunctionUrl"] for c in lam.list_function_url_configs(FunctionName=NODE)
+            ["FunctionUrlConfigs"]], [state["url"]], "list")
+        out = checks.aws(API, "lambda", "list-function-url-configs", "--function-name", NODE)
+        eq([c["FunctionUrl"] for c in out["FunctionUrlConfigs"]], [state["url"]], "aws cli")
+
+    with check("AWS_IAM: unsigned requests are refused, SigV4-signed ones run"):
+        lam.update_function_url_config(FunctionName=NODE, AuthType="AWS_IAM")
+        status, _, body = url_request(state["url"], path="/?action=echo")
+        eq((status, json.loads(body)), (403, {"Message": "Forbidden"}), "unsigned")
+        status, _, body = url_request(state["url"], method="POST", path="/?action=echo",
+                                      body=b'{"n": 1}', sign=True)
+        eq(status, 200, f"signed ({body[:200]!r})")
+        event = json.loads(body)["event"]
+        expect(event["requestContext"]["authorizer"]["iam"]["accessKey"]
+               == os.environ["AWS_ACCESS_KEY_ID"], "the signer in the event", event)
+        eq(event["body"], '{"n": 1}', "the body")
+        status, _, _ = url_request(state["url"], method="POST", path="/?action=echo",
+                                   body=b'{"n": 1}', sign=True, sent=b'{"n": 2}')
+        eq(status, 403, "a body changed after signing")
+
+    with check("Cors: preflight answered by the URL, headers on responses"):
+        lam.update_function_url_config(FunctionName=NODE, AuthType="NONE", Cors={
+            "AllowOrigins": ["https://shop.example"], "AllowMethods": ["GET", "POST"],
+            "AllowHeaders": ["x-basket"], "ExposeHeaders": ["x-wisp-request-id"],
+            "MaxAge": 300})
+        status, h, _ = url_request(state["url"], method="OPTIONS", headers={
+            "origin": "https://shop.example", "access-control-request-method": "POST"})
+        eq((status, h.get("access-control-allow-origin"), h.get("access-control-allow-methods"),
+            h.get("access-control-allow-headers"), h.get("access-control-max-age")),
+           (200, "https://shop.example", "GET,POST", "x-basket", "300"), "preflight")
+        status, h, _ = url_request(state["url"], path="/?action=echo",
+                                   headers={"origin": "https://shop.example"})
+        eq((status, h.get("access-control-allow-origin"), h.get("access-control-expose-headers")),
+           (200, "https://shop.example", "x-wisp-request-id"), "a response")
+        _, h, _ = url_request(state["url"], path="/?action=echo",
+                              headers={"origin": "https://evil.example"})
+        eq(h.get("access-control-allow-origin"), None, "another origin")
+        checks.raises("InvalidParameterValueException", 400, lam.update_function_url_config,
+                      exceptions=lam.exceptions, FunctionName=NODE, Cors={"MaxAge": 90000})
+
+    with check("a URL for an alias, none for a version"):
+        v = lam.publish_version(FunctionName=NODE)["Version"]
+        lam.create_alias(FunctionName=NODE, Name="live", FunctionVersion=v)
+        r = lam.create_function_url_config(FunctionName=NODE, Qualifier="live", AuthType="NONE")
+        expect(r["FunctionArn"].endswith(":live"), "the alias's ARN", r)
+        status, _, body = url_request(r["FunctionUrl"], path="/?action=echo")
+        eq((status, json.loads(body)["functionVersion"]), (200, v), "runs the alias's version")
+        eq(len(lam.list_function_url_configs(FunctionName=NODE)["FunctionUrlConfigs"]), 2,
+           "two URLs")
+        checks.raises("InvalidParameterValueException", 400, lam.create_function_url_config,
+                      exceptions=lam.exceptions, FunctionName=NODE, Qualifier=v, AuthType="NONE")
+
+    with check("InvokeMode RESPONSE_STREAM streams, BUFFERED waits for the end"):
+        r = lam.create_function_url_config(FunctionName=STREAM, AuthType="NONE",
+                                           InvokeMode="RESPONSE_STREAM")
+        gate = Gate()
+        try:
+            u = urllib.parse.urlparse(r["FunctionUrl"])
+            g = urllib.parse.urlparse(GATEWAY)
+            conn = http.client.HTTPConnection(g.hostname, g.port, timeout=40)
+            conn.request("GET", f"/?gate={urllib.parse.quote(gate.url)}",
+                         headers={"host": u.netloc})
+            resp = conn.getresponse()
+            eq((resp.status, resp.getheader("x-streamed")), (201, "yes"), "the prelude")
+            eq(resp.read1(6), b"first;", "the first chunk, while the function waits")
+            gate.opened.set()
+            rest = resp.read()
+        finally:
+            gate.close()
+        expect(rest.startswith(b"gate:open;"), "the rest", rest)
+        lam.update_function_url_config(FunctionName=STREAM, InvokeMode="BUFFERED")
+        status, h, body = url_request(r["FunctionUrl"])
+        eq((status, h.get("content-length") is not None), (201, True), "whole, with a length")
+        expect(body.startswith(b"first;request:"), "the body", body)
+
+    with check("delete_function_url_config: the URL is gone"):
+        status = lam.delete_function_url_config(FunctionName=NODE)
+        eq(status["ResponseMetadata"]["HTTPStatusCode"], 204, "status")
+        eq(url_request(state["url"], path="/?action=echo")[0], 403, "the gateway")
+        checks.raises("ResourceNotFoundException", 404, lam.get_function_url_config,
+                      exceptions=lam.exceptions, FunctionName=NODE)
+        checks.raises("ResourceNotFoundException", 404, lam.delete_function_url_config,
+                      exceptions=lam.exceptions, FunctionName=NODE)
+
+
+def re_match(pattern, text):
+    import re
+    return re.match(pattern, text) is not None
+
+
 def cleanup():
     try:
         signed("PUT", f"/wisp/v1/apps/{P}/routes", json.dumps({"routes": []}).encode())
@@ -186,7 +326,7 @@ def cleanup():
 
 def main():
     print(f"# wisp at {API}, gateway {GATEWAY}, names {P}-*", flush=True)
-    checks.run([group_streaming], cleanup)
+    checks.run([group_streaming, group_urls], cleanup)
 
 
 if __name__ == "__main__":
