@@ -212,6 +212,37 @@ async fn apply_concurrency(
     Ok(())
 }
 
+/// Makes the function's URL what the manifest says: created, updated, or
+/// removed when the manifest has none; prints it.
+async fn apply_url(client: &Client, f: &ManifestFunction) -> anyhow::Result<()> {
+    let path = format!("/2021-10-31/functions/{}/url", segment(&f.name));
+    let existing = client.send("GET", &path, Vec::new(), &[]).await?;
+    let exists = existing.status == 200;
+    let Some(url) = &f.url else {
+        if exists {
+            client
+                .call("DELETE", &path, None)
+                .await
+                .with_context(|| format!("while removing the URL of `{}`", f.name))?;
+        }
+        return Ok(());
+    };
+    let mut body = json!({ "AuthType": url.auth_type, "InvokeMode": url.invoke_mode });
+    body["Cors"] = match &url.cors {
+        Some(c) => serde_json::from_str(c)?,
+        None => json!({}),
+    };
+    let reply = client
+        .call(if exists { "PUT" } else { "POST" }, &path, Some(&body))
+        .await
+        .with_context(|| format!("while setting the URL of `{}`", f.name))?;
+    let shown: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    if let Some(u) = shown["FunctionUrl"].as_str() {
+        eprintln!("  url  {u} ({})", url.auth_type);
+    }
+    Ok(())
+}
+
 /// Makes the server's async settings and idempotency config of `$LATEST`
 /// what the manifest says (absent keys remove them).
 async fn apply_async(client: &Client, path: &str, f: &ManifestFunction) -> anyhow::Result<()> {
@@ -478,6 +509,7 @@ pub async fn deploy(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
         }
         apply_concurrency(client, &path, f).await?;
         apply_async(client, &path, f).await?;
+        apply_url(client, f).await?;
         eprintln!(
             "  ✓ {} ready in {:.1}s",
             f.name,

@@ -78,6 +78,20 @@ pub struct ManifestFunction {
     pub async_policy: Option<ManifestAsync>,
     /// `idempotency_key` / `idempotency_ttl`; `None`: only the header.
     pub idempotency: Option<IdempotencyConfig>,
+    /// Its function URL (`url = { auth = "NONE", ... }`), if any.
+    pub url: Option<ManifestUrl>,
+}
+
+/// `url = { auth, invoke_mode, cors = { allow_origins, ... } }`: Lambda's
+/// CreateFunctionUrlConfig fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestUrl {
+    /// `NONE` or `AWS_IAM`.
+    pub auth_type: String,
+    /// `BUFFERED` or `RESPONSE_STREAM`.
+    pub invoke_mode: String,
+    /// Lambda's `Cors` object, as JSON.
+    pub cors: Option<String>,
 }
 
 /// `async = { max_retries, max_event_age, on_success, on_failure }`.
@@ -185,6 +199,61 @@ struct RawFunction {
     /// LoggingConfig: `log_format = "json"`, `log_level = "warn"`.
     log_format: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
+    url: Option<Spanned<RawUrl>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUrl {
+    auth: Option<String>,
+    invoke_mode: Option<String>,
+    cors: Option<RawCors>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    allow_credentials: Option<bool>,
+    allow_headers: Option<Vec<String>>,
+    allow_methods: Option<Vec<String>>,
+    allow_origins: Option<Vec<String>>,
+    expose_headers: Option<Vec<String>>,
+    max_age: Option<i64>,
+}
+
+/// A `url` table as Lambda's fields, checked as Lambda checks them.
+fn url_of(raw: &RawUrl) -> Result<ManifestUrl, String> {
+    let auth_type = raw.auth.as_deref().unwrap_or("NONE").to_ascii_uppercase();
+    crate::function_url::check_auth_type(&auth_type)
+        .map_err(|_| format!("url.auth is \"NONE\" or \"AWS_IAM\", not \"{auth_type}\""))?;
+    let invoke_mode = raw
+        .invoke_mode
+        .as_deref()
+        .unwrap_or("BUFFERED")
+        .to_ascii_uppercase();
+    crate::function_url::check_invoke_mode(&invoke_mode).map_err(|_| {
+        format!("url.invoke_mode is \"BUFFERED\" or \"RESPONSE_STREAM\", not \"{invoke_mode}\"")
+    })?;
+    let cors = match &raw.cors {
+        None => None,
+        Some(c) => {
+            let cors = crate::function_url::Cors {
+                allow_credentials: c.allow_credentials,
+                allow_headers: c.allow_headers.clone(),
+                allow_methods: c.allow_methods.clone(),
+                allow_origins: c.allow_origins.clone(),
+                expose_headers: c.expose_headers.clone(),
+                max_age: c.max_age,
+            };
+            cors.validate()?;
+            Some(serde_json::to_string(&cors).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(ManifestUrl {
+        auth_type,
+        invoke_mode,
+        cors,
+    })
 }
 
 #[derive(Deserialize)]
@@ -726,6 +795,13 @@ fn function(
             Some(config)
         }
     };
+    let url = match &f.url {
+        None => None,
+        Some(u) => Some(
+            url_of(u.get_ref())
+                .map_err(|m| locate(u.span(), format!("function `{name}`: {m}"), None))?,
+        ),
+    };
     Ok(ManifestFunction {
         name: name.to_string(),
         config,
@@ -735,6 +811,7 @@ fn function(
         provisioned_concurrency: f.provisioned_concurrency.map(Spanned::into_inner),
         async_policy,
         idempotency,
+        url,
     })
 }
 
@@ -861,7 +938,7 @@ function = "basket"
     fn unknown_key_points_at_it_with_a_suggestion() {
         let text = GOOD.replace("memory_mb = 64", "memroy_mb = 64");
         expect![[r#"
-            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`, `async`, `idempotency_key`, `idempotency_ttl`, `log_format`, `log_level`
+            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`, `async`, `idempotency_key`, `idempotency_ttl`, `log_format`, `log_level`, `url`
               --> wisp.toml:8:1
               |
             8 | memroy_mb = 64
@@ -1162,6 +1239,31 @@ logging = "ALL"
         assert!(err(&with("log_level = \"warn\"")).contains("only allowed when LogFormat is JSON"));
         assert!(err(&with("log_format = \"json\"\nlog_level = \"loud\""))
             .contains("ApplicationLogLevel must be one of"));
+    }
+
+    #[test]
+    fn a_url_is_lambdas_function_url_config() {
+        let with =
+            |extra: &str| GOOD.replace("memory_mb = 64", &format!("memory_mb = 64\n{extra}"));
+        let m = parse(
+            "wisp.toml",
+            &with("url = { auth = \"aws_iam\", invoke_mode = \"response_stream\", cors = { allow_origins = [\"https://shop.example\"], max_age = 60 } }"),
+        )
+        .unwrap();
+        let url = m.functions[0].url.as_ref().unwrap();
+        assert_eq!(
+            (url.auth_type.as_str(), url.invoke_mode.as_str()),
+            ("AWS_IAM", "RESPONSE_STREAM")
+        );
+        assert_eq!(
+            url.cors.as_deref(),
+            Some(r#"{"AllowOrigins":["https://shop.example"],"MaxAge":60}"#)
+        );
+        let m = parse("wisp.toml", &with("url = {}")).unwrap();
+        assert_eq!(m.functions[0].url.as_ref().unwrap().auth_type, "NONE");
+        assert!(err(&with("url = { auth = \"open\" }")).contains("url.auth is"));
+        assert!(err(&with("url = { cors = { max_age = 99999 } }")).contains("86400"));
+        assert!(err(&with("url = { cors = { origins = [] } }")).contains("unknown field `origins`"));
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub(crate) async fn create_function_url_config(
     let config = UrlConfig {
         url_id: function_url::new_id(),
         auth_type,
-        cors: req.cors,
+        cors: req.cors.filter(|c| *c != Cors::default()),
         invoke_mode: req.invoke_mode.unwrap_or_else(|| "BUFFERED".into()),
         creation_time: now.clone(),
         last_modified_time: now,
@@ -221,7 +221,8 @@ pub(crate) async fn update_function_url_config(
         config.invoke_mode = m;
     }
     if let Some(c) = req.cors {
-        config.cors = Some(c);
+        // An empty Cors takes it away.
+        config.cors = Some(c).filter(|c| *c != Cors::default());
     }
     config.last_modified_time = last_modified(now_ms(&state));
     keep(&state, &function, &qualifier, &config).await?;

@@ -22,6 +22,7 @@ provisioned_concurrency = 1
 runtime = "python3.11"
 source = "py"
 handler = "app.handler"
+url = { auth = "NONE", cors = { allow_origins = ["*"] } }
 
 [[route]]
 method = "GET"
@@ -160,6 +161,55 @@ fn manifest_concurrency_reaches_the_server_and_provisioned_workers_serve_warm() 
     assert_eq!(r.status(), 200);
     let record = server.record(&crate::harness::request_id(&r));
     assert_eq!(record["cold"], false, "{record}");
+}
+
+/// `url = {...}` in the manifest deploys a function URL; taken out of
+/// the manifest, the URL goes at the next deploy.
+#[test]
+fn a_manifest_url_is_deployed_and_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = deployed(tmp.path());
+    let (status, url) = server.api_json("GET", "/2021-10-31/functions/py/url", &Value::Null);
+    assert_eq!(status, 200, "{url}");
+    assert_eq!(url["AuthType"], "NONE");
+    assert_eq!(url["Cors"]["AllowOrigins"], serde_json::json!(["*"]));
+    let address = url["FunctionUrl"].as_str().unwrap();
+    let host = address
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let r = server
+        .http
+        .get(format!("{}/anything?x=1", server.gateway))
+        .header("host", &host)
+        .header("origin", "https://a.example")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(r.text().unwrap(), "python saw GET /anything");
+
+    let app = tmp.path().join("app");
+    let manifest = MANIFEST.replace(
+        "url = { auth = \"NONE\", cors = { allow_origins = [\"*\"] } }\n",
+        "",
+    );
+    std::fs::write(app.join("wisp.toml"), manifest).unwrap();
+    let out = server.cli(&["deploy", app.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, _) = server.api_json("GET", "/2021-10-31/functions/py/url", &Value::Null);
+    assert_eq!(status, 404);
+    let r = server
+        .http
+        .get(format!("{}/anything", server.gateway))
+        .header("host", &host)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 #[test]
