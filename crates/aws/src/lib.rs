@@ -110,6 +110,15 @@ impl Api {
                 "/2021-10-31/functions/{name}/urls",
                 get(lambda::list_function_url_configs),
             )
+            .route("/2018-10-31/layers", get(lambda::list_layers))
+            .route(
+                "/2018-10-31/layers/{layer}/versions",
+                post(lambda::publish_layer_version).get(lambda::list_layer_versions),
+            )
+            .route(
+                "/2018-10-31/layers/{layer}/versions/{version}",
+                get(lambda::get_layer_version).delete(lambda::delete_layer_version),
+            )
             .route(
                 "/2015-03-31/event-source-mappings/",
                 post(lambda::create_event_source_mapping).get(lambda::list_event_source_mappings),

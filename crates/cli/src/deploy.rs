@@ -172,6 +172,7 @@ fn config_body(f: &ManifestFunction) -> Value {
         "MemorySize": c.memory_mb,
         "Environment": { "Variables": c.environment },
         "LoggingConfig": c.logging.to_aws(""),
+        "Layers": f.layers,
         "WispConfig": {
             "AllowedOutboundHosts": c.allowed_outbound_hosts,
             "InstanceReuse": c.instance_reuse,

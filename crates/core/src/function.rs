@@ -92,7 +92,22 @@ pub struct FunctionConfig {
     /// application's and the platform's log levels.
     #[serde(default, skip_serializing_if = "LoggingConfig::is_default")]
     pub logging: LoggingConfig,
+    /// Layer versions, in the order they are laid over each other (at
+    /// most five).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<Layer>,
 }
+
+/// A layer version a function uses: its ARN and its code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub arn: String,
+    pub code_sha256: String,
+    pub code_size: u64,
+}
+
+/// The most layers a function may use (Lambda's).
+pub const MAX_LAYERS: usize = 5;
 
 /// How a function's logs are written (Lambda's LoggingConfig).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,11 +192,18 @@ impl FunctionConfig {
             instance_reuse: 0,
             role: String::new(),
             logging: LoggingConfig::default(),
+            layers: Vec::new(),
         }
     }
 
     /// Checks every field against its limit; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
+        if self.layers.len() > MAX_LAYERS {
+            return Err(format!("a function uses at most {MAX_LAYERS} layers"));
+        }
+        if !self.layers.is_empty() && self.runtime == "wasm" {
+            return Err("layers are for Lambda runtimes (Node, Python, provided); a wasm component carries what it needs".into());
+        }
         if RuntimeKind::of(&self.runtime).is_none() {
             return Err(format!(
                 "runtime `{}` is not supported; use one of {}",

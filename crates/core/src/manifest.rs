@@ -80,6 +80,8 @@ pub struct ManifestFunction {
     pub idempotency: Option<IdempotencyConfig>,
     /// Its function URL (`url = { auth = "NONE", ... }`), if any.
     pub url: Option<ManifestUrl>,
+    /// Layer version ARNs (`layers = ["arn:aws:lambda:...:layer:NAME:N"]`).
+    pub layers: Vec<String>,
 }
 
 /// `url = { auth, invoke_mode, cors = { allow_origins, ... } }`: Lambda's
@@ -200,6 +202,8 @@ struct RawFunction {
     log_format: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     url: Option<Spanned<RawUrl>>,
+    #[serde(default)]
+    layers: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -802,7 +806,28 @@ fn function(
                 .map_err(|m| locate(u.span(), format!("function `{name}`: {m}"), None))?,
         ),
     };
+    if f.layers.len() > crate::function::MAX_LAYERS {
+        return Err(locate(
+            f.layers[crate::function::MAX_LAYERS].span(),
+            format!(
+                "function `{name}` uses at most {} layers",
+                crate::function::MAX_LAYERS
+            ),
+            None,
+        ));
+    }
+    if let Some(bad) = f.layers.iter().find(|l| {
+        let parts: Vec<&str> = l.get_ref().split(':').collect();
+        !matches!(parts.as_slice(), ["arn", _, "lambda", _, _, "layer", _, v] if v.parse::<u64>().is_ok())
+    }) {
+        return Err(locate(
+            bad.span(),
+            format!("`{}` is not a layer version ARN", bad.get_ref()),
+            Some("publish the layer (aws lambda publish-layer-version) and give its LayerVersionArn, e.g. arn:aws:lambda:us-east-1:000000000000:layer:shared:1".into()),
+        ));
+    }
     Ok(ManifestFunction {
+        layers: f.layers.into_iter().map(Spanned::into_inner).collect(),
         name: name.to_string(),
         config,
         source,
@@ -938,7 +963,7 @@ function = "basket"
     fn unknown_key_points_at_it_with_a_suggestion() {
         let text = GOOD.replace("memory_mb = 64", "memroy_mb = 64");
         expect![[r#"
-            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`, `async`, `idempotency_key`, `idempotency_ttl`, `log_format`, `log_level`, `url`
+            error: unknown field `memroy_mb`, expected one of `runtime`, `source`, `component`, `handler`, `memory_mb`, `timeout`, `environment`, `allowed_outbound_hosts`, `description`, `instance_reuse`, `reserved_concurrency`, `provisioned_concurrency`, `async`, `idempotency_key`, `idempotency_ttl`, `log_format`, `log_level`, `url`, `layers`
               --> wisp.toml:8:1
               |
             8 | memroy_mb = 64
@@ -1259,6 +1284,16 @@ logging = "ALL"
             url.cors.as_deref(),
             Some(r#"{"AllowOrigins":["https://shop.example"],"MaxAge":60}"#)
         );
+        let m = parse(
+            "wisp.toml",
+            &with("layers = [\"arn:aws:lambda:us-east-1:000000000000:layer:shared:3\"]"),
+        )
+        .unwrap();
+        assert_eq!(
+            m.functions[0].layers,
+            ["arn:aws:lambda:us-east-1:000000000000:layer:shared:3"]
+        );
+        assert!(err(&with("layers = [\"shared\"]")).contains("is not a layer version ARN"));
         let m = parse("wisp.toml", &with("url = {}")).unwrap();
         assert_eq!(m.functions[0].url.as_ref().unwrap().auth_type, "NONE");
         assert!(err(&with("url = { auth = \"open\" }")).contains("url.auth is"));

@@ -95,11 +95,13 @@ fn caller_body_error(e: &(dyn std::error::Error + 'static)) -> InvokeError {
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// Does the cold part for a version: load or compile its artifact,
-    /// link it, start workers. `artifact` is the code zip on local disk.
+    /// link it, start workers. `artifact` is the code zip on local disk,
+    /// `layers` the zips of its layers, in order.
     async fn prepare(
         &self,
         version: &FunctionVersion,
         artifact: &Path,
+        layers: &[std::path::PathBuf],
     ) -> Result<Arc<dyn Prepared>, InvokeError>;
 }
 

@@ -530,7 +530,21 @@ impl Dispatcher {
                     .map_err(|e| {
                         InvokeError::platform(format!("code of `{}`: {e}", version.function))
                     })?;
-                runtime.prepare(version, &artifact).await
+                let mut layers = Vec::with_capacity(version.config.layers.len());
+                for layer in &version.config.layers {
+                    let path = self
+                        .store
+                        .code_path(&layer.code_sha256)
+                        .await
+                        .map_err(|e| {
+                            InvokeError::platform(format!(
+                                "layer {} of `{}`: {e}",
+                                layer.arn, version.function
+                            ))
+                        })?;
+                    layers.push(path);
+                }
+                runtime.prepare(version, &artifact, &layers).await
             })
             .await?
             .clone();

@@ -150,6 +150,7 @@ impl ProcessRuntime {
         &self,
         version: &FunctionVersion,
         task_root: &Path,
+        opt: &[PathBuf],
     ) -> Result<worker::Spec, InvokeError> {
         let c = &version.config;
         let (program, args) = if c.runtime.starts_with("nodejs") {
@@ -195,6 +196,27 @@ impl ProcessRuntime {
         if let Some(dir) = program.parent().filter(|d| *d != task_root) {
             path.insert(0, dir.display().to_string());
         }
+        // Layers: a later one is laid over an earlier one (its files win),
+        // so it comes first in each search path.
+        let layer_dirs: Vec<String> = opt.iter().rev().map(|d| d.display().to_string()).collect();
+        let each = |f: &dyn Fn(&str) -> Vec<String>| -> Vec<String> {
+            layer_dirs.iter().flat_map(|d| f(d)).collect()
+        };
+        path.extend(each(&|d| vec![format!("{d}/bin")]));
+        let libraries = each(&|d| vec![format!("{d}/lib")]);
+        let node_path = each(&|d| {
+            vec![
+                format!("{d}/nodejs/node20/node_modules"),
+                format!("{d}/nodejs/node_modules"),
+            ]
+        });
+        let python = c.runtime.strip_prefix("python").unwrap_or("3");
+        let python_path = each(&|d| {
+            vec![
+                format!("{d}/python/lib/python{python}/site-packages"),
+                format!("{d}/python"),
+            ]
+        });
         path.push(std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
         let mut env: Vec<(String, String)> = c
             .environment
@@ -207,10 +229,18 @@ impl ProcessRuntime {
             ("PATH", path.join(":")),
             ("LANG", "en_US.UTF-8".into()),
             ("TZ", ":UTC".into()),
-            ("LD_LIBRARY_PATH", format!("{root}:{root}/lib")),
+            (
+                "LD_LIBRARY_PATH",
+                std::iter::once(format!("{root}:{root}/lib"))
+                    .chain(libraries)
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
+            ("NODE_PATH", node_path.join(":")),
+            ("PYTHONPATH", python_path.join(":")),
         ];
         for (k, v) in defaults {
-            if !env.iter().any(|(key, _)| key == k) {
+            if !v.is_empty() && !env.iter().any(|(key, _)| key == k) {
                 env.push((k.to_string(), v));
             }
         }
@@ -362,23 +392,41 @@ impl Runtime for ProcessRuntime {
         &self,
         version: &FunctionVersion,
         artifact: &Path,
+        layers: &[PathBuf],
     ) -> Result<Arc<dyn Prepared>, InvokeError> {
-        let tasks = self.config.dir.join("tasks");
-        let sha = version.code_sha256.clone();
-        let zip = artifact.to_path_buf();
-        let task_root = tokio::task::spawn_blocking(move || unpack::task_root(&tasks, &sha, &zip))
-            .await
-            .map_err(|e| InvokeError::platform(format!("unpack task failed: {e}")))?
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::InvalidData => {
-                    InvokeError::new(Cause::InvalidCode, e.to_string())
-                }
-                _ => InvokeError::platform(format!(
-                    "cannot unpack the code of `{}`: {e}",
-                    version.function
-                )),
-            })?;
-        let spec = self.spec(version, &task_root).await?;
+        let unpacked = |root: PathBuf, sha: String, zip: PathBuf, what: String| async move {
+            tokio::task::spawn_blocking(move || unpack::task_root(&root, &sha, &zip))
+                .await
+                .map_err(|e| InvokeError::platform(format!("unpack task failed: {e}")))?
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidData => {
+                        InvokeError::new(Cause::InvalidCode, format!("{what}: {e}"))
+                    }
+                    _ => InvokeError::platform(format!("cannot unpack {what}: {e}")),
+                })
+        };
+        let task_root = unpacked(
+            self.config.dir.join("tasks"),
+            version.code_sha256.clone(),
+            artifact.to_path_buf(),
+            format!("the code of `{}`", version.function),
+        )
+        .await?;
+        // Each layer is unpacked once, wherever it is used; what AWS puts
+        // in /opt is found through the runtimes' search paths.
+        let mut opt = Vec::with_capacity(layers.len());
+        for (layer, zip) in version.config.layers.iter().zip(layers) {
+            opt.push(
+                unpacked(
+                    self.config.dir.join("layers"),
+                    layer.code_sha256.clone(),
+                    zip.clone(),
+                    format!("layer {}", layer.arn),
+                )
+                .await?,
+            );
+        }
+        let spec = self.spec(version, &task_root, &opt).await?;
         Ok(Arc::new(pool::Pool::new(
             spec,
             self.sandbox.clone(),

@@ -190,6 +190,7 @@ impl wisp_core::runtime::Runtime for WasmRuntime {
         &self,
         version: &FunctionVersion,
         artifact: &Path,
+        _layers: &[std::path::PathBuf],
     ) -> Result<Arc<dyn wisp_core::runtime::Prepared>, InvokeError> {
         let inner = self.inner.clone();
         let version = version.clone();

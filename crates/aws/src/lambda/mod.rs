@@ -4,12 +4,17 @@
 
 mod aliases;
 mod invoke;
+mod layers;
 mod mappings;
 mod settings;
 mod urls;
 
 pub(crate) use aliases::*;
 pub(crate) use invoke::{invoke, invoke_with_response_stream};
+pub(crate) use layers::{
+    delete_layer_version, get_layer_version, list_layer_versions, list_layers,
+    publish_layer_version,
+};
 pub(crate) use mappings::*;
 pub(crate) use settings::*;
 pub use urls::reload_urls;
@@ -117,6 +122,13 @@ pub(crate) fn configuration(state: &ApiState, region: &str, v: &FunctionVersion)
             "TimeoutMs": c.timeout_ms,
         },
     });
+    if !c.layers.is_empty() {
+        out["Layers"] = c
+            .layers
+            .iter()
+            .map(|l| json!({"Arn": l.arn, "CodeSize": l.code_size}))
+            .collect();
+    }
     if c.environment.is_empty() {
         // Lambda leaves Environment out when there are no variables.
         if let Some(o) = out.as_object_mut() {
@@ -162,6 +174,7 @@ struct ConfigFields {
     environment: Option<Environment>,
     logging_config: Option<Value>,
     wisp_config: Option<WispConfig>,
+    layers: Option<Vec<String>>,
 }
 
 impl ConfigFields {
@@ -305,7 +318,11 @@ pub(crate) async fn create_function(
         .clone()
         .ok_or_else(|| ApiError::invalid("Handler is required"))?;
     let mut config = FunctionConfig::new(&runtime, &handler);
-    req.config.apply(&mut config).map_err(ApiError::invalid)?;
+    let mut fields = req.config;
+    if let Some(arns) = fields.layers.take() {
+        config.layers = layers::resolve(&state, &arns).await?;
+    }
+    fields.apply(&mut config).map_err(ApiError::invalid)?;
     config.validate().map_err(ApiError::invalid)?;
     if req.code.s3_bucket.is_some() || req.code.image_uri.is_some() {
         return Err(ApiError::invalid(
@@ -578,7 +595,11 @@ pub(crate) async fn update_function_configuration(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Function not found: {name}")))?;
     let mut version = current.clone();
-    req.config
+    let mut fields = req.config;
+    if let Some(arns) = fields.layers.take() {
+        version.config.layers = layers::resolve(&state, &arns).await?;
+    }
+    fields
         .apply(&mut version.config)
         .map_err(ApiError::invalid)?;
     version.config.validate().map_err(ApiError::invalid)?;

@@ -309,6 +309,122 @@ def group_urls():
                       exceptions=lam.exceptions, FunctionName=NODE)
 
 
+def zip_files(files):
+    """A zip of {path: text}; files under bin/ are executable."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, text in files.items():
+            info = zipfile.ZipInfo(path)
+            info.external_attr = (0o755 if path.startswith("bin/") else 0o644) << 16
+            z.writestr(info, text)
+    return buf.getvalue()
+
+
+def group_layers():
+    state = {}
+    shared = P + "-shared"
+    with check("publish_layer_version: versions count up, Lambda's shape", critical=True):
+        v1 = lam.publish_layer_version(
+            LayerName=shared, Description="first", CompatibleRuntimes=["nodejs20.x"],
+            LicenseInfo="MIT", Content={"ZipFile": zip_files({
+                "nodejs/node_modules/greeter/index.js":
+                    "exports.greet = (n) => `hello ${n} from v1`;",
+                "python/greeter.py": "def greet(n):\n    return f'hello {n} from v1'\n",
+                "bin/layer-tool": "#!/bin/sh\necho tool v1\n"})})
+        eq((v1["Version"], v1["Description"], v1["LicenseInfo"]), (1, "first", "MIT"), "v1")
+        expect(v1["LayerVersionArn"] == v1["LayerArn"] + ":1", "its ARN", v1)
+        expect(v1["Content"]["CodeSize"] > 0 and v1["Content"]["CodeSha256"], "its content", v1)
+        v2 = lam.publish_layer_version(
+            LayerName=shared, Description="second", CompatibleRuntimes=["python3.11"],
+            Content={"ZipFile": zip_files({
+                "nodejs/node_modules/greeter/index.js":
+                    "exports.greet = (n) => `hello ${n} from v2`;"})})
+        eq(v2["Version"], 2, "v2")
+        extra = lam.publish_layer_version(LayerName=P + "-extra", Content={"ZipFile": zip_files({
+            "nodejs/node_modules/extra/index.js": "exports.extra = true;"})})
+        state.update(v1=v1, v2=v2, extra=extra)
+
+    with check("get, get by ARN, list versions and layers, the AWS CLI"):
+        got = lam.get_layer_version(LayerName=shared, VersionNumber=1)
+        eq(got["Description"], "first", "get")
+        eq(lam.get_layer_version_by_arn(Arn=state["v2"]["LayerVersionArn"])["Version"], 2,
+           "by ARN")
+        eq([v["Version"] for v in lam.list_layer_versions(LayerName=shared)["LayerVersions"]],
+           [2, 1], "versions, newest first")
+        eq([v["Version"] for v in lam.list_layer_versions(
+            LayerName=shared, CompatibleRuntime="nodejs20.x")["LayerVersions"]], [1],
+           "by runtime")
+        mine = {l["LayerName"]: l["LatestMatchingVersion"]["Version"]
+                for l in lam.list_layers()["Layers"] if l["LayerName"].startswith(P)}
+        eq(mine, {shared: 2, P + "-extra": 1}, "layers and their latest versions")
+        out = checks.aws(API, "lambda", "list-layer-versions", "--layer-name", shared)
+        eq(len(out["LayerVersions"]), 2, "aws cli")
+
+    with check("Layers on a Node function: its modules resolve, in order, later wins"):
+        name = P + "-layered"
+        code = zip_files({"index.js": """
+const { execSync } = require('child_process');
+exports.handler = async () => ({
+  greeting: require('greeter').greet('ann'),
+  extra: require('extra').extra,
+  tool: (() => { try { return execSync('layer-tool').toString().trim(); } catch (e) { return null; } })(),
+});"""})
+        r = lam.create_function(FunctionName=name, Runtime="nodejs20.x", Handler="index.handler",
+                                Role=ROLE, Code={"ZipFile": code},
+                                Layers=[state["v1"]["LayerVersionArn"],
+                                        state["extra"]["LayerVersionArn"]])
+        eq([l["Arn"] for l in r["Layers"]],
+           [state["v1"]["LayerVersionArn"], state["extra"]["LayerVersionArn"]], "shown in order")
+        out = json.loads(lam.invoke(FunctionName=name)["Payload"].read())
+        eq(out, {"greeting": "hello ann from v1", "extra": True, "tool": "tool v1"},
+           "modules and tools of the layers")
+        lam.update_function_configuration(FunctionName=name, Layers=[
+            state["extra"]["LayerVersionArn"], state["v2"]["LayerVersionArn"]])
+        out = json.loads(lam.invoke(FunctionName=name)["Payload"].read())
+        eq((out.get("greeting"), out.get("tool")), ("hello ann from v2", None),
+           "the new layers' modules, the old one's tool gone")
+
+    with check("Layers on a Python function: /opt/python is on its path"):
+        name = P + "-pylayered"
+        code = zip_files({"app.py": "import greeter\n\ndef handler(e, c):\n"
+                                    "    return greeter.greet('bo')\n"})
+        lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler",
+                            Role=ROLE, Code={"ZipFile": code},
+                            Layers=[state["v1"]["LayerVersionArn"]])
+        eq(json.loads(lam.invoke(FunctionName=name)["Payload"].read()), "hello bo from v1",
+           "the layer's module")
+
+    with check("bad layers are refused: missing, six of them, two versions of one"):
+        missing = state["v1"]["LayerArn"] + ":99"
+        checks.raises("InvalidParameterValueException", 400, lam.update_function_configuration,
+                      exceptions=lam.exceptions, FunctionName=P + "-layered", Layers=[missing])
+        checks.raises("InvalidParameterValueException", 400, lam.update_function_configuration,
+                      exceptions=lam.exceptions, FunctionName=P + "-layered",
+                      Layers=[state["extra"]["LayerVersionArn"]] * 6)
+        checks.raises("InvalidParameterValueException", 400, lam.update_function_configuration,
+                      exceptions=lam.exceptions, FunctionName=P + "-layered",
+                      Layers=[state["v1"]["LayerVersionArn"], state["v2"]["LayerVersionArn"]])
+        checks.raises("InvalidParameterValueException", 400, lam.publish_layer_version,
+                      exceptions=lam.exceptions, LayerName=P + "-bad",
+                      Content={"ZipFile": b"not a zip"})
+
+    with check("delete_layer_version: gone, its number never given again"):
+        lam.delete_layer_version(LayerName=shared, VersionNumber=2)
+        checks.raises("ResourceNotFoundException", 404, lam.get_layer_version,
+                      exceptions=lam.exceptions, LayerName=shared, VersionNumber=2)
+        again = lam.publish_layer_version(LayerName=shared, Content={"ZipFile": zip_files({
+            "python/x.py": ""})})
+        eq(again["Version"], 3, "the next number")
+        # A function that used the deleted version keeps running it.
+        out = json.loads(lam.invoke(FunctionName=P + "-layered")["Payload"].read())
+        eq(out.get("greeting"), "hello ann from v2", "still served")
+        for v in (1, 3):
+            lam.delete_layer_version(LayerName=shared, VersionNumber=v)
+        lam.delete_layer_version(LayerName=P + "-extra", VersionNumber=1)
+
+
 def re_match(pattern, text):
     import re
     return re.match(pattern, text) is not None
@@ -326,7 +442,7 @@ def cleanup():
 
 def main():
     print(f"# wisp at {API}, gateway {GATEWAY}, names {P}-*", flush=True)
-    checks.run([group_streaming, group_urls], cleanup)
+    checks.run([group_streaming, group_urls, group_layers], cleanup)
 
 
 if __name__ == "__main__":
