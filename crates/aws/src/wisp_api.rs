@@ -140,7 +140,51 @@ pub(crate) async fn logs(
         })
         .await?;
     let next = events.last().map(|e| e.seq).or(q.after).unwrap_or(0);
+    let events = in_log_format(&state, events).await;
     Ok(Json(json!({ "events": events, "next": next })))
+}
+
+/// Log entries as their functions' LoggingConfig writes them: with
+/// LogFormat JSON, the platform lines are Lambda's JSON records (and
+/// those below the SystemLogLevel are left out).
+pub(crate) async fn in_log_format(
+    state: &ApiState,
+    entries: Vec<wisp_core::LogEntry>,
+) -> Vec<wisp_core::LogEntry> {
+    let mut configs: std::collections::HashMap<String, Option<wisp_core::function::LoggingConfig>> =
+        Default::default();
+    let mut out = Vec::with_capacity(entries.len());
+    for mut e in entries {
+        if e.stream == wisp_core::LogStream::Platform {
+            if !configs.contains_key(&e.function) {
+                let config = state
+                    .dispatcher
+                    .store()
+                    .get_version(&e.function, wisp_core::function::LATEST)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|v| v.config.logging.clone());
+                configs.insert(e.function.clone(), config);
+            }
+            if let Some(Some(logging)) = configs
+                .get(&e.function)
+                .filter(|c| c.as_ref().is_some_and(|l| l.json))
+            {
+                match wisp_core::record::platform_json(
+                    &e.message,
+                    e.ts_ms,
+                    logging.system_level.as_deref(),
+                ) {
+                    Some(Some(json)) => e.message = json,
+                    Some(None) => continue,
+                    None => {}
+                }
+            }
+        }
+        out.push(e);
+    }
+    out
 }
 
 pub(crate) async fn code(

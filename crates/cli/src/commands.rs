@@ -48,7 +48,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             follow,
             since,
             request_id,
-        } => logs(&client()?, &name, follow, since, request_id).await,
+            format,
+            level,
+        } => {
+            let shown = Shown::new(&format, level.as_deref())?;
+            logs(&client()?, &name, follow, since, request_id, shown).await
+        }
         Command::Ls => ls(&client()?).await,
         Command::Describe { name } => describe(&client()?, &name).await,
         Command::Queue { command } => crate::queues::run(&client()?, command).await,
@@ -326,12 +331,104 @@ fn print_log_line(e: &Value, with_function: bool) {
     );
 }
 
+/// How `wisp logs` shows lines: as text or JSON, from a level up.
+struct Shown {
+    json: bool,
+    at_least: u8,
+}
+
+const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+fn level_rank(level: &str) -> Option<u8> {
+    let level = match level.to_ascii_uppercase().as_str() {
+        "WARNING" => "WARN".to_string(),
+        "CRITICAL" => "FATAL".to_string(),
+        other => other.to_string(),
+    };
+    LEVELS.iter().position(|l| *l == level).map(|i| i as u8)
+}
+
+/// A line's level: a JSON record's `level`, the level field of Lambda's
+/// text format (Node's `time\tid\tLEVEL\t…`, Python's `[LEVEL]\t…`), else
+/// INFO.
+fn line_level(message: &str) -> &str {
+    if let Ok(v) = serde_json::from_str::<Value>(message) {
+        if let Some(l) = v["level"].as_str().filter(|l| level_rank(l).is_some()) {
+            return LEVELS[level_rank(l).unwrap_or(2) as usize];
+        }
+        return "INFO";
+    }
+    let mut parts = message.split('\t');
+    let first = parts.next().unwrap_or_default();
+    if let Some(l) = first.strip_prefix('[').and_then(|f| f.strip_suffix(']')) {
+        if let Some(r) = level_rank(l) {
+            return LEVELS[r as usize];
+        }
+    }
+    match parts.nth(1).and_then(level_rank) {
+        Some(r) => LEVELS[r as usize],
+        None => "INFO",
+    }
+}
+
+impl Shown {
+    fn new(format: &str, level: Option<&str>) -> anyhow::Result<Shown> {
+        let json = match format {
+            "text" => false,
+            "json" => true,
+            other => anyhow::bail!("--format is text or json, not {other}"),
+        };
+        let at_least = match level {
+            None => 0,
+            Some(l) => level_rank(l).ok_or_else(|| {
+                anyhow::anyhow!("--level is one of {}", LEVELS.join(", ").to_lowercase())
+            })?,
+        };
+        Ok(Shown { json, at_least })
+    }
+
+    fn print(&self, e: &Value) {
+        let message = e["message"].as_str().unwrap_or("");
+        let level = line_level(message);
+        if level_rank(level).unwrap_or(2) < self.at_least {
+            return;
+        }
+        if !self.json {
+            return print_log_line(e, false);
+        }
+        let ts = e["ts_ms"].as_i64().unwrap_or(0);
+        let time = time::OffsetDateTime::from_unix_timestamp_nanos(ts as i128 * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        let body = serde_json::from_str::<Value>(message)
+            .ok()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| Value::String(message.to_string()));
+        println!(
+            "{}",
+            json!({
+                "timestamp": time,
+                "function": e["function"],
+                "requestId": e["request_id"],
+                "stream": e["stream"],
+                "level": level,
+                "message": body,
+            })
+        );
+    }
+}
+
 async fn logs(
     client: &Client,
     name: &str,
     follow: bool,
     since: Option<String>,
     request_id: Option<String>,
+    shown: Shown,
 ) -> anyhow::Result<()> {
     let since_ms = match since {
         Some(s) => {
@@ -357,7 +454,7 @@ async fn logs(
         let (events, next) =
             fetch_logs(client, Some(name), request_id.as_deref(), since_ms, after).await?;
         for e in &events {
-            print_log_line(e, false);
+            shown.print(e);
         }
         after = next;
         if events.is_empty() {

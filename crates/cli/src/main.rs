@@ -167,6 +167,13 @@ enum Command {
         /// Only this invocation's lines.
         #[arg(long)]
         request_id: Option<String>,
+        /// `text` (the default) or `json`: one JSON object per line.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Only lines at this level or above (trace, debug, info, warn,
+        /// error, fatal).
+        #[arg(long)]
+        level: Option<String>,
     },
     /// List functions.
     Ls,

@@ -168,6 +168,89 @@ impl InvocationRecord {
     }
 }
 
+/// A platform line (START, END, REPORT) as Lambda writes it when the
+/// function's LogFormat is JSON: `platform.start` and `platform.report`
+/// records (there is no END), dropped below the SystemLogLevel (both are
+/// INFO). `None`: not such a line, keep it; `Some(None)`: drop it.
+pub fn platform_json(
+    message: &str,
+    ts_ms: i64,
+    system_level: Option<&str>,
+) -> Option<Option<String>> {
+    let kind = ["START", "END", "REPORT"]
+        .into_iter()
+        .find(|k| message.starts_with(&format!("{k} RequestId: ")))?;
+    let shown = system_level.is_none_or(|l| matches!(l, "TRACE" | "DEBUG" | "INFO"));
+    if kind == "END" || !shown {
+        return Some(None);
+    }
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(ts_ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let fields: Vec<(&str, &str)> = message
+        .split('\t')
+        .flat_map(|part| {
+            // START's fields share its line: "START RequestId: x Version: y".
+            let mut out = Vec::new();
+            let mut rest = part.trim();
+            for k in ["START ", "REPORT "] {
+                rest = rest.strip_prefix(k).unwrap_or(rest);
+            }
+            if let Some((id, version)) = rest.split_once(" Version: ") {
+                out.push(("Version", version));
+                rest = id;
+            }
+            if let Some((k, v)) = rest.split_once(": ") {
+                out.push((k, v));
+            }
+            out
+        })
+        .collect();
+    let field = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let number = |name: &str| {
+        field(name)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .map(serde_json::Value::from)
+    };
+    let request_id = field("RequestId").unwrap_or_default();
+    let record = match kind {
+        "START" => serde_json::json!({"requestId": request_id, "version": field("Version")}),
+        _ => {
+            let mut metrics = serde_json::json!({
+                "durationMs": number("Duration"),
+                "billedDurationMs": number("Billed Duration"),
+                "memorySizeMB": number("Memory Size"),
+                "maxMemoryUsedMB": number("Max Memory Used"),
+            });
+            if let Some(init) = number("Init Duration") {
+                metrics["initDurationMs"] = init;
+            }
+            let mut r = serde_json::json!({
+                "requestId": request_id,
+                "metrics": metrics,
+                "status": field("Status").unwrap_or("success"),
+            });
+            if let Some(t) = field("Error Type") {
+                r["errorType"] = t.into();
+            }
+            r
+        }
+    };
+    let kind = if kind == "START" {
+        "platform.start"
+    } else {
+        "platform.report"
+    };
+    Some(Some(
+        serde_json::json!({"time": time, "type": kind, "record": record}).to_string(),
+    ))
+}
+
 /// Which stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -213,6 +296,33 @@ pub struct LogEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_lines_in_json_are_lambdas_records() {
+        let start = platform_json("START RequestId: r1 Version: $LATEST", 0, None)
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&start).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"time": "1970-01-01T00:00:00Z", "type": "platform.start",
+                "record": {"requestId": "r1", "version": "$LATEST"}})
+        );
+        let report = "REPORT RequestId: r1\tDuration: 1.50 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 40 MB\tInit Duration: 30.00 ms\tStatus: error\tError Type: Runtime.Unknown";
+        let v: serde_json::Value =
+            serde_json::from_str(&platform_json(report, 0, Some("INFO")).unwrap().unwrap())
+                .unwrap();
+        assert_eq!(v["type"], "platform.report");
+        assert_eq!(
+            v["record"],
+            serde_json::json!({"requestId": "r1", "status": "error", "errorType": "Runtime.Unknown",
+                "metrics": {"durationMs": 1.5, "billedDurationMs": 2.0, "memorySizeMB": 128.0,
+                    "maxMemoryUsedMB": 40.0, "initDurationMs": 30.0}})
+        );
+        assert_eq!(platform_json("END RequestId: r1", 0, None), Some(None));
+        assert_eq!(platform_json(report, 0, Some("WARN")), Some(None));
+        assert_eq!(platform_json("hello", 0, None), None);
+    }
 
     /// A cold start's END and REPORT come after init and the handler, so
     /// they follow the lines the handler wrote in time as in order.

@@ -290,6 +290,7 @@ pub(crate) async fn log_tail(
             ..LogQuery::default()
         })
         .await?;
+    let logs = crate::wisp_api::in_log_format(state, logs).await;
     let mut text = String::new();
     for l in logs {
         text.push_str(&l.message);

@@ -754,3 +754,67 @@ fn workers_run_as_users_of_their_own_and_cannot_read_the_server() {
         "a new worker serves after a timeout"
     );
 }
+
+/// LoggingConfig JSON: the platform lines are Lambda's JSON records (no
+/// END); `wisp logs --format json` prints a JSON object per line and
+/// `--level` keeps what is at that level or above.
+#[test]
+fn json_logs_through_wisp_logs_by_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"));
+    let code = tmp.path().join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(
+        code.join("index.js"),
+        "exports.handler = async () => { console.debug('d'); console.info('i'); \
+         console.warn('w'); console.error('e'); return 'ok'; };",
+    )
+    .unwrap();
+    let mut body = lambda_body("jlog", "nodejs20.x", "index.handler", &zip_dir(&code));
+    body["LoggingConfig"] =
+        json!({"LogFormat": "JSON", "ApplicationLogLevel": "DEBUG", "SystemLogLevel": "INFO"});
+    let (status, created) = server.api_json("POST", "/2015-03-31/functions", &body);
+    assert_eq!(status, 201, "{created}");
+    let (status, _, _, id) = invoke(&server, "jlog", &json!({}));
+    assert_eq!(status, 200);
+
+    let out = server.cli(&["logs", "jlog", "--format", "json", "--request-id", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            l["message"]["type"]
+                .as_str()
+                .or(l["message"]["message"].as_str())
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["platform.start", "d", "i", "w", "e", "platform.report"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[3]["level"], "WARN");
+    assert_eq!(lines[5]["message"]["record"]["requestId"], id.as_str());
+    assert_eq!(lines[5]["message"]["record"]["status"], "success");
+
+    let out = server.cli(&["logs", "jlog", "--level", "warn", "--request-id", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let shown: Vec<&str> = text.lines().collect();
+    assert_eq!(shown.len(), 2, "{text}");
+    assert!(
+        shown[0].contains("\"message\":\"w\"") && shown[1].contains("\"message\":\"e\""),
+        "{text}"
+    );
+    let out = server.cli(&["logs", "jlog", "--level", "loud"]);
+    assert!(!out.status.success());
+}
