@@ -215,7 +215,10 @@ pub fn platform_json(
         field(name)
             .and_then(|v| v.split_whitespace().next())
             .and_then(|n| n.parse::<f64>().ok())
-            .map(serde_json::Value::from)
+            .map(|n| match n.fract() == 0.0 {
+                true => serde_json::Value::from(n as i64),
+                false => serde_json::Value::from(n),
+            })
     };
     let request_id = field("RequestId").unwrap_or_default();
     let record = match kind {
@@ -316,8 +319,8 @@ mod tests {
         assert_eq!(
             v["record"],
             serde_json::json!({"requestId": "r1", "status": "error", "errorType": "Runtime.Unknown",
-                "metrics": {"durationMs": 1.5, "billedDurationMs": 2.0, "memorySizeMB": 128.0,
-                    "maxMemoryUsedMB": 40.0, "initDurationMs": 30.0}})
+                "metrics": {"durationMs": 1.5, "billedDurationMs": 2, "memorySizeMB": 128,
+                    "maxMemoryUsedMB": 40, "initDurationMs": 30}})
         );
         assert_eq!(platform_json("END RequestId: r1", 0, None), Some(None));
         assert_eq!(platform_json(report, 0, Some("WARN")), Some(None));
