@@ -961,8 +961,7 @@ impl Flows {
                             }
                         }
                         if let Some(label) = &map_run {
-                            let arn = self.map_run_arn(machine, label, name, &run);
-                            events.push(history::map_run_ended(&arn, &done, now));
+                            events.push(history::map_run_ended(&done, now));
                             let status = if done.is_ok() { "SUCCEEDED" } else { "FAILED" };
                             let ran = MapRun::of_join(label, &run, since, &work, started, &results);
                             p.keep_map_run(ran.ended(status, now));

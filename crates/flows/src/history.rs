@@ -398,7 +398,7 @@ pub fn map_run_started(map_run_arn: &str, at_ms: i64) -> Value {
 }
 
 /// A map run ended: succeeded, or failed with the Map's failure.
-pub fn map_run_ended(_map_run_arn: &str, done: &Result<Value, Failure>, at_ms: i64) -> Value {
+pub fn map_run_ended(done: &Result<Value, Failure>, at_ms: i64) -> Value {
     match done {
         Ok(_) => event("MapRunSucceeded", at_ms, None),
         Err(f) => event(

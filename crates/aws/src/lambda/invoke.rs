@@ -30,12 +30,7 @@ pub(crate) async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
+    let header = |name: &str| text(&headers, name);
     let invocation_type = match header("x-amz-invocation-type") {
         "" | "RequestResponse" => "RequestResponse",
         "Event" => "Event",
@@ -146,12 +141,7 @@ pub(crate) async fn invoke(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&dispatched.version) {
-        h.insert("x-amz-executed-version", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        h.insert("x-amzn-RequestId", v);
-    }
+    executed(h, &dispatched.version, &request_id);
     if dispatched.replayed {
         h.insert(
             wisp_core::headers::IDEMPOTENT_REPLAY,
@@ -316,14 +306,8 @@ pub(crate) async fn invoke_with_response_stream(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let invocation_type = match header("x-amz-invocation-type").as_str() {
+    let header = |name: &str| text(&headers, name);
+    let invocation_type = match header("x-amz-invocation-type") {
         "" | "RequestResponse" => "RequestResponse",
         "DryRun" => "DryRun",
         other => {
@@ -397,13 +381,26 @@ pub(crate) async fn invoke_with_response_stream(
     let mut response = Response::new(axum::body::Body::new(out));
     let h = response.headers_mut();
     h.insert(http::header::CONTENT_TYPE, content_type);
-    if let Ok(v) = HeaderValue::from_str(&dispatched.version) {
+    executed(h, &dispatched.version, &request_id);
+    Ok(response)
+}
+
+/// A request header as text ("" when absent or not text).
+fn text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The version that ran and the request id, on an invoke's answer.
+fn executed(h: &mut HeaderMap, version: &str, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(version) {
         h.insert("x-amz-executed-version", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-amzn-RequestId", v);
     }
-    Ok(response)
 }
 
 /// Sends each chunk of a function's result as a PayloadChunk; the error

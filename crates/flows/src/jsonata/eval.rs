@@ -71,7 +71,7 @@ pub struct Frame {
 }
 
 impl Scope {
-    pub fn child(&self) -> Scope {
+    fn child(&self) -> Scope {
         Scope(Rc::new(Frame {
             vars: RefCell::default(),
             parent: Some(self.clone()),
