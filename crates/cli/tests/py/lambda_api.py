@@ -283,7 +283,10 @@ def group_update_config():
             FunctionName=NODE, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         r, _ = invoke(payload={"action": "log", "n": 7}, LogType="Tail")
         log = base64.b64decode(r.get("LogResult", "")).decode()
-        records = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
+        lines = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
+        eq([x["type"] for x in lines if "type" in x], ["platform.start", "platform.report"],
+           "START and REPORT as Lambda's JSON platform records")
+        records = [x for x in lines if "type" not in x]
         eq([(x["level"], x["message"]) for x in records], [("ERROR", "to stderr")],
            "console.error as a JSON record; console.log (INFO) below WARN dropped")
         expect(records and records[0]["requestId"] == r["ResponseMetadata"]["RequestId"], "its request id", records)
@@ -293,6 +296,7 @@ def group_update_config():
         r, _ = invoke(PY, {"action": "log", "n": 2}, LogType="Tail")
         log = base64.b64decode(r.get("LogResult", "")).decode()
         records = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
+        records = [x for x in records if "type" not in x]
         eq([(x["level"], x["message"], x["logger"]) for x in records], [("INFO", "logged via logging", "root")],
            "python logging as JSON records")
         for fn in (NODE, PY):
